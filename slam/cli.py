@@ -1,0 +1,60 @@
+"""Command line: `slam <command> ...`; each command lives in slam/commands/<name>.py."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from slam.errors import InputError
+
+# name -> one-line help; the module slam.commands.<name> provides add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, str] = {
+    "run": "run SLAM on a source and write a run folder",
+    "eval": "compare an estimated trajectory with ground truth (ATE/RPE)",
+    "pgo": "optimize a pose graph (g2o) in a chosen precision",
+    "ba": "solve a bundle-adjustment problem (BAL) in a chosen precision",
+    "simulate": "render a synthetic sequence with exact ground truth",
+    "view": "show a run folder in the 3-D viewer",
+    "info": "describe a source: kind, frames, calibration, ground truth, problems",
+    "demo": "run the built-in demo (no download needed)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser; command modules are imported only to add their own arguments."""
+    parser = argparse.ArgumentParser(prog="slam", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = _load(name)
+        if module is not None:
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"slam.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"slam.commands.{name}":
+            return None  # command not implemented yet
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `slam` console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = getattr(args, "_module", None)
+    if module is None:
+        parser.error(f"command '{args.command}' is not available in this version")
+    try:
+        return int(module.run(args) or 0)
+    except InputError as exc:
+        print(f"slam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slam {args.command}: interrupted", file=sys.stderr)
+        return 130

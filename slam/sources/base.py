@@ -1,0 +1,118 @@
+"""What every frame source yields: Frame, CameraModel, Calibration and the Source interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@dataclass
+class CameraModel:
+    """A camera's intrinsics and lens distortion, in pixels.
+
+    distortion_model: 'none', 'radtan' (k1 k2 p1 p2 [k3], OpenCV order) or 'equidistant' (k1..k4).
+    """
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion_model: str = "none"
+    distortion: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def K(self) -> np.ndarray:
+        """The 3x3 intrinsic matrix."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON description (used by `slam info --json`)."""
+        return {
+            "width": int(self.width), "height": int(self.height),
+            "fx": float(self.fx), "fy": float(self.fy), "cx": float(self.cx), "cy": float(self.cy),
+            "distortion_model": self.distortion_model,
+            "distortion": [float(d) for d in np.asarray(self.distortion).ravel()],
+        }
+
+
+@dataclass
+class Calibration:
+    """Calibration of a source as the frames are delivered (after undistortion/rectification).
+
+    `camera` describes the images a Frame carries: when a source rectifies, this is the rectified
+    pinhole model (distortion 'none'); `raw_cameras` keeps the models read from the dataset.
+    `baseline` (metres) is set for rectified stereo; `T_body_cam` (4x4) where the dataset gives one.
+    """
+
+    camera: CameraModel
+    rate_hz: float
+    baseline: float | None = None
+    depth_scale: float | None = None
+    T_body_cam: np.ndarray | None = None
+    raw_cameras: list[CameraModel] = field(default_factory=list)
+    T_cam0_cam1: np.ndarray | None = None
+
+    @property
+    def stereo(self) -> bool:
+        """True when frames carry a rectified right image."""
+        return self.baseline is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON description: the delivered intrinsics at top level (fx fy cx cy ...)."""
+        d = self.camera.as_dict()
+        d["rate_hz"] = float(self.rate_hz)
+        d["baseline"] = None if self.baseline is None else float(self.baseline)
+        d["depth_scale"] = None if self.depth_scale is None else float(self.depth_scale)
+        d["raw_cameras"] = [c.as_dict() for c in self.raw_cameras]
+        return d
+
+
+@dataclass
+class Frame:
+    """One time instant of a source.
+
+    left: uint8 image (grayscale HxW or BGR HxWx3); right: rectified right image or None;
+    depth: float32 metres (0 where unknown) registered to `left`, or None;
+    gt_pose: 4x4 float64 T_world_cam of the left camera, or None.
+    """
+
+    index: int
+    timestamp: float
+    left: np.ndarray
+    right: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    gt_pose: np.ndarray | None = None
+
+
+class Source(ABC):
+    """A sequence of frames with one calibration; iterate it, then close it (or use `with`)."""
+
+    calibration: Calibration
+    kind: str = "unknown"
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield frames in time order."""
+
+    def __len__(self) -> int:
+        """Number of frames when known in advance (live sources raise TypeError)."""
+        raise TypeError(f"{type(self).__name__} has no length")
+
+    def info(self) -> dict[str, Any]:
+        """Description for `slam info`: keys kind, frames, rate_hz, resolution, stereo, depth,
+        ground_truth, missing_files, calibration (and optionally problems)."""
+        return {"kind": self.kind, "calibration": self.calibration.as_dict()}
+
+    def close(self) -> None:
+        """Release files, threads and devices."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
