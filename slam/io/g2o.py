@@ -1,0 +1,305 @@
+"""3-D pose graphs in g2o format: VERTEX_SE3:QUAT, EDGE_SE3:QUAT and FIX lines, read and written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+from scipy.sparse import csgraph
+
+from slam.errors import FormatError, InputError, ProblemError
+from slam.geometry.quaternion import quat_to_rot, rot_to_quat
+
+VERTEX_TAG = "VERTEX_SE3:QUAT"
+EDGE_TAG = "EDGE_SE3:QUAT"
+FIX_TAG = "FIX"
+
+_VERTEX_FIELDS = ("id", "x", "y", "z", "qx", "qy", "qz", "qw")
+_TRIU_R, _TRIU_C = np.triu_indices(6)  # row by row, the order g2o writes the 21 entries in
+_EDGE_FIELDS = ("id_i", "id_j", "x", "y", "z", "qx", "qy", "qz", "qw") + tuple(
+    f"information[{r},{c}]" for r, c in zip(_TRIU_R, _TRIU_C))
+# g2o orders the tangent [x y z qx qy qz], ours is [w v]: swapping the two 3-blocks (as GTSAM's
+# readG2o does, without rescaling the quaternion part) is a permutation that is its own inverse.
+_SWAP = np.array([3, 4, 5, 0, 1, 2])
+# Tags of 2-D g2o and of the older TORO 2-D format, recognized only to say plainly they are 2-D.
+_TAGS_2D = frozenset({"VERTEX_SE2", "EDGE_SE2", "VERTEX_XY", "EDGE_SE2_XY", "EDGE_XY", "EDGE_SE2_PRIOR",
+                      "EDGE_PRIOR_SE2", "EDGE_SE2_POINTXY", "VERTEX2", "EDGE2"})
+
+
+@dataclass
+class PoseGraph:
+    """A 3-D pose graph: vertices (SE(3) poses) joined by relative-pose measurements with information."""
+
+    ids: np.ndarray           # (N,) int64 vertex ids as in the file, in file order
+    poses: np.ndarray         # (N,4,4) float64 T_world_vertex
+    edges: np.ndarray         # (M,2) int64 indices into poses (not ids): (i, j)
+    measurements: np.ndarray  # (M,4,4) float64 Z_ij = T_i^-1 T_j as measured
+    information: np.ndarray   # (M,6,6) float64 in our tangent order [rotation w, translation v]
+    fixed: np.ndarray         # (N,) bool, from FIX lines
+    path: str | None = None
+    edge_lines: np.ndarray | None = None  # (M,) int64 line number of each edge in `path`, for messages
+
+
+def read_g2o(path: str | Path) -> PoseGraph:
+    """Read a 3-D g2o pose graph; unknown tags are skipped with one warning that counts them."""
+    path = Path(path)
+    blocks = _split_by_tag(_read_text(path))
+    unknown = {tag: len(b[0]) for tag, b in blocks.items() if tag not in (VERTEX_TAG, EDGE_TAG, FIX_TAG)}
+    if VERTEX_TAG not in blocks and EDGE_TAG not in blocks:
+        if any(_is_2d(tag) for tag in unknown):
+            raise FormatError(f"2-D g2o files are not supported (found {_describe(unknown)}); this reader "
+                              f"handles 3-D pose graphs only: {VERTEX_TAG} and {EDGE_TAG} lines", path)
+        found = f" (found only {_describe(unknown)})" if unknown else ""
+        raise ProblemError(f"empty pose graph: no {VERTEX_TAG} and no {EDGE_TAG} lines{found}", path)
+    if unknown:
+        note = " (2-D tags are not supported)" if any(_is_2d(tag) for tag in unknown) else ""
+        warnings.warn(f"{path}: skipped {sum(unknown.values())} lines with unsupported tags{note}: "
+                      f"{_describe(unknown)}", stacklevel=2)
+
+    if VERTEX_TAG not in blocks:
+        raise ProblemError(f"empty pose graph: no {VERTEX_TAG} lines", path)
+    vlines, vtoks = blocks[VERTEX_TAG]
+    _check_counts(vtoks, vlines, _VERTEX_FIELDS, VERTEX_TAG, path)
+    vlines = np.asarray(vlines, dtype=np.int64)
+    ids = _parse_ints([t[:1] for t in vtoks], vlines, _VERTEX_FIELDS[:1], VERTEX_TAG, path)[:, 0]
+    vvals = _parse_floats([t[1:] for t in vtoks], vlines, _VERTEX_FIELDS[1:], VERTEX_TAG, path)
+    _check_duplicates(ids, vlines, path)
+    poses = _se3(vvals, vlines, VERTEX_TAG, path)
+
+    if EDGE_TAG not in blocks:
+        raise ProblemError(f"pose graph has {len(ids)} vertices but no {EDGE_TAG} lines: nothing to optimize", path)
+    elines, etoks = blocks[EDGE_TAG]
+    _check_counts(etoks, elines, _EDGE_FIELDS, EDGE_TAG, path)
+    elines = np.asarray(elines, dtype=np.int64)
+    edge_ids = _parse_ints([t[:2] for t in etoks], elines, _EDGE_FIELDS[:2], EDGE_TAG, path)
+    evals = _parse_floats([t[2:] for t in etoks], elines, _EDGE_FIELDS[2:], EDGE_TAG, path)
+    edges = _ids_to_indices(edge_ids, ids, elines, EDGE_TAG, path, blocks)
+    loops = np.flatnonzero(edges[:, 0] == edges[:, 1])
+    if loops.size:
+        raise ProblemError(f"{EDGE_TAG} joins vertex {edge_ids[loops[0], 0]} to itself; expected two "
+                           "different vertices", path, int(elines[loops[0]]))
+    measurements = _se3(evals[:, :7], elines, EDGE_TAG, path)
+    info_g2o = np.empty((len(evals), 6, 6))
+    info_g2o[:, _TRIU_R, _TRIU_C] = evals[:, 7:]
+    info_g2o[:, _TRIU_C, _TRIU_R] = evals[:, 7:]
+    information = info_g2o[:, _SWAP][:, :, _SWAP]
+    _check_positive_definite(information, elines, path)
+
+    fixed = np.zeros(len(ids), dtype=bool)
+    if FIX_TAG in blocks:
+        flines, ftoks = blocks[FIX_TAG]
+        for line, toks in zip(flines, ftoks):
+            if not toks:
+                raise FormatError(f"{FIX_TAG} expects one or more vertex ids, found none", path, line)
+        per_id_lines = np.repeat(np.asarray(flines, dtype=np.int64), [len(t) for t in ftoks])
+        fix_ids = _parse_ints([[tok] for toks in ftoks for tok in toks], per_id_lines, ("vertex id",), FIX_TAG, path)
+        fixed[_ids_to_indices(fix_ids, ids, per_id_lines, FIX_TAG, path, blocks)[:, 0]] = True
+
+    return PoseGraph(ids=ids, poses=poses, edges=edges, measurements=measurements, information=information,
+                     fixed=fixed, path=str(path), edge_lines=elines)
+
+
+def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = None) -> None:
+    """Write `graph` in g2o 3-D format at full precision; `poses` (N,4,4), if given, replace graph.poses."""
+    poses = graph.poses if poses is None else np.asarray(poses, dtype=np.float64)
+    n, m = len(graph.ids), len(graph.edges)
+    if poses.shape != (n, 4, 4):
+        raise ValueError(f"poses have shape {poses.shape}, expected ({n}, 4, 4) for {n} vertices")
+    for name, arr, shape in (("measurements", graph.measurements, (m, 4, 4)),
+                             ("information", graph.information, (m, 6, 6)), ("fixed", graph.fixed, (n,))):
+        if np.shape(arr) != shape:
+            raise ValueError(f"graph.{name} has shape {np.shape(arr)}, expected {shape}")
+    for name, arr in (("poses", poses), ("measurements", graph.measurements), ("information", graph.information)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contain NaN or Inf; refusing to write them to {path}")
+
+    vrows = np.concatenate([poses[:, :3, 3], rot_to_quat(poses[:, :3, :3])], axis=1)
+    info_g2o = np.asarray(graph.information)[:, _SWAP][:, :, _SWAP][:, _TRIU_R, _TRIU_C]
+    erows = np.concatenate([graph.measurements[:, :3, 3], rot_to_quat(graph.measurements[:, :3, :3]), info_g2o],
+                           axis=1)
+    ids = np.asarray(graph.ids).tolist()
+    end_ids = np.asarray(graph.ids)[graph.edges].tolist()
+    # repr is the shortest text that reads back to the same double: the file round-trips exactly.
+    out = [f"{VERTEX_TAG} {vid} {' '.join(map(repr, row))}" for vid, row in zip(ids, vrows.tolist())]
+    fixed_ids = np.asarray(graph.ids)[np.asarray(graph.fixed, dtype=bool)].tolist()
+    if fixed_ids:
+        out.append(f"{FIX_TAG} {' '.join(map(str, fixed_ids))}")
+    out += [f"{EDGE_TAG} {a} {b} {' '.join(map(repr, row))}" for (a, b), row in zip(end_ids, erows.tolist())]
+    _write_text_atomic(path, "\n".join(out) + "\n")
+
+
+def connected_components(graph: PoseGraph) -> np.ndarray:
+    """(N,) int64 label of the connected piece of the graph each vertex belongs to (0, 1, ...)."""
+    n = len(graph.ids)
+    e = np.asarray(graph.edges, dtype=np.int64).reshape(-1, 2)
+    adjacency = scipy.sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    _, labels = csgraph.connected_components(adjacency, directed=False)
+    return labels.astype(np.int64)
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text, with OS and encoding failures turned into errors naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except UnicodeDecodeError as e:
+        raise FormatError(f"not a text file (byte {e.start} is not UTF-8)", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read the file: {e.strerror or e}", path) from None
+
+
+def _write_text_atomic(path: str | Path, text: str) -> None:
+    """Write through a temporary file and rename, so a failure never leaves a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _split_by_tag(text: str) -> dict[str, tuple[list[int], list[list[str]]]]:
+    """Group non-blank, non-comment lines by their first token: tag -> (line numbers, other tokens)."""
+    blocks: dict[str, tuple[list[int], list[list[str]]]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        tokens = line.partition("#")[0].split()
+        if tokens:
+            lines, rows = blocks.setdefault(tokens[0], ([], []))
+            lines.append(number)
+            rows.append(tokens[1:])
+    return blocks
+
+
+def _is_2d(tag: str) -> bool:
+    """True for the tags of 2-D pose graphs."""
+    return tag in _TAGS_2D or "SE2" in tag
+
+
+def _describe(counts: dict[str, int]) -> str:
+    """'VERTEX_SE2 x3, EDGE_SE2 x5' from a tag -> count mapping."""
+    return ", ".join(f"{tag} x{count}" for tag, count in counts.items())
+
+
+def _check_counts(rows: list[list[str]], lines: list[int], fields: tuple[str, ...], tag: str, path: Path) -> None:
+    """Every line of `tag` has exactly len(fields) values after the tag."""
+    counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    bad = np.flatnonzero(counts != len(fields))
+    if bad.size:
+        k = bad[0]
+        shown = " ".join(fields[:9])
+        if len(fields) > 9:
+            shown += " and the 21 upper-triangular information entries"
+        raise FormatError(f"{tag} expects {len(fields)} values after the tag ({shown}), found {counts[k]}",
+                          path, lines[k])
+
+
+def _parse_floats(rows: list[list[str]], lines: np.ndarray, fields: tuple[str, ...], tag: str,
+                  path: Path) -> np.ndarray:
+    """Rows of number tokens -> finite float64 array; the first bad token is reported with its line."""
+    try:
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), len(fields))
+    except ValueError:
+        for line, row in zip(lines, rows):  # only on failure: find which token it was
+            for field, token in zip(fields, row):
+                try:
+                    float(token)
+                except ValueError:
+                    raise FormatError(f"{tag}: {field} is '{token}', expected a number", path, int(line)) from None
+        raise FormatError(f"{tag}: a value is not a number", path) from None
+    bad_row, bad_col = np.nonzero(~np.isfinite(values))
+    if bad_row.size:
+        r, c = bad_row[0], bad_col[0]
+        raise ProblemError(f"{tag}: {fields[c]} is {values[r, c]}, expected a finite number", path, int(lines[r]))
+    return values
+
+
+def _parse_ints(rows: list[list[str]], lines: np.ndarray, fields: tuple[str, ...], tag: str,
+                path: Path) -> np.ndarray:
+    """Rows of integer tokens (vertex ids) -> int64 array; the first bad token is reported with its line."""
+    try:
+        return np.array(rows, dtype=str).reshape(len(rows), len(fields)).astype(np.int64)
+    except (ValueError, OverflowError):
+        for line, row in zip(lines, rows):
+            for field, token in zip(fields, row):
+                try:
+                    if abs(int(token)) >= 2 ** 63:
+                        raise ValueError
+                except ValueError:
+                    raise FormatError(f"{tag}: {field} is '{token}', expected an integer vertex id",
+                                      path, int(line)) from None
+        raise FormatError(f"{tag}: a vertex id is not an integer", path) from None
+
+
+def _check_duplicates(ids: np.ndarray, lines: np.ndarray, path: Path) -> None:
+    """Each vertex id is defined once; a repeat is reported at its earliest second definition."""
+    order = np.argsort(ids, kind="stable")
+    repeat = order[1:][ids[order[1:]] == ids[order[:-1]]]
+    if repeat.size:
+        k = repeat.min()
+        first = np.flatnonzero(ids == ids[k])[0]
+        raise ProblemError(f"{VERTEX_TAG}: vertex id {ids[k]} is defined again (first at line {lines[first]})",
+                           path, int(lines[k]))
+
+
+def _se3(values: np.ndarray, lines: np.ndarray, tag: str, path: Path) -> np.ndarray:
+    """(K,7) rows 'x y z qx qy qz qw' -> (K,4,4) SE(3) matrices; quaternions are normalized here."""
+    norms = np.linalg.norm(values[:, 3:7], axis=1)
+    bad = np.flatnonzero(norms < 1e-12)
+    if bad.size:
+        raise ProblemError(f"{tag}: quaternion (qx qy qz qw) is zero, expected a unit quaternion",
+                           path, int(lines[bad[0]]))
+    T = np.zeros((len(values), 4, 4))
+    T[:, :3, :3] = quat_to_rot(values[:, 3:7] / norms[:, None])
+    T[:, :3, 3] = values[:, :3]
+    T[:, 3, 3] = 1.0
+    return T
+
+
+def _ids_to_indices(refs: np.ndarray, ids: np.ndarray, lines: np.ndarray, tag: str, path: Path,
+                    blocks: dict[str, tuple[list[int], list[list[str]]]]) -> np.ndarray:
+    """Vertex ids referred to by edge or FIX lines -> indices into `ids`; a missing id names its line."""
+    sorter = np.argsort(ids)
+    pos = np.minimum(np.searchsorted(ids, refs, sorter=sorter), len(ids) - 1)
+    found = ids[sorter[pos]] == refs
+    if not found.all():
+        row = np.flatnonzero(~found.all(axis=1))[0]
+        vid = refs[row][~found[row]][0]
+        raise ProblemError(f"{tag} refers to vertex {vid}, which no {VERTEX_TAG} line defines"
+                           f"{_other_vertex_note(vid, blocks)}", path, int(lines[row]))
+    return sorter[pos]
+
+
+def _other_vertex_note(vid: int, blocks: dict[str, tuple[list[int], list[list[str]]]]) -> str:
+    """' (it is a VERTEX_SE2 at line 7, which is not supported)' when another vertex tag defines it."""
+    for tag, (lines, rows) in blocks.items():
+        if tag.startswith("VERTEX") and tag != VERTEX_TAG:
+            for line, row in zip(lines, rows):
+                if row and row[0] == str(vid):
+                    return f" (it is a {tag} at line {line}, which is not supported)"
+    return ""
+
+
+def _check_positive_definite(information: np.ndarray, lines: np.ndarray, path: Path) -> None:
+    """Every information matrix is symmetric positive definite (by construction symmetric; Cholesky)."""
+    try:
+        np.linalg.cholesky(information)
+        return
+    except np.linalg.LinAlgError:
+        pass
+    for k, omega in enumerate(information):  # only on failure: find the first offending edge
+        try:
+            np.linalg.cholesky(omega)
+        except np.linalg.LinAlgError:
+            lowest = np.linalg.eigvalsh(omega)[0]
+            raise ProblemError(f"{EDGE_TAG}: information matrix is not positive definite (smallest eigenvalue "
+                               f"{lowest:.6g}); expected 21 upper-triangular entries of a symmetric positive "
+                               "definite 6x6 matrix", path, int(lines[k])) from None
