@@ -1,0 +1,98 @@
+"""Array backends: NumPy/SciPy on the CPU (fp16 emulated) or CuPy on an NVIDIA GPU (fp16 native)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+F16 = np.dtype(np.float16)
+F32 = np.dtype(np.float32)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where the linear algebra runs.
+
+    On NumPy, fp16 is *emulated*: operands are rounded to fp16 and stored in fp32, arithmetic and
+    accumulation are fp32 (what GPU half kernels with fp32 accumulation do), so the accuracy of
+    fp16 is reproduced but not its speed (NumPy fp16 arithmetic is ~50x slower than fp32 and SciPy
+    sparse has no fp16). On CuPy, fp16 arrays are stored natively.
+    """
+
+    name: str
+    xp: Any
+    sparse: Any
+
+    @property
+    def emulates_fp16(self) -> bool:
+        """True when fp16 stages are rounded through fp16 but computed in fp32."""
+        return self.name == "numpy"
+
+    def storage_dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype arrays of a stage are actually held in on this backend."""
+        dtype = np.dtype(dtype)
+        return F32 if (dtype == F16 and self.emulates_fp16) else dtype
+
+    def cast(self, x: Any, dtype: np.dtype) -> Any:
+        """Round x to `dtype` and return it in that stage's storage dtype (a rounded fp32 for emulated fp16)."""
+        dtype = np.dtype(dtype)
+        if dtype == F16 and self.emulates_fp16:
+            return x.astype(F16).astype(F32)
+        return x.astype(dtype, copy=False)
+
+    def cast_sparse(self, m: Any, dtype: np.dtype) -> Any:
+        """Round a CSR/CSC matrix's values to `dtype` (emulated fp16: rounded values held in fp32)."""
+        out = m.copy()
+        out.data = self.cast(m.data, dtype)
+        return out
+
+    def asarray(self, x: Any) -> Any:
+        """Move a host array to this backend."""
+        return self.xp.asarray(x)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        """Move an array of this backend to the host as NumPy."""
+        return x.get() if hasattr(x, "get") and self.name == "cupy" else np.asarray(x)
+
+
+def numpy_backend() -> Backend:
+    """The CPU backend (always available)."""
+    import scipy.sparse as sps
+
+    return Backend("numpy", np, sps)
+
+
+def cupy_backend() -> Backend:
+    """The GPU backend; raises RuntimeError with the reason when CuPy or a GPU is not available."""
+    try:
+        import cupy
+        import cupyx.scipy.sparse as csps
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # ImportError, CUDARuntimeError: no usable GPU
+        raise RuntimeError(f"CuPy backend unavailable ({exc}); install '.[gpu]' on a machine with an NVIDIA GPU") from exc
+    return Backend("cupy", cupy, csps)
+
+
+def get_backend(name: str = "numpy") -> Backend:
+    """Backend by name: 'numpy', 'cupy', or 'auto' (CuPy when it works, else NumPy)."""
+    if name == "numpy":
+        return numpy_backend()
+    if name == "cupy":
+        return cupy_backend()
+    if name == "auto":
+        try:
+            return cupy_backend()
+        except RuntimeError:
+            return numpy_backend()
+    raise ValueError(f"unknown backend '{name}'; choose numpy, cupy or auto")
+
+
+def pow2_scale(x: Any, xp: Any = np) -> float:
+    """A power of two s with max|x|*s in [0.5, 1): scaling by it is exact in every binary format."""
+    m = float(xp.max(xp.abs(x))) if x.size else 0.0
+    if not np.isfinite(m) or m == 0.0:
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.frexp(m)[1])))

@@ -1,0 +1,188 @@
+"""Pose-graph optimization problems: SE(3) (6-DoF) and Sim(3) (7-DoF) between factors.
+
+Residual of edge (i, j) with measurement Z_ij: e = Log(Z_ij^-1 X_i^-1 X_j) (GTSAM's BetweenFactor
+with the Pose3 logmap), cost 1/2 sum e^T Omega e. Right perturbation X <- X Exp(d):
+  de/dd_j = J_r^-1(e),   de/dd_i = -J_r^-1(e) Ad(X_j^-1 X_i).
+Fixed vertices (g2o FIX lines, or one per connected piece as gauge) are left out of the unknowns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from slam.errors import ProblemError
+from slam.geometry import lie
+
+
+@dataclass(frozen=True)
+class _Group:
+    dof: int
+    exp: Any
+    log: Any
+    inverse: Any
+    adjoint: Any
+    jr_inv: Any
+
+
+GROUPS = {
+    "se3": _Group(6, lie.se3_exp, lie.se3_log, lie.se3_inverse, lie.se3_adjoint, lie.se3_right_jacobian_inv),
+    "sim3": _Group(7, lie.sim3_exp, lie.sim3_log, lie.sim3_inverse, lie.sim3_adjoint, lie.sim3_right_jacobian_inv),
+}
+
+
+def _round(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round float64 values to `dtype` and hold them in float64 (emulates a stage's input/output precision)."""
+    dtype = np.dtype(dtype)
+    return x if dtype == np.float64 else x.astype(dtype).astype(np.float64)
+
+
+class PoseGraphProblem:
+    """A pose graph as a LeastSquaresProblem; `poses` is updated in place by the solver."""
+
+    preconditioner = "ichol"
+
+    def __init__(self, poses: np.ndarray, edges: np.ndarray, measurements: np.ndarray, information: np.ndarray,
+                 fixed: np.ndarray | None = None, group: str = "se3", gauge: str = "per-component") -> None:
+        if group not in GROUPS:
+            raise ValueError(f"unknown group '{group}'; choose se3 or sim3")
+        self.g = GROUPS[group]
+        d = self.g.dof
+        self.group = group
+        self.poses = np.array(poses, dtype=np.float64)
+        n = self.poses.shape[0]
+        self.edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+        m = self.edges.shape[0]
+        if n == 0 or m == 0:
+            raise ProblemError(f"empty pose graph ({n} vertices, {m} edges): nothing to optimize")
+        if self.edges.min() < 0 or self.edges.max() >= n:
+            raise ProblemError(f"edge refers to vertex index outside 0..{n - 1}")
+        if np.any(self.edges[:, 0] == self.edges[:, 1]):
+            k = int(np.flatnonzero(self.edges[:, 0] == self.edges[:, 1])[0])
+            raise ProblemError(f"edge {k} connects vertex index {self.edges[k, 0]} to itself")
+        Z = np.asarray(measurements, dtype=np.float64)
+        Om = np.asarray(information, dtype=np.float64)
+        if Om.shape != (m, d, d):
+            raise ProblemError(f"information must be ({m}, {d}, {d}) for {group}, got {Om.shape}")
+        for name, a in (("poses", self.poses), ("measurements", Z), ("information", Om)):
+            if not np.all(np.isfinite(a)):
+                raise ProblemError(f"{name} contain NaN or Inf")
+        try:
+            Lc = np.linalg.cholesky(0.5 * (Om + Om.transpose(0, 2, 1)))
+        except np.linalg.LinAlgError:
+            bad = [k for k in range(m) if np.linalg.eigvalsh(Om[k])[0] <= 0][:5]
+            raise ProblemError(f"information matrix of edge(s) {bad} is not positive definite") from None
+        self.W = Lc.transpose(0, 2, 1)  # Omega = W^T W, whitened residual W e
+        self.Zinv = self.g.inverse(Z)
+        self.fixed = np.zeros(n, bool) if fixed is None else np.asarray(fixed, bool).copy()
+        self.gauge_vertices = self._fix_gauge(gauge)
+        free = ~self.fixed
+        self.col_of = np.full(n, -1, np.int64)
+        self.col_of[free] = np.arange(free.sum())
+        self.n_params = int(free.sum()) * d
+        self.groups = [(0, int(free.sum()), d)]
+        self._build_pattern()
+
+    def _fix_gauge(self, gauge: str) -> np.ndarray:
+        """Hold one vertex of every connected piece that has no fixed vertex (the gauge freedom)."""
+        n = self.poses.shape[0]
+        if gauge == "none":
+            return np.zeros(0, np.int64)
+        G = sp.coo_matrix((np.ones(len(self.edges)), (self.edges[:, 0], self.edges[:, 1])), shape=(n, n))
+        ncomp, labels = connected_components(G, directed=False)
+        has_fixed = np.bincount(labels, weights=self.fixed.astype(float), minlength=ncomp) > 0
+        first = np.full(ncomp, n, np.int64)
+        np.minimum.at(first, labels, np.arange(n))
+        add = first[~has_fixed]
+        self.fixed[add] = True
+        self.n_components = ncomp
+        return add
+
+    def _build_pattern(self) -> None:
+        """CSR index arrays of J, fixed once; linearize only fills the values."""
+        d, m = self.g.dof, len(self.edges)
+        ci = self.col_of[self.edges[:, 0]]
+        cj = self.col_of[self.edges[:, 1]]
+        cols = np.concatenate([ci[:, None] * d + np.arange(d), cj[:, None] * d + np.arange(d)], axis=1)  # (m, 2d)
+        keep = np.concatenate([np.repeat(ci[:, None] >= 0, d, 1), np.repeat(cj[:, None] >= 0, d, 1)], axis=1)
+        cols = np.broadcast_to(cols[:, None, :], (m, d, 2 * d))
+        keep = np.broadcast_to(keep[:, None, :], (m, d, 2 * d))
+        self._keep = keep.reshape(-1)
+        self._indices = cols.reshape(-1)[self._keep].astype(np.int32)
+        per_row = keep.sum(axis=2).reshape(-1)
+        self._indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)
+        self._shape = (m * d, self.n_params)
+
+    # ---------------------------------------------------------------- LeastSquaresProblem interface
+    def _errors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        X = _round(self.poses, dtype)
+        Xi, Xj = X[self.edges[:, 0]], X[self.edges[:, 1]]
+        XiinvXj = self.g.inverse(Xi) @ Xj
+        e = self.g.log(_round(self.Zinv, dtype) @ XiinvXj)
+        return _round(e, dtype), Xi, Xj
+
+    def cost(self, dtype: np.dtype = np.float64) -> float:
+        """1/2 sum e^T Omega e, inputs and whitened residuals rounded to dtype, summed in fp64."""
+        e, _, _ = self._errors(dtype)
+        r = _round(np.einsum("mab,mb->ma", self.W, e), dtype)
+        return 0.5 * float(np.sum(r * r))
+
+    def linearize(self, residual_dtype: np.dtype, jacobian_dtype: np.dtype) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Whitened Jacobian (CSR, values in jacobian_dtype) and whitened residual at the current poses."""
+        e, Xi, Xj = self._errors(residual_dtype)
+        r = _round(np.einsum("mab,mb->ma", self.W, e), residual_dtype).reshape(-1)
+        Jinv = self.g.jr_inv(e)
+        WJ = self.W @ Jinv
+        Ai = -WJ @ self.g.adjoint(self.g.inverse(Xj) @ Xi)
+        vals = np.concatenate([Ai, WJ], axis=2).reshape(-1)[self._keep]
+        J = sp.csr_matrix((vals.astype(jacobian_dtype if np.dtype(jacobian_dtype) != np.float16 else np.float32),
+                           self._indices, self._indptr), shape=self._shape)
+        if np.dtype(jacobian_dtype) == np.float16:
+            J.data = J.data.astype(np.float16).astype(np.float32)
+        return J, r.astype(np.float64)
+
+    def static_jacobian(self) -> sp.csr_matrix:
+        """Whitened Jacobian at zero residual (X_i^-1 X_j = Z_ij): J_r^-1 = I, Ad(X_j^-1 X_i) = Ad(Z_ij^-1).
+
+        It depends on the measurements only, not on the iterate, and it is what the Jacobian tends
+        to at the optimum; the static incomplete-Cholesky preconditioner is factored from it once.
+        """
+        Ai = -self.W @ self.g.adjoint(self.Zinv)
+        vals = np.concatenate([Ai, self.W], axis=2).reshape(-1)[self._keep]
+        return sp.csr_matrix((vals, self._indices, self._indptr), shape=self._shape)
+
+    def get_state(self) -> np.ndarray:
+        """Copy of the poses."""
+        return self.poses.copy()
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Restore poses from get_state."""
+        self.poses[...] = state
+
+    def retract(self, dx: np.ndarray, dtype: np.dtype) -> None:
+        """X_k <- X_k Exp(dx_k) for free vertices, the product computed with operands in dtype."""
+        d = self.g.dof
+        free = self.col_of >= 0
+        delta = self.g.exp(dx.reshape(-1, d))
+        dtype = np.dtype(dtype)
+        if dtype == np.float64:
+            self.poses[free] = self.poses[free] @ delta
+        else:
+            work = np.float32 if dtype == np.float16 else dtype  # fp16 emulated: fp16 operands, fp32 product
+            prod = _round(self.poses[free], dtype).astype(work) @ _round(delta, dtype).astype(work)
+            self.poses[free] = _round(prod.astype(np.float64), dtype)
+
+    def edge_costs(self) -> np.ndarray:
+        """Per-edge 1/2 e^T Omega e in fp64 (for reports and outlier inspection)."""
+        e, _, _ = self._errors(np.float64)
+        r = np.einsum("mab,mb->ma", self.W, e)
+        return 0.5 * np.sum(r * r, axis=1)
+
+
+def from_pose_graph(graph: Any, group: str = "se3") -> PoseGraphProblem:
+    """Build the problem from slam.io.g2o.PoseGraph."""
+    return PoseGraphProblem(graph.poses, graph.edges, graph.measurements, graph.information, graph.fixed, group=group)

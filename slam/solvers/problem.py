@@ -1,0 +1,35 @@
+"""The interface every nonlinear least-squares problem offers to the LM driver."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class LeastSquaresProblem(Protocol):
+    """A problem min_x 1/2 sum rho(||e_k(x)||^2_Omega) on a manifold, linearized as whitened J, r.
+
+    `groups` describes the tangent vector layout as (start, n_blocks, block_size) triples; the
+    preconditioner uses it ('ichol' needs a single uniform group, 'jacobi' any).
+    """
+
+    n_params: int
+    groups: list[tuple[int, int, int]]
+    preconditioner: str  # 'ichol' (pose graphs) or 'jacobi' (bundle adjustment)
+
+    def cost(self, dtype: np.dtype) -> float:
+        """1/2 sum of robustified squared whitened residuals at the current state, computed in dtype."""
+
+    def linearize(self, residual_dtype: np.dtype, jacobian_dtype: np.dtype) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Whitened (and robust-reweighted) Jacobian (m, n_params) and residual (m,) at the current state."""
+
+    def get_state(self) -> Any:
+        """An opaque copy of the current estimate."""
+
+    def set_state(self, state: Any) -> None:
+        """Restore an estimate obtained from get_state."""
+
+    def retract(self, dx: np.ndarray, dtype: np.dtype) -> None:
+        """x <- x [+] dx (manifold retraction), computed in dtype; dx has n_params entries."""
