@@ -1,0 +1,41 @@
+"""`slam pgo PROBLEM.g2o`: pose-graph optimization in a chosen precision."""
+
+from __future__ import annotations
+
+import argparse
+
+from slam.commands.solver_cli import add_solver_arguments, options_from_args, print_summary, write_json
+from slam.io.g2o import read_g2o, write_g2o
+from slam.solvers.lm import solve
+from slam.solvers.pgo import from_pose_graph
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `slam pgo`."""
+    parser.add_argument("problem", metavar="PROBLEM.g2o", help="3-D pose graph (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX)")
+    parser.add_argument("--out", metavar="RESULT.g2o", help="write the optimized graph (full precision)")
+    add_solver_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read, optimize, report, write; outputs are written even when interrupted."""
+    graph = read_g2o(args.problem)
+    problem = from_pose_graph(graph)
+    opt = options_from_args(args)
+    interrupted = False
+    try:
+        summary = solve(problem, opt)
+    except KeyboardInterrupt:
+        interrupted, summary = True, None
+    if args.out:
+        write_g2o(args.out, graph, poses=problem.poses)
+    if summary is None:
+        print(f"interrupted: wrote the current estimate{' to ' + args.out if args.out else ''}")
+        return 130
+    stats = summary.as_dict()
+    stats.update({"problem": str(args.problem), "vertices": int(len(graph.poses)), "edges": int(len(graph.edges)),
+                  "gauge_vertices": [int(graph.ids[i]) for i in problem.gauge_vertices],
+                  "components": int(problem.n_components)})
+    print_summary(summary, f"slam pgo {args.problem}: {len(graph.poses)} poses, {len(graph.edges)} edges")
+    write_json(args.json, stats)
+    return 130 if interrupted else 0
