@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from slam.errors import FormatError, InputError, ProblemError
+from slam.errors import FormatError, ProblemError
+from slam.io.text import read_text, write_text_atomic
 
 _HEADER = "'num_cameras num_points num_observations'"
 _CAMERA_FIELDS = ("angle-axis x", "angle-axis y", "angle-axis z", "tx", "ty", "tz", "f", "k1", "k2")
@@ -32,7 +31,7 @@ class BALProblem:
 def read_bal(path: str | Path) -> BALProblem:
     """Read a BAL problem file; every defect is reported with the file and the line it is on."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     first_line = text.split("\n", 1)[0]
     head = first_line.split()
     if len(head) != 3:
@@ -120,7 +119,7 @@ def write_bal(path: str | Path, problem: BALProblem) -> None:
                 np.asarray(problem.observations, dtype=np.float64).tolist())]
     out += map(repr, np.asarray(problem.cameras, dtype=np.float64).ravel().tolist())
     out += map(repr, np.asarray(problem.points, dtype=np.float64).ravel().tolist())
-    _write_text_atomic(path, "\n".join(out) + "\n")
+    write_text_atomic(path, "\n".join(out) + "\n")
 
 
 def bal_project(cameras: np.ndarray, points: np.ndarray, cam_idx: np.ndarray, pt_idx: np.ndarray) -> np.ndarray:
@@ -151,31 +150,6 @@ def bal_cost(problem: BALProblem) -> float:
     """0.5 * sum of squared reprojection errors (the Ceres convention), in pixels^2."""
     r = bal_residuals(problem)
     return 0.5 * float(np.sum(r * r))
-
-
-def _read_text(path: Path) -> str:
-    """The whole file as text, with OS and encoding failures turned into errors naming the file."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except UnicodeDecodeError as e:
-        raise FormatError(f"not a text file (byte {e.start} is not UTF-8)", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read the file: {e.strerror or e}", path) from None
-
-
-def _write_text_atomic(path: str | Path, text: str) -> None:
-    """Write through a temporary file and rename, so a failure never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _line_of_token(text: str, k: int) -> int:

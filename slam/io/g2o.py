@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +10,9 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse import csgraph
 
-from slam.errors import FormatError, InputError, ProblemError
+from slam.errors import FormatError, ProblemError
 from slam.geometry.quaternion import quat_to_rot, rot_to_quat
+from slam.io.text import read_text, write_text_atomic
 
 VERTEX_TAG = "VERTEX_SE3:QUAT"
 EDGE_TAG = "EDGE_SE3:QUAT"
@@ -48,7 +47,7 @@ class PoseGraph:
 def read_g2o(path: str | Path) -> PoseGraph:
     """Read a 3-D g2o pose graph; unknown tags are skipped with one warning that counts them."""
     path = Path(path)
-    blocks = _split_by_tag(_read_text(path))
+    blocks = _split_by_tag(read_text(path))
     unknown = {tag: len(b[0]) for tag, b in blocks.items() if tag not in (VERTEX_TAG, EDGE_TAG, FIX_TAG)}
     if VERTEX_TAG not in blocks and EDGE_TAG not in blocks:
         if any(_is_2d(tag) for tag in unknown):
@@ -130,7 +129,7 @@ def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = Non
     if fixed_ids:
         out.append(f"{FIX_TAG} {' '.join(map(str, fixed_ids))}")
     out += [f"{EDGE_TAG} {a} {b} {' '.join(map(repr, row))}" for (a, b), row in zip(end_ids, erows.tolist())]
-    _write_text_atomic(path, "\n".join(out) + "\n")
+    write_text_atomic(path, "\n".join(out) + "\n")
 
 
 def connected_components(graph: PoseGraph) -> np.ndarray:
@@ -140,31 +139,6 @@ def connected_components(graph: PoseGraph) -> np.ndarray:
     adjacency = scipy.sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     _, labels = csgraph.connected_components(adjacency, directed=False)
     return labels.astype(np.int64)
-
-
-def _read_text(path: Path) -> str:
-    """The whole file as text, with OS and encoding failures turned into errors naming the file."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except UnicodeDecodeError as e:
-        raise FormatError(f"not a text file (byte {e.start} is not UTF-8)", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read the file: {e.strerror or e}", path) from None
-
-
-def _write_text_atomic(path: str | Path, text: str) -> None:
-    """Write through a temporary file and rename, so a failure never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _split_by_tag(text: str) -> dict[str, tuple[list[int], list[list[str]]]]:
