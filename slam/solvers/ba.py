@@ -1,26 +1,31 @@
-"""Bundle adjustment: SE(3) cameras, 3-D points, pinhole or BAL projection, robust losses.
+"""Bundle adjustment: SE(3) cameras, 3-D points, BAL or pinhole projection, robust losses.
 
-Camera c maps a world point to its frame by P = R_c X + t_c (T_cw, world-to-camera, as in BAL and
-OpenCV). Projection conventions:
+Camera c maps a world point into its frame by P = R_c X + t_c (T_cw: world-to-camera, the BAL and
+OpenCV convention; a map's T_wc poses are inverted before). Projections, residual r = u - observed:
   'bal':     p = -P.xy / P.z,  u = f (1 + k1 |p|^2 + k2 |p|^4) p      intrinsics [f, k1, k2]
   'pinhole': p =  P.xy / P.z,  u = [fx p_x + cx, fy p_y + cy]          intrinsics [fx, fy, cx, cy]
-Residual r = u - observed (pixels). No point is dropped for lying behind a camera: BAL has a few
-with P.z > 0 in its own sign convention and they still project to their observations.
+No point is dropped for lying behind a camera: BAL has a few with P.z > 0 in its own sign
+convention and they still project onto their observations.
 
-Retraction (left composition with (Exp(dw), dt), a first-order SE(3) left perturbation):
-  R <- Exp(dw) R,  t <- Exp(dw) t + dt,  so  P <- Exp(dw) P + dt;  X <- X + dX;  k <- k + dk.
-Hence dP/d[dw, dt] = [-hat(P), I] and dP/dX = R: the camera Jacobian depends on camera-frame
-coordinates only, not on how far the world origin is (better conditioned than the additive t).
-Camera tangent: [dw (3), dt (3), dk (3 or 4 when optimize_intrinsics)].
+Retraction: left composition of T_cw with D = (Exp(dw), dt) on SO(3) x R^3 (equivalently the
+right perturbation T_wc <- T_wc D^-1 of the project's T_wc convention):
+R <- Exp(dw) R,  t <- Exp(dw) t + dt  (so P <- Exp(dw) P + dt),
+X <- X + dX,  k <- k + dk.  Hence dP/d[dw, dt] = [-hat(P), I] and dP/dX = R: the camera Jacobian
+depends on camera-frame coordinates only, not on how far away the world origin is.
+Camera tangent: [dw (3), dt (3), dk (3 or 4, with optimize_intrinsics)]; then 3 per free point.
 
 Robust loss rho(s) on s = |r|^2 per observation, cost 1/2 sum rho(s). Linearized by IRLS: rows and
 residual scaled by sqrt(rho'(s)), without the Triggs second-order correction, so the gradient is
 exact (rho' J^T r) and the Gauss-Newton matrix stays positive semidefinite.
+
+Precision: state inputs and residuals are rounded to the stage dtype (as pgo.py does); an fp16
+Jacobian is returned in power-of-two column units (max column norm < 1, exact in binary) so that
+no entry overflows fp16 before lm.py's Jacobi scaling, and retract converts back.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,14 +33,19 @@ import scipy.sparse as sp
 from slam.errors import ProblemError
 from slam.geometry import lie
 from slam.io.bal import BALProblem
+from slam.solvers.backend import Backend
+from slam.solvers.ba_precond import SchurPreconditioner, SchurStructure, schur_structure
+from slam.solvers.lm import SolverOptions
 from slam.solvers.pgo import _round
+from slam.solvers.precision import PrecisionPolicy
+from slam.solvers.precond import BlockJacobi, block_diagonal
 
 PROJECTIONS = {"bal": 3, "pinhole": 4}  # convention -> number of intrinsics
 LOSSES = ("none", "huber", "cauchy")
 
 
 def robust_loss(name: str, s: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """rho(s) and rho'(s) of a loss on squared norms s (Ceres's HuberLoss / CauchyLoss with a = scale)."""
+    """rho(s) and rho'(s) on squared norms s: Ceres's HuberLoss / CauchyLoss with a = scale."""
     if name == "none":
         return s, np.ones_like(s)
     b = scale * scale
@@ -48,46 +58,77 @@ def robust_loss(name: str, s: np.ndarray, scale: float) -> tuple[np.ndarray, np.
     raise ValueError(f"unknown loss '{name}'; choose one of {', '.join(LOSSES)}")
 
 
+def default_options(precision: str | PrecisionPolicy = "mixed", **overrides: Any) -> SolverOptions:
+    """SolverOptions for BA: the engine's defaults, with CG capped at 100 iterations.
+
+    With the Schur preconditioner CG needs 1-10 iterations per step; needing 100 means fp16
+    products cannot resolve the system further (small LM damping in mixed/fp16), and more
+    iterations only cost time. CG stops on the model decrease (the class's cg_model_tol).
+    """
+    overrides.setdefault("cg_max_iterations", 100)
+    return SolverOptions(precision=precision, **overrides)
+
+
+def from_bal(bal: BALProblem, **kwargs: Any) -> "BundleAdjustmentProblem":
+    """BundleAdjustmentProblem.from_bal (module-level, like pgo.from_pose_graph)."""
+    return BundleAdjustmentProblem.from_bal(bal, **kwargs)
+
+
 def _mask(m: np.ndarray | None, n: int, name: str) -> np.ndarray:
+    """Boolean mask of length n from a mask or an index list."""
     if m is None:
         return np.zeros(n, bool)
     m = np.asarray(m)
-    if m.dtype != bool and m.ndim == 1 and m.size and np.issubdtype(m.dtype, np.integer):
-        if m.min() < 0 or m.max() >= n:
+    if m.dtype != bool and np.issubdtype(m.dtype, np.integer) and m.ndim == 1:
+        if m.size and (m.min() < 0 or m.max() >= n):
             raise ProblemError(f"{name}: index out of range 0..{n - 1}")
         out = np.zeros(n, bool)
         out[m] = True
         return out
-    if m.shape != (n,):
-        raise ProblemError(f"{name} must be a boolean mask of shape ({n},) or an index list, got shape {m.shape}")
-    return m.astype(bool).copy()
+    if m.shape != (n,) or m.dtype != bool:
+        raise ProblemError(f"{name} must be a boolean mask of shape ({n},) or a list of indices, "
+                           f"got {m.dtype} {m.shape}")
+    return m.copy()
 
 
 class BundleAdjustmentProblem:
-    """A bundle-adjustment problem as a LeastSquaresProblem; R, t, intrinsics, points are updated in place."""
+    """A bundle-adjustment problem as a LeastSquaresProblem; R, t, intrinsics, points change in place.
 
-    preconditioner = "jacobi"
+    poses: (C,4,4) T_cw, or (R, t) with R (C,3,3) or angle-axis (C,3); intrinsics (C,k) or (k,)
+    per `projection` (None: normalized coordinates); cam_idx, pt_idx (O,), observations (O,2) pixels;
+    loss 'none' | 'huber' | 'cauchy' with loss_scale in pixels; fixed_cameras / fixed_points as
+    boolean masks or index lists (fixed cameras keep their intrinsics too); schur: the
+    preconditioner's S~ ('auto', 'exact', 'schur-jacobi', see ba_precond.py); schur_refresh: reuse
+    the last S~ until CG needs this many more iterations than with a fresh one (0: form S every time).
+    """
+
+    preconditioner = "jacobi"  # used when SolverOptions.preconditioner names it; 'auto' uses make_preconditioner
+    # CG stops when its last iterations add < 1% of the model decrease (cgnr.py): with fp16 products
+    # a residual test can stall short of its tolerance while the step is already as good as it gets.
+    cg_model_tol = 1e-2
 
     def __init__(self, poses: np.ndarray | tuple[np.ndarray, np.ndarray], points: np.ndarray,
                  cam_idx: np.ndarray, pt_idx: np.ndarray, observations: np.ndarray,
                  intrinsics: np.ndarray | None = None, *, projection: str = "bal",
                  optimize_intrinsics: bool = False, loss: str = "none", loss_scale: float = 1.0,
-                 fixed_cameras: np.ndarray | None = None, fixed_points: np.ndarray | None = None) -> None:
+                 fixed_cameras: np.ndarray | None = None, fixed_points: np.ndarray | None = None,
+                 schur: str = "auto", schur_refresh: int = 4) -> None:
         if projection not in PROJECTIONS:
             raise ValueError(f"unknown projection '{projection}'; choose bal or pinhole")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
         if loss != "none" and not (np.isfinite(loss_scale) and loss_scale > 0):
             raise ProblemError(f"loss_scale must be a positive number of pixels, got {loss_scale}")
-        self.projection, self.loss, self.loss_scale = projection, loss, float(loss_scale)
-        self.R, self.t = self._poses(poses)
+        if schur not in ("auto", "exact", "schur-jacobi"):
+            raise ValueError(f"unknown schur '{schur}'; choose auto, exact or schur-jacobi")
+        self.projection, self.loss, self.loss_scale, self.schur = projection, loss, float(loss_scale), schur
+        self.R, self.t = _poses(poses)
         C = self.R.shape[0]
         nk = PROJECTIONS[projection]
         if intrinsics is None:  # normalized image coordinates
             intrinsics = [1.0, 0.0, 0.0] if projection == "bal" else [1.0, 1.0, 0.0, 0.0]
         k = np.asarray(intrinsics, dtype=np.float64)
-        if k.shape == (nk,):
-            k = np.tile(k, (C, 1))
+        k = np.tile(k, (C, 1)) if k.shape == (nk,) else k
         if k.shape != (C, nk):
             names = "[f, k1, k2]" if projection == "bal" else "[fx, fy, cx, cy]"
             raise ProblemError(f"intrinsics must be ({C}, {nk}) or ({nk},) {names} for '{projection}', got {k.shape}")
@@ -96,59 +137,54 @@ class BundleAdjustmentProblem:
         if self.points.ndim != 2 or self.points.shape[1] != 3:
             raise ProblemError(f"points must be (P, 3), got {self.points.shape}")
         P = self.points.shape[0]
-        self.cam_idx = np.asarray(cam_idx, dtype=np.int64).ravel()
-        self.pt_idx = np.asarray(pt_idx, dtype=np.int64).ravel()
+        self.cam_idx = np.asarray(cam_idx).astype(np.int64).ravel()
+        self.pt_idx = np.asarray(pt_idx).astype(np.int64).ravel()
         self.obs = np.array(observations, dtype=np.float64)
         O = self.cam_idx.size
         if O == 0 or C == 0 or P == 0:
             raise ProblemError(f"empty problem ({C} cameras, {P} points, {O} observations): nothing to optimize")
         if self.pt_idx.size != O or self.obs.shape != (O, 2):
-            raise ProblemError(f"cam_idx, pt_idx and observations must have {O} entries ((O,), (O,), (O, 2)); "
-                               f"got {self.pt_idx.shape}, {self.obs.shape}")
+            raise ProblemError(f"cam_idx, pt_idx and observations must be (O,), (O,), (O, 2) with O = {O}; "
+                               f"got {self.pt_idx.shape} and {self.obs.shape}")
         for name, idx, n in (("cam_idx", self.cam_idx, C), ("pt_idx", self.pt_idx, P)):
             bad = np.flatnonzero((idx < 0) | (idx >= n))
             if bad.size:
-                raise ProblemError(f"observation {bad[0]}: {name} {idx[bad[0]]} out of range 0..{n - 1}")
-        for name, a in (("poses", self.R), ("poses", self.t), ("intrinsics", self.intrinsics),
+                raise ProblemError(f"observation {bad[0]}: {name} {idx[bad[0]]} is out of range 0..{n - 1}")
+        for name, a in (("rotations", self.R), ("translations", self.t), ("intrinsics", self.intrinsics),
                         ("points", self.points), ("observations", self.obs)):
             if not np.all(np.isfinite(a)):
                 raise ProblemError(f"{name} contain NaN or Inf")
+        orth = np.abs(np.matmul(self.R, self.R.transpose(0, 2, 1)) - np.eye(3)).max(axis=(1, 2))
+        if np.any(orth > 1e-6) or np.any(np.linalg.det(self.R) < 0):
+            c = int(np.flatnonzero((orth > 1e-6) | (np.linalg.det(self.R) < 0))[0])
+            raise ProblemError(f"camera {c}: the rotation is not a rotation matrix (|R R^T - I| = {orth[c]:.2g})")
         self.fixed_cameras = _mask(fixed_cameras, C, "fixed_cameras")
         self.fixed_points = _mask(fixed_points, P, "fixed_points")
         self.optimize_intrinsics = bool(optimize_intrinsics)
         self.cam_dim = 6 + (nk if optimize_intrinsics else 0)
-        self.cam_col = np.full(C, -1, np.int64)
-        self.cam_col[~self.fixed_cameras] = np.arange(int((~self.fixed_cameras).sum()))
-        self.pt_col = np.full(P, -1, np.int64)
-        self.pt_col[~self.fixed_points] = np.arange(int((~self.fixed_points).sum()))
         n_cf, n_pf = int((~self.fixed_cameras).sum()), int((~self.fixed_points).sum())
+        self.cam_col = np.full(C, -1, np.int64)
+        self.cam_col[~self.fixed_cameras] = np.arange(n_cf)
+        self.pt_col = np.full(P, -1, np.int64)
+        self.pt_col[~self.fixed_points] = np.arange(n_pf)
         self.n_cam_params = n_cf * self.cam_dim
         self.n_params = self.n_cam_params + 3 * n_pf
         if self.n_params == 0:
             raise ProblemError("every camera and every point is fixed: nothing to optimize")
         self.groups = [(0, n_cf, self.cam_dim), (self.n_cam_params, n_pf, 3)]
         self._build_pattern()
-
-    @staticmethod
-    def _poses(poses: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(R, t) from (C,4,4) T_cw or a pair (R (C,3,3) or angle-axis (C,3), t (C,3))."""
-        if isinstance(poses, tuple):
-            R, t = (np.asarray(a, dtype=np.float64) for a in poses)
-            if R.ndim == 2 and R.shape[1:] == (3,):
-                R = lie.so3_exp(R)
-        else:
-            T = np.asarray(poses, dtype=np.float64)
-            if T.ndim != 3 or T.shape[1:] != (4, 4):
-                raise ProblemError(f"poses must be (C, 4, 4) world-to-camera matrices or (R, t), got {T.shape}")
-            R, t = T[:, :3, :3], T[:, :3, 3]
-        if R.ndim != 3 or R.shape[1:] != (3, 3) or t.shape != (R.shape[0], 3):
-            raise ProblemError(f"rotations must be (C, 3, 3) or (C, 3) and translations (C, 3), got {R.shape}, {t.shape}")
-        return R.copy(), t.copy()
+        self._units: np.ndarray | None = None  # column units of the last fp16 Jacobian
+        self._schur: SchurStructure | None = None
+        self._precond_base: tuple[sp.csr_matrix, tuple, dict] | None = None
+        self._last_precond: SchurPreconditioner | None = None
+        self._fresh_its = 0
+        self.schur_refresh = schur_refresh
 
     @classmethod
     def from_bal(cls, bal: BALProblem, **kwargs: Any) -> "BundleAdjustmentProblem":
-        """Problem in the BAL convention from slam.io.bal.BALProblem (kwargs: loss, optimize_intrinsics, ...)."""
+        """Problem in the BAL convention from a BALProblem; f, k1, k2 are unknowns unless optimize_intrinsics=False."""
         cam = bal.cameras
+        kwargs.setdefault("optimize_intrinsics", True)  # as in BAL's definition and Ceres's BAL example
         return cls((cam[:, :3], cam[:, 3:6]), bal.points, bal.cam_idx, bal.pt_idx, bal.observations,
                    cam[:, 6:9], projection="bal", **kwargs)
 
@@ -159,77 +195,118 @@ class BundleAdjustmentProblem:
         cams = np.concatenate([lie.so3_log(self.R), self.t, self.intrinsics], axis=1)
         return BALProblem(cams, self.points.copy(), self.cam_idx.copy(), self.pt_idx.copy(), self.obs.copy())
 
+    def poses(self) -> np.ndarray:
+        """(C,4,4) world-to-camera poses T_cw at the current estimate."""
+        return lie.se3_from_Rt(self.R, self.t)
+
     def _build_pattern(self) -> None:
         """CSR index arrays of J (2 rows per observation: camera columns, then point columns), fixed once."""
         d, O = self.cam_dim, self.cam_idx.size
         cc, pc = self.cam_col[self.cam_idx], self.pt_col[self.pt_idx]
         cols = np.concatenate([cc[:, None] * d + np.arange(d), self.n_cam_params + pc[:, None] * 3 + np.arange(3)], 1)
         keep = np.concatenate([np.repeat(cc[:, None] >= 0, d, 1), np.repeat(pc[:, None] >= 0, 3, 1)], 1)
-        keep = np.broadcast_to(keep[:, None, :], (O, 2, d + 3))
-        self._keep = keep.reshape(-1)
-        self._indices = np.broadcast_to(cols[:, None, :], (O, 2, d + 3)).reshape(-1)[self._keep].astype(np.int32)
-        self._indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=2).reshape(-1))]).astype(np.int32)
+        keep = np.broadcast_to(keep[:, None, :], (O, 2, d + 3)).reshape(-1)
+        self._keep = None if keep.all() else keep
+        self._keep_mask = keep
+        self._indices = np.broadcast_to(cols[:, None, :], (O, 2, d + 3)).reshape(-1)[keep].astype(np.int32)
+        self._indptr = np.concatenate([[0], np.cumsum(keep.reshape(O * 2, d + 3).sum(axis=1))]).astype(np.int32)
         self._shape = (2 * O, self.n_params)
 
     # ------------------------------------------------------------------------------ model
-    def _project(self, dtype: np.dtype, jacobians: bool) -> tuple[np.ndarray, ...]:
-        """Residuals (O,2) from the state rounded to dtype; with jacobians, dr/dcam (O,2,cam_dim) and dr/dX (O,2,3)."""
-        R, t = _round(self.R, dtype)[self.cam_idx], _round(self.t, dtype)[self.cam_idx]
-        k = _round(self.intrinsics, dtype)[self.cam_idx]
-        X = _round(self.points, dtype)[self.pt_idx]
-        P = np.einsum("oij,oj->oi", R, X) + t
-        z = P[:, 2:3]
-        sign = -1.0 if self.projection == "bal" else 1.0
-        p = sign * P[:, :2] / z
-        if self.projection == "bal":
-            f, k1, k2 = k[:, 0:1], k[:, 1:2], k[:, 2:3]
-            r2 = np.sum(p * p, axis=1, keepdims=True)
-            dist = 1.0 + k1 * r2 + k2 * r2 * r2
-            u = f * dist * p
-        else:
-            u = k[:, 0:2] * p + k[:, 2:4]
-        r = _round(u - _round(self.obs, dtype), dtype)
-        if not jacobians:
-            return (r,)
-        O = len(r)
-        dp_dP = np.zeros((O, 2, 3))
-        dp_dP[:, 0, 0] = dp_dP[:, 1, 1] = sign / z[:, 0]
-        dp_dP[:, :, 2] = -p / z
-        if self.projection == "bal":
-            du_dp = (f * dist)[:, :, None] * np.eye(2) + (2.0 * f * (k1 + 2.0 * k2 * r2))[:, :, None] * (p[:, :, None] * p[:, None, :])
-            du_dk = np.stack([dist * p, f * r2 * p, f * r2 * r2 * p], axis=2)
-        else:
-            du_dp = k[:, 0:2, None] * np.eye(2)
-            du_dk = np.zeros((O, 2, 4))
-            du_dk[:, 0, 0], du_dk[:, 1, 1] = p[:, 0], p[:, 1]
-            du_dk[:, 0, 2] = du_dk[:, 1, 3] = 1.0
-        A = du_dp @ dp_dP  # dr/dP (O,2,3)
-        # Left perturbation: dP/ddw = -hat(P), so row a of A maps to a^T (-hat(P)) = (P x a)^T.
-        blocks = [np.cross(P[:, None, :], A), A]
-        if self.optimize_intrinsics:
-            blocks.append(du_dk)
-        return r, np.concatenate(blocks, axis=2), A @ R
+    def _project(self, dtype: np.dtype, jacobian: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Residuals (O,2) from the state rounded to dtype and, with jacobian, dr/d[cam, point] (O,2,cam_dim+3).
 
-    def _weights(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-observation rho(s) and sqrt(rho'(s)) (the IRLS row weight)."""
+        A state that overflows the dtype (fp16: a point beyond 65504) or a point on a camera plane
+        gives non-finite residuals without a warning: LM rejects the step that led there.
+        """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._project_unchecked(dtype, jacobian)
+
+    def _project_unchecked(self, dtype: np.dtype, jacobian: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """_project without the floating-point error state."""
+        ci, pi = self.cam_idx, self.pt_idx
+        R, t = _round(self.R, dtype).take(ci, axis=0), _round(self.t, dtype).take(ci, axis=0)
+        k = _round(self.intrinsics, dtype).take(ci, axis=0)
+        X = _round(self.points, dtype).take(pi, axis=0)
+        P = R[:, :, 0] * X[:, 0:1] + R[:, :, 1] * X[:, 1:2] + R[:, :, 2] * X[:, 2:3] + t
+        z = P[:, 2]
+        bal = self.projection == "bal"
+        s = -1.0 if bal else 1.0
+        px, py = s * P[:, 0] / z, s * P[:, 1] / z
+        if bal:
+            f, k1, k2 = k[:, 0], k[:, 1], k[:, 2]
+            r2 = px * px + py * py
+            dist = 1.0 + k1 * r2 + k2 * r2 * r2
+            u = np.stack([f * dist * px, f * dist * py], axis=1)
+        else:
+            u = np.stack([k[:, 0] * px + k[:, 2], k[:, 1] * py + k[:, 3]], axis=1)
+        r = _round(u - _round(self.obs, dtype), dtype)
+        if not jacobian:
+            return r, None
+        O, d = len(r), self.cam_dim
+        out = np.empty((O, 2, d + 3))
+        A = np.empty((O, 2, 3))  # dr/dP (= dr/dt); dp/dP = (1/z) [[s, 0, -p_x], [0, s, -p_y]]
+        if bal:
+            # du/dp = f dist I + 2 f (k1 + 2 k2 r2) p p^T, and p^T dp/dP = (1/z) [s p_x, s p_y, -r2]
+            a, b = f * dist / z, 2.0 * f * (k1 + 2.0 * k2 * r2) / z
+            for i, q in enumerate((px, py)):
+                bq = b * q
+                A[:, i, 0] = bq * s * px
+                A[:, i, 1] = bq * s * py
+                A[:, i, 2] = -bq * r2 - a * q
+                A[:, i, i] += a * s
+        else:
+            for i, (fi, q) in enumerate(((k[:, 0], px), (k[:, 1], py))):
+                A[:, i, 1 - i] = 0.0
+                A[:, i, i] = fi / z
+                A[:, i, 2] = -fi * q / z
+        out[:, :, 3:6] = A
+        # Left perturbation: dP/ddw = -hat(P), so row a of dr/dP maps to (P x a)^T.
+        a0, a1, a2 = A[:, :, 0], A[:, :, 1], A[:, :, 2]
+        Px, Py, Pz = P[:, 0:1], P[:, 1:2], P[:, 2:3]
+        out[:, :, 0] = Py * a2 - Pz * a1
+        out[:, :, 1] = Pz * a0 - Px * a2
+        out[:, :, 2] = Px * a1 - Py * a0
+        if self.optimize_intrinsics:
+            if bal:
+                out[:, :, 6] = dist[:, None] * np.stack([px, py], 1)
+                out[:, :, 7] = (f * r2)[:, None] * np.stack([px, py], 1)
+                out[:, :, 8] = (f * r2 * r2)[:, None] * np.stack([px, py], 1)
+            else:
+                out[:, :, 6:10] = 0.0
+                out[:, 0, 6], out[:, 1, 7] = px, py
+                out[:, 0, 8] = out[:, 1, 9] = 1.0
+        out[:, :, d:] = np.matmul(A, R)
+        return r, out
+
+    def _weights(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-observation rho(|r|^2) and the IRLS row weight sqrt(rho') (None without a loss)."""
         rho, drho = robust_loss(self.loss, np.sum(r * r, axis=1), self.loss_scale)
-        return rho, np.sqrt(drho)
+        return rho, (None if self.loss == "none" else np.sqrt(drho))
 
     # ------------------------------------------------------------------------------ LeastSquaresProblem
     def cost(self, dtype: np.dtype = np.float64) -> float:
         """1/2 sum rho(|r|^2): state and residuals rounded to dtype, summed in fp64."""
-        (r,) = self._project(dtype, False)
+        r, _ = self._project(dtype, False)
         return 0.5 * float(np.sum(self._weights(r)[0]))
 
     def linearize(self, residual_dtype: np.dtype, jacobian_dtype: np.dtype) -> tuple[sp.csr_matrix, np.ndarray]:
-        """IRLS-weighted Jacobian (CSR, values in jacobian_dtype; fp16 as rounded fp32) and residual (fp64)."""
-        r, Jc, Jp = self._project(residual_dtype, True)
+        """IRLS-weighted Jacobian (CSR in jacobian_dtype; fp16 as rounded fp32 in column units) and residual."""
+        r, Jb = self._project(residual_dtype, True)
         w = self._weights(r)[1]
-        vals = (np.concatenate([Jc, Jp], axis=2) * w[:, None, None]).reshape(-1)[self._keep]
+        if w is not None:
+            Jb *= w[:, None, None]
+            r = _round(r * w[:, None], residual_dtype)
+        vals = Jb.reshape(-1) if self._keep is None else Jb.reshape(-1)[self._keep]
         jd = np.dtype(jacobian_dtype)
-        vals = _round(vals, jd).astype(np.float32 if jd == np.float16 else jd)
+        self._units = None
+        if jd == np.float16:
+            norms = np.sqrt(np.bincount(self._indices, weights=vals * vals, minlength=self.n_params))
+            self._units = np.ldexp(1.0, -np.frexp(np.where(norms > 0, norms, 1.0))[1])  # 2^-e <= 1/norm
+            vals = vals * self._units[self._indices]
+        vals = _round(vals, jd).astype(np.float32 if jd == np.float16 else jd, copy=False)
         J = sp.csr_matrix((vals, self._indices, self._indptr), shape=self._shape)
-        return J, _round(r * w[:, None], residual_dtype).reshape(-1)
+        return J, r.reshape(-1)
 
     def get_state(self) -> tuple[np.ndarray, ...]:
         """Copies of (R, t, intrinsics, points)."""
@@ -242,21 +319,56 @@ class BundleAdjustmentProblem:
     def retract(self, dx: np.ndarray, dtype: np.dtype) -> None:
         """R <- Exp(dw) R, t <- Exp(dw) t + dt, k <- k + dk, X <- X + dX; operands in dtype (fp16: fp32 products)."""
         dx = np.asarray(dx, dtype=np.float64)
+        if self._units is not None:
+            dx = dx * self._units
         dtype = np.dtype(dtype)
         work = np.float32 if dtype == np.float16 else dtype
-        op: Callable[[np.ndarray], np.ndarray] = lambda a: _round(a, dtype).astype(work)  # noqa: E731
-        back: Callable[[np.ndarray], np.ndarray] = lambda a: _round(np.asarray(a, np.float64), dtype)  # noqa: E731
-        cams = ~self.fixed_cameras
+
+        def op(a: np.ndarray) -> np.ndarray:
+            return _round(a, dtype).astype(work, copy=False)
+
+        def back(a: np.ndarray) -> np.ndarray:
+            return _round(np.asarray(a, np.float64), dtype)
+
+        cams, pts = ~self.fixed_cameras, ~self.fixed_points
         d = dx[:self.n_cam_params].reshape(-1, self.cam_dim)
-        if d.size:
-            E = op(lie.so3_exp(d[:, :3]))
-            self.R[cams] = back(E @ op(self.R[cams]))
-            self.t[cams] = back(np.einsum("nij,nj->ni", E, op(self.t[cams])) + op(d[:, 3:6]))
-            if self.optimize_intrinsics:
-                self.intrinsics[cams] = back(op(self.intrinsics[cams]) + op(d[:, 6:]))
-        pts = ~self.fixed_points
-        if pts.any():
-            self.points[pts] = back(op(self.points[pts]) + op(dx[self.n_cam_params:].reshape(-1, 3)))
+        with np.errstate(over="ignore", invalid="ignore"):  # fp16 overflow: inf state, inf cost, step rejected
+            if d.size:
+                E = op(lie.so3_exp(d[:, :3]))
+                self.R[cams] = back(E @ op(self.R[cams]))
+                self.t[cams] = back(np.matmul(E, op(self.t[cams])[:, :, None])[:, :, 0] + op(d[:, 3:6]))
+                if self.optimize_intrinsics:
+                    self.intrinsics[cams] = back(op(self.intrinsics[cams]) + op(d[:, 6:]))
+            if pts.any():
+                self.points[pts] = back(op(self.points[pts]) + op(dx[self.n_cam_params:].reshape(-1, 3)))
+
+    def make_preconditioner(self, J_scaled: sp.csr_matrix, lam: float, backend: Backend,
+                            policy: PrecisionPolicy) -> SchurPreconditioner | BlockJacobi:
+        """Schur-complement preconditioner of J_scaled^T J_scaled + lam I (ba_precond.py), called by lm.solve."""
+        if backend.name != "numpy":  # the Schur preconditioner is host code: block Jacobi on the GPU
+            return BlockJacobi(block_diagonal(J_scaled, self.groups), self.groups, lam, backend, policy.vector)
+        if self._schur is None:
+            self._schur = schur_structure(self.cam_col[self.cam_idx], self.pt_col[self.pt_idx], self.cam_dim,
+                                          self.groups[0][1], self.groups[1][1], self._keep_mask, self._indices,
+                                          self._indptr)
+        # LM retries a rejected step with more damping on the same Jacobian: reuse what lam does not touch.
+        key = (np.dtype(policy.precond).name, np.dtype(policy.matvec).name)
+        cached = self._precond_base
+        base = cached[2] if cached is not None and cached[0] is J_scaled and cached[1] == key else None
+        # Forming S is most of the cost, and the last S stays a good S~ while the Jacobian changes
+        # little: reuse it until CG needs schur_refresh more iterations with it than with a fresh one.
+        last = self._last_precond
+        if last is not None and not last.lagged:
+            self._fresh_its = last.applications
+        lagged = last if (last is not None and self.schur_refresh > 0
+                          and last.applications <= self._fresh_its + self.schur_refresh
+                          and (last.dtype.name, last.vector_dtype.name) == (key[0], np.dtype(policy.vector).name)) \
+            else None
+        pre = SchurPreconditioner(self._schur, J_scaled, lam, backend, policy.precond, policy.vector, self.schur, base,
+                                  policy.matvec, lagged)
+        self._precond_base = (J_scaled, key, pre.base)
+        self._last_precond = pre
+        return pre
 
     # ------------------------------------------------------------------------------ reports
     def residuals(self) -> np.ndarray:
@@ -264,6 +376,25 @@ class BundleAdjustmentProblem:
         return self._project(np.float64, False)[0]
 
     def reprojection_cost(self) -> float:
-        """1/2 sum |r|^2 in fp64 without the robust loss (the report convention, = bal_cost of to_bal())."""
+        """1/2 sum |r|^2 in fp64 without the robust loss (the report convention; = bal_cost of to_bal())."""
         r = self.residuals()
         return 0.5 * float(np.sum(r * r))
+
+
+def _poses(poses: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(R, t) from (C,4,4) T_cw or a pair (R as (C,3,3) or angle-axis (C,3), t (C,3))."""
+    if isinstance(poses, tuple):
+        if len(poses) != 2:
+            raise ProblemError(f"poses as a tuple must be (R, t), got {len(poses)} items")
+        R, t = (np.asarray(a, dtype=np.float64) for a in poses)
+        if R.ndim == 2 and R.shape[1] == 3 and t.shape == R.shape:
+            R = lie.so3_exp(R)
+    else:
+        T = np.asarray(poses, dtype=np.float64)
+        if T.ndim != 3 or T.shape[1:] != (4, 4):
+            raise ProblemError(f"poses must be (C, 4, 4) world-to-camera matrices or (R, t), got {T.shape}")
+        R, t = T[:, :3, :3], T[:, :3, 3]
+    if R.ndim != 3 or R.shape[1:] != (3, 3) or t.shape != (R.shape[0], 3):
+        raise ProblemError(f"rotations must be (C, 3, 3) or (C, 3) and translations (C, 3); "
+                           f"got {R.shape} and {t.shape}")
+    return R.copy(), t.copy()

@@ -91,3 +91,19 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert set(rows) == {"fp64", "fp32", "mixed", "fp16"}
     assert abs(float(rows["mixed"][2])) < 1e-6  # gap to fp64
     assert (tmp_path / "result_mixed.g2o").is_file()
+
+
+@pytest.mark.parametrize("precision", ["fp64", "mixed"])
+def test_ba_cli_ladybug_reaches_target(shared_data: Path, tmp_path: Path, precision: str) -> None:
+    """problem-49-7776: the written result's cost (1/2 sum r^2, recomputed from the file) <= 1.3360e4."""
+    from slam.io.bal import bal_cost, read_bal
+
+    src = shared_data / "ba" / "problem-49-7776-pre.txt"
+    out, stats = tmp_path / "r.txt", tmp_path / "s.json"
+    assert main(["ba", str(src), "--precision", precision, "--out", str(out), "--json", str(stats), "--quiet"]) == 0
+    s = json.loads(stats.read_text())
+    assert s["initial_cost"] == pytest.approx(8.509e5, rel=1e-3)
+    cost = bal_cost(read_bal(out))
+    assert cost == pytest.approx(s["final_cost"], rel=1e-9)
+    assert cost <= 1.3360e4
+    assert cost <= 1.01 * 13344.3  # mixed within 1% of the fp64 optimum region
