@@ -4,6 +4,14 @@ Solves  min_y ||A y + c||^2 + lam ||y||^2  through the normal equations
 (A^T A + lam I) y = -A^T c, touching A only through A*v and A^T*u (never forming A^T A).
 A is the column-scaled Jacobian J S (unit column norms) and c the scaled residual, so every
 operand has a known range before it is rounded to fp16 (see ScaledSystem).
+
+Stopping. CG minimizes the damped quadratic model; iteration i raises the model decrease by
+alpha_i r_i.z_i / 2, and the decrease still missing at iterate k is half the sum of those terms
+from k on (Hestenes-Stiefel). The sum over a short window after k is a cheap lower estimate of it
+(Strakos-Tichy), so `model_tol` stops CG once the last `window` iterations gained less than
+model_tol times the decrease reached: the step then holds about (1 - model_tol) of the model
+decrease of the exact LM step, which is what LM needs (a residual norm instead says little about
+the directions of small curvature, where pose graphs keep most of their error).
 """
 
 from __future__ import annotations
@@ -13,7 +21,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from slam.solvers.backend import Backend, pow2_scale
+from slam.solvers.backend import F16, Backend
+from slam.solvers.fp16 import round_half
+
+
+def to_precision(x: Any, dtype: np.dtype, backend: Backend) -> Any:
+    """x rounded to `dtype`, held in the backend's storage dtype (fast exact fp16 emulation on NumPy)."""
+    dtype = np.dtype(dtype)
+    if dtype == F16 and backend.emulates_fp16 and x.dtype == np.float32:
+        return round_half(x)  # fp64 input goes through astype: one rounding, not fp64->fp32->fp16
+    return backend.cast(x, dtype)
+
+
+def pow2_of_max(x: Any, xp: Any = np) -> float:
+    """A power of two s with max|x|*s in [0.5, 1) (1 for zero or non-finite x): exact to scale by."""
+    if x.size == 0:
+        return 1.0
+    m = float(max(xp.max(x), -xp.min(x)))  # no |x| temporary
+    if not np.isfinite(m) or m == 0.0:
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.frexp(m)[1])))
 
 
 @dataclass
@@ -21,8 +48,9 @@ class ScaledSystem:
     """The Jacobi-scaled, residual-scaled LM system of one linearization.
 
     J_hi: J S in the Jacobian precision (used for the predicted decrease and the gradient);
-    J_mv: J S rounded to the matvec precision (used inside CGNR); col_scale: S (diagonal);
-    rhs: -(J S)^T r in the vector precision; lam: LM damping on the scaled variables (Marquardt).
+    J_mv: J S rounded to the matvec precision (used inside CGNR), J_mv_T its transpose (CSR);
+    col_scale: S (diagonal); rhs: -(J S)^T r in the vector precision; lam: LM damping on the
+    scaled variables (Marquardt).
     """
 
     backend: Backend
@@ -34,45 +62,60 @@ class ScaledSystem:
     lam: float
     matvec_dtype: np.dtype
     vector_dtype: np.dtype
+    scale_operands: bool = True  # power-of-two scaling before fp16 rounding (off only to study its effect)
 
     def normal_matvec(self, p: Any) -> Any:
         """(A^T A + lam I) p with both products in the matvec precision, the rest in the vector precision."""
         be = self.backend
-        s = pow2_scale(p, be.xp)  # exact power-of-two scaling keeps fp16 operands in range
-        q = self.J_mv @ be.cast(p * s, self.matvec_dtype)
-        t = pow2_scale(q, be.xp)
-        u = self.J_mv_T @ be.cast(q * t, self.matvec_dtype)
-        return be.cast(u / (s * t) + self.lam * p, self.vector_dtype)
+        if np.dtype(self.matvec_dtype) == F16:
+            # fp16 operands: an exact power-of-two scaling first keeps them in range (no overflow,
+            # the fewest subnormals); products accumulate in fp32.
+            s = pow2_of_max(p, be.xp) if self.scale_operands else 1.0
+            q = self.J_mv @ to_precision(p * s, F16, be)
+            t = pow2_of_max(q, be.xp) if self.scale_operands else 1.0
+            u = self.J_mv_T @ to_precision(q * t, F16, be)
+            u *= 1.0 / (s * t)
+        else:
+            u = self.J_mv_T @ (self.J_mv @ p.astype(self.J_mv.dtype, copy=False))
+        u += self.lam * p
+        return to_precision(u, self.vector_dtype, be)
 
-    def predicted_decrease(self, y: Any, r_scaled_norm2: float) -> float:
-        """Model decrease 0.5||c||^2 - 0.5||c + A y||^2 = rhs.y - 0.5||A y||^2 (in scaled units)."""
-        xp = self.backend.xp
-        Ay = self.J_hi @ y.astype(self.J_hi.dtype)
-        return float(xp.dot(self.rhs.astype(np.float64), y.astype(np.float64)) - 0.5 * xp.dot(Ay.astype(np.float64), Ay.astype(np.float64)))
+    def predicted_decrease(self, y: Any, r_scaled_norm2: float = 0.0) -> float:
+        """Model decrease 0.5||c||^2 - 0.5||c + A y||^2 = rhs.y - 0.5||A y||^2 (in scaled units), in fp64."""
+        be = self.backend
+        y = np.asarray(be.to_host(y), dtype=np.float64)
+        Ay = np.asarray(self.J_hi @ y.astype(self.J_hi.dtype), dtype=np.float64)
+        rhs = np.asarray(be.to_host(self.rhs), dtype=np.float64)
+        return float(rhs @ y - 0.5 * (Ay @ Ay))
 
 
 @dataclass
 class CGResult:
-    """What one CGNR solve did."""
+    """What one CGNR solve did: the step, iterations, final relative residual, and the damped
+    model decrease the CG recurrence accumulated (scaled units)."""
 
     x: Any
     iterations: int
     rel_residual: float
     converged: bool
+    model_decrease: float = 0.0
 
 
 def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol: float = 1e-6,
-         maxiter: int = 200) -> CGResult:
+         maxiter: int = 200, *, model_tol: float = 0.0, window: int = 4, negligible: float = 0.0) -> CGResult:
     """Preconditioned CG on the damped normal equations of `system`, starting from zero.
 
-    Stops when ||(A^T A + lam I) y - rhs|| <= tol ||rhs|| (recursive residual) or after maxiter.
-    Vectors, dots and step lengths are in the policy's vector precision.
+    Stops when ||(A^T A + lam I) y - rhs|| <= tol ||rhs|| (recursive residual), when the model
+    decrease of the last `window` iterations is <= model_tol times the decrease so far (model_tol
+    > 0, see the module notes), when even a generous bound of the whole decrease (reached so far
+    plus ten windows at the current rate) is below `negligible` (the caller stops after such a
+    step anyway), or after maxiter. Vectors, dots and step lengths are in the vector precision.
     """
     be = system.backend
     xp = be.xp
-    vdt = system.vector_dtype
-    rnd = lambda a: be.cast(a, vdt)  # noqa: E731  (emulated fp16 vectors are re-rounded after each update)
-    b = rnd(system.rhs)
+    vdt = np.dtype(system.vector_dtype)
+    rnd = (lambda a: to_precision(a, vdt, be)) if vdt == F16 else (lambda a: a)  # noqa: E731
+    b = to_precision(system.rhs, vdt, be)
     x = xp.zeros_like(b)
     r = b.copy()
     bnorm = float(xp.linalg.norm(b))
@@ -81,24 +124,43 @@ def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol:
     z = precond(r) if precond is not None else r
     p = z.copy()
     rz = float(xp.dot(r, z))
-    rel = 1.0
-    it = 0
+    rel, it, q = 1.0, 0, 0.0
+    gains = np.zeros(max(window, 1))
+    if not (rz > 0.0 and np.isfinite(rz)):
+        return CGResult(x, 0, rel, False)
     while it < maxiter:
         Ap = system.normal_matvec(p)
         pAp = float(xp.dot(p, Ap))
         if not (pAp > 0.0 and np.isfinite(pAp)):
             break  # loss of positive definiteness in low precision: keep the last good iterate
         alpha = rz / pAp
-        x = rnd(x + alpha * p)
-        r = rnd(r - alpha * Ap)
+        x = rnd(x + alpha * p) if vdt == F16 else _axpy(x, alpha, p)
+        r = rnd(r - alpha * Ap) if vdt == F16 else _axpy(r, -alpha, Ap)
+        gain = 0.5 * alpha * rz
+        q += gain
+        gains[it % gains.size] = gain
         it += 1
         rel = float(xp.linalg.norm(r)) / bnorm
-        if rel <= tol:
-            return CGResult(x, it, rel, True)
+        if rel <= tol or (it >= gains.size and ((model_tol > 0.0 and gains.sum() <= model_tol * q)
+                                                 or q + 10.0 * gains.sum() < negligible)):
+            return CGResult(x, it, rel, True, q)
         z = precond(r) if precond is not None else r
         rz_new = float(xp.dot(r, z))
-        if not np.isfinite(rz_new):
+        if not (np.isfinite(rz_new) and rz_new > 0.0):
             break
-        p = rnd(z + (rz_new / rz) * p)
+        p = rnd(z + (rz_new / rz) * p) if vdt == F16 else _xpby(z, rz_new / rz, p)
         rz = rz_new
-    return CGResult(x, it, rel, rel <= tol)
+    return CGResult(x, it, rel, rel <= tol, q)
+
+
+def _axpy(y: Any, a: float, x: Any) -> Any:
+    """y + a x in place (y is CG's own vector)."""
+    y += a * x
+    return y
+
+
+def _xpby(x: Any, b: float, y: Any) -> Any:
+    """x + b y, written into y (CG's old search direction is not needed afterwards)."""
+    y *= b
+    y += x
+    return y

@@ -1,4 +1,14 @@
-"""Levenberg-Marquardt with a mixed-precision inner CGNR solve and a run summary (Ceres/GTSAM style)."""
+"""Levenberg-Marquardt with a mixed-precision inner CGNR solve and a run summary (Ceres/GTSAM style).
+
+Each iteration: linearize (residual and Jacobian in their precisions), scale the columns of J to
+unit norm (Jacobi) and the residual by a power of two, solve the damped normal equations by
+preconditioned CG touching J only through J v and J^T u (cgnr.py), update in the update precision,
+and accept or reject by the gain ratio (Nielsen's damping update). The preconditioner is the
+problem's choice: pose graphs use a static block IC(0) plus a coarse level (twolevel.py), and CG
+stops on the model decrease it reached (cgnr.py); other problems may bring their own
+(make_preconditioner) or use block Jacobi, with CG stopping on an Eisenstat-Walker-like residual
+forcing term.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +19,12 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from slam.solvers.backend import Backend, get_backend, pow2_scale
-from slam.solvers.cgnr import ScaledSystem, cgnr
-from slam.solvers.ichol import ICPreconditioner, block_ichol, permute_blocks, rcm_block_order
+from slam.solvers.backend import Backend, get_backend, numpy_backend
+from slam.solvers.cgnr import ScaledSystem, cgnr, pow2_of_max, to_precision
 from slam.solvers.precision import PrecisionPolicy, get_policy
 from slam.solvers.precond import BlockJacobi, block_diagonal
 from slam.solvers.problem import LeastSquaresProblem
+from slam.solvers.twolevel import StaticTwoLevel, scale_columns
 
 STAGE_NAMES = ("residual", "jacobian", "preconditioner", "linear_solve", "update")
 
@@ -36,7 +46,20 @@ class SolverOptions:
     cg_tol: float = 0.1               # inexact Newton: relative residual of the normal equations
     cg_tol_min: float = 1e-3          # forcing term tightens as the gradient falls, down to this
     cg_max_iterations: int = 500
+    # Stop CG when the last iterations add less than this fraction of the model decrease (cgnr.py);
+    # None: the problem's `cg_model_tol` if it has one, else the residual test (cg_tol) alone.
+    cg_model_tol: float | None = None
     preconditioner: str = "auto"      # auto (the problem's choice), ichol, jacobi, none
+    # 'ichol': clusters of the coarse level at the start (0: IC(0) alone, -1: n/32 within [16, 64]);
+    # doubled whenever a CG solve needs more than coarse_grow_after iterations, up to 8 poses a
+    # cluster or COARSE_MAX_DIM coarse unknowns (twolevel.py, coarse.py).
+    coarse_clusters: int = -1
+    coarse_grow_after: int = 40
+    recycle_steps: int = 2            # 'ichol': previous LM steps added to the exact subspace step
+    ichol_order: str = "auto"         # 'ichol': block order of the static IC(0): auto (the problem's), natural, rcm
+    # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
+    # only to study what fp16 does without them.
+    scaling: bool = True
     callback: Callable[[dict], None] | None = None
 
 
@@ -58,6 +81,7 @@ class Summary:
     preconditioner: str = "none"
     ichol_shift: float = 0.0
     lambda_history: list[float] = field(default_factory=list)
+    coarse_size: int = 0
 
     @property
     def total_linear_iterations(self) -> int:
@@ -74,7 +98,7 @@ class Summary:
             "precision": self.precision, "termination": self.termination,
             "accepted_steps": self.accepted_steps, "rejected_steps": self.rejected_steps,
             "preconditioner": self.preconditioner, "ichol_shift": self.ichol_shift,
-            "cost_history": list(self.cost_history),
+            "coarse_size": self.coarse_size, "cost_history": list(self.cost_history),
         }
 
 
@@ -98,10 +122,66 @@ class _Span:
 
 
 def _scale_columns(J: sp.csr_matrix) -> np.ndarray:
-    """Jacobi column scaling S = 1/||J_col|| (1 for empty columns), so J S has unit column norms."""
-    sq = np.bincount(J.indices, weights=np.square(J.data.astype(np.float64)), minlength=J.shape[1])
-    norms = np.sqrt(sq)
-    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+    """Jacobi column scaling S = 1/||J_col|| (kept for callers of the old name; see twolevel.py)."""
+    return scale_columns(J)
+
+
+@dataclass
+class _Linearization:
+    """One linearization in the scaled variables y (dx = S y / sigma), ready for CGNR."""
+
+    J_hi: sp.csr_matrix
+    J_mv: Any
+    J_mv_T: Any
+    S: np.ndarray
+    sigma: float
+    rhs: Any
+    gnorm: float
+
+
+class _Transposer:
+    """J^T in CSR for a fixed sparsity pattern: the permutation is found once, then one gather per call.
+
+    The pattern of J does not change between LM iterations (only its values), and an explicit
+    CSR transpose makes J^T u a row-wise product (faster than the CSC view's scatter).
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+
+    def __call__(self, J: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+        """(J with values `data`)^T as CSR."""
+        key = (J.shape, J.nnz)
+        same = self._key == key and np.array_equal(self._indptr, J.indptr) and np.array_equal(self._indices, J.indices)
+        if not same:
+            T = sp.csr_matrix((np.arange(J.nnz, dtype=np.float64), J.indices, J.indptr), shape=J.shape).T.tocsr()
+            self._perm = T.data.astype(np.int64)
+            self._t_indices, self._t_indptr = T.indices, T.indptr
+            self._indptr, self._indices = J.indptr.copy(), J.indices.copy()
+            self._key = key
+        return sp.csr_matrix((data.take(self._perm), self._t_indices, self._t_indptr), shape=J.shape[::-1])
+
+
+def _linearize(problem: LeastSquaresProblem, pol: PrecisionPolicy, be: Backend, scaling: bool,
+               transpose: _Transposer) -> _Linearization:
+    J, r = problem.linearize(pol.residual, pol.jacobian)
+    J = sp.csr_matrix(J)
+    S = _scale_columns(J) if scaling else np.ones(J.shape[1])
+    sigma = pow2_of_max(r) if scaling else 1.0  # residual scaling: a power of two, so exact
+    host = numpy_backend()
+    vals = J.data * S.astype(J.data.dtype)[J.indices] if J.dtype == np.float32 and pol.jacobian == np.float32 \
+        else J.data.astype(np.float64) * S[J.indices]
+    J_hi = sp.csr_matrix((np.asarray(to_precision(vals, pol.jacobian, host)), J.indices, J.indptr), shape=J.shape)
+    data = np.asarray(to_precision(J_hi.data, pol.matvec, host))
+    J_mv = sp.csr_matrix((data, J.indices, J.indptr), shape=J.shape)
+    J_mv_T = transpose(J_mv, data)
+    rc = (r.astype(np.float64) * sigma).astype(J_hi.dtype)
+    rhs = -(J_mv_T @ rc) if data is J_hi.data else -(J_hi.T @ rc)
+    gnorm = float(np.max(np.abs(rhs))) / sigma if rhs.size else 0.0
+    if be.name != "numpy":
+        J_mv, J_mv_T = be.sparse.csr_matrix(J_mv), be.sparse.csr_matrix(J_mv_T)
+    rhs = be.asarray(to_precision(np.asarray(rhs, dtype=np.float64), pol.vector, be))
+    return _Linearization(J_hi, J_mv, J_mv_T, S, sigma, rhs, gnorm)
 
 
 def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) -> Summary:
@@ -120,55 +200,60 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     lin_its: list[int] = []
     lams: list[float] = []
     precond_kind = problem.preconditioner if opt.preconditioner == "auto" else opt.preconditioner
-    ic: ICPreconditioner | None = None
-    S0: np.ndarray | None = None
-    shifted = 0
+    custom = opt.preconditioner == "auto" and hasattr(problem, "make_preconditioner")
+    model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
+    two_level = StaticTwoLevel(problem, be, pol, scaling=opt.scaling, order=opt.ichol_order,
+                               clusters=opt.coarse_clusters, grow_after=opt.coarse_grow_after,
+                               recycle=opt.recycle_steps) if precond_kind == "ichol" and not custom else None
     termination = "" if np.isfinite(cost) else "non-finite initial cost"
     accepted = rejected = 0
     g0 = None
     it = 0
+    transpose = _Transposer()
     while not termination:
         if it >= opt.max_iterations:
             termination = "max iterations"
             break
         with timer("jacobian"):
-            J, r = problem.linearize(pol.residual, pol.jacobian)
-            S = _scale_columns(J)
-            sigma = pow2_scale(r)  # residual scaling: a power of two, so exact
-            J_hi = J.copy()
-            J_hi.data = (J.data * S[J.indices]).astype(be.storage_dtype(pol.jacobian))
-            rhs = -(J_hi.T @ (r.astype(np.float64) * sigma).astype(J_hi.dtype))
-            J_mv = be.cast_sparse(J_hi, pol.matvec)
-            J_mv_T = J_mv.T.tocsr()
-            rhs = be.cast(rhs, pol.vector)
-        gnorm = float(np.max(np.abs(rhs))) / sigma if rhs.size else 0.0
-        g0 = gnorm if g0 is None else g0
-        if gnorm == 0.0 or gnorm <= opt.gradient_tol * g0:
+            lin = _linearize(problem, pol, be, opt.scaling, transpose)
+        g0 = lin.gnorm if g0 is None else g0
+        if lin.gnorm == 0.0 or lin.gnorm <= opt.gradient_tol * g0:
             termination = "gradient tolerance"
             break
+        if not np.isfinite(lin.gnorm):
+            termination = "non-finite gradient"
+            break
         with timer("preconditioner"):
-            if precond_kind == "ichol":
-                if ic is None:  # static: factored once per problem, reused by every iteration
-                    ic, shifted, S0 = _build_ichol(problem, J_hi, S, lam, be, pol)
-                ic.outer = S0 / S  # maps the current column scaling onto the one L was built in
-                pre = ic
+            if custom:
+                pre = problem.make_preconditioner(lin.J_hi, lam, be, pol)
+            elif two_level is not None:
+                pre = two_level.prepare(lin.J_hi, lin.S, lam)
             else:
-                pre = _make_preconditioner(precond_kind, problem, J_hi, lam, be, pol)
-        # Inexact Newton: a loose forcing term far from the optimum, tighter as the gradient falls.
-        cg_tol = max(opt.cg_tol_min, min(opt.cg_tol, np.sqrt(gnorm / g0) * opt.cg_tol))
+                pre = _make_preconditioner(precond_kind, problem, lin.J_hi, lam, be, pol)
+        if model_tol > 0.0:
+            cg_tol = min(opt.cg_tol_min, 1e-6)  # the model test decides; this only ends a solved system
+        else:
+            # Inexact Newton: a loose forcing term far from the optimum, tighter as the gradient falls.
+            cg_tol = max(opt.cg_tol_min, min(opt.cg_tol, np.sqrt(lin.gnorm / g0) * opt.cg_tol))
         while True:
-            system = ScaledSystem(be, J_hi, J_mv, J_mv_T, S, rhs, lam, pol.matvec, pol.vector)
+            system = ScaledSystem(be, lin.J_hi, lin.J_mv, lin.J_mv_T, lin.S, lin.rhs, lam, pol.matvec, pol.vector,
+                                  scale_operands=opt.scaling)
             with timer("linear_solve"):
-                res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations)
+                res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations, model_tol=model_tol,
+                           negligible=opt.relative_cost_tol * cost * lin.sigma**2 if model_tol > 0.0 else 0.0)
             lin_its.append(res.iterations)
             lams.append(lam)
             y = be.to_host(res.x).astype(np.float64)
+            if two_level is not None:
+                with timer("linear_solve"):
+                    y = two_level.refine(y, np.asarray(be.to_host(lin.rhs), dtype=np.float64), lin.S, lin.sigma,
+                                         lambda D: _normal_products(lin, D, lam))
             state = problem.get_state()
             with timer("update"):
-                problem.retract(S * y / sigma, pol.update)
+                problem.retract(lin.S * y / lin.sigma, pol.update)
             with timer("residual"):
                 new_cost = problem.cost(pol.residual)
-            pred = system.predicted_decrease(res.x, 0.0) / sigma**2
+            pred = system.predicted_decrease(y) / lin.sigma**2
             actual = cost - new_cost
             rho = actual / pred if pred > 0 else -1.0
             if np.isfinite(new_cost) and np.isfinite(rho) and rho > 1e-4 and actual >= 0:
@@ -180,6 +265,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                 history.append(cost)
                 if opt.callback is not None:
                     opt.callback({"iteration": it, "cost": cost, "lambda": lam, "cg_iterations": res.iterations})
+                if two_level is not None:
+                    two_level.accepted(lin.S * y / lin.sigma, rel, res.iterations)
                 if rel < opt.relative_cost_tol or actual <= opt.absolute_cost_tol:
                     termination = "relative cost decrease"
                 elif np.linalg.norm(y) <= opt.step_tol * (np.linalg.norm(y) + opt.step_tol):
@@ -192,20 +279,40 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             if lam > opt.max_lambda:
                 termination = "damping too large (no further decrease possible)"
                 break
+            if two_level is not None:
+                with timer("preconditioner"):
+                    two_level.damping(lam)
+            elif custom or precond_kind != "none":
+                with timer("preconditioner"):
+                    pre = problem.make_preconditioner(lin.J_hi, lam, be, pol) if custom else \
+                        _make_preconditioner(precond_kind, problem, lin.J_hi, lam, be, pol)
         it += 1
 
     with timer("residual"):
         final_cost = problem.cost(np.float64)
+    precision = {**pol.as_dict(), "backend": be.name, "emulated_fp16": be.emulates_fp16 and _uses_fp16(pol)}
+    coarse_size = two_level.coarse_size if two_level is not None else 0
+    if coarse_size:
+        precision["coarse"] = np.dtype(np.float32 if pol.vector == np.float16 else pol.vector).name
     return Summary(
         initial_cost=float(initial_cost), final_cost=float(final_cost), cost_history=[float(c) for c in history],
         iterations=it, linear_iterations=lin_its, time_s=time.perf_counter() - t_start, stage_times=dict(timer.t),
-        precision={**pol.as_dict(), "backend": be.name, "emulated_fp16": be.emulates_fp16 and _uses_fp16(pol)},
-        termination=termination, accepted_steps=accepted, rejected_steps=rejected,
-        preconditioner=precond_kind, ichol_shift=shifted, lambda_history=lams)
+        precision=precision, termination=termination, accepted_steps=accepted, rejected_steps=rejected,
+        preconditioner="problem" if custom else precond_kind,
+        ichol_shift=two_level.shift if two_level is not None else 0.0, lambda_history=lams,
+        coarse_size=coarse_size)
+
+
+def _normal_products(lin: _Linearization, D: np.ndarray, lam: float) -> np.ndarray:
+    """(A^T A + lam I) D with the Jacobian-precision A (fp32 in 'mixed'), accumulated in fp64."""
+    J = lin.J_hi
+    AD = np.asarray(J @ D.astype(J.dtype), dtype=np.float64)
+    return np.asarray(J.T @ AD.astype(J.dtype), dtype=np.float64) + lam * D
 
 
 def _uses_fp16(pol: PrecisionPolicy) -> bool:
-    return any(np.dtype(getattr(pol, s)) == np.float16 for s in ("residual", "jacobian", "matvec", "precond", "vector", "update"))
+    stages = ("residual", "jacobian", "matvec", "precond", "vector", "update")
+    return any(np.dtype(getattr(pol, s)) == np.float16 for s in stages)
 
 
 def _make_preconditioner(kind: str, problem: LeastSquaresProblem, J_hi: sp.csr_matrix, lam: float,
@@ -217,25 +324,3 @@ def _make_preconditioner(kind: str, problem: LeastSquaresProblem, J_hi: sp.csr_m
     raise ValueError(f"unknown preconditioner '{kind}'; choose auto, ichol, jacobi or none")
 
 
-def _build_ichol(problem: LeastSquaresProblem, J_hi: sp.csr_matrix, S: np.ndarray, lam: float, be: Backend,
-                 pol: PrecisionPolicy) -> tuple[ICPreconditioner, float, np.ndarray]:
-    """Block IC(0) of a scaled, damped normal matrix; the one place J^T J is formed (once per problem).
-
-    Problems that know an iterate-independent Jacobian (pose graphs: the one at zero residual)
-    provide static_jacobian(); otherwise the first linearization is used. Returns the
-    preconditioner, the diagonal shift IC(0) needed, and the column scaling it was built in.
-    """
-    if len(problem.groups) != 1:
-        raise ValueError("the ichol preconditioner needs one uniform block group (a pose graph)")
-    bs = problem.groups[0][2]
-    static = getattr(problem, "static_jacobian", None)
-    if static is not None:
-        Js = static()
-        S = _scale_columns(Js)
-        J_hi = Js.copy()
-        J_hi.data = Js.data * S[Js.indices]
-    A = (J_hi.T @ J_hi).astype(np.float64) + lam * sp.eye(J_hi.shape[1])
-    order = rcm_block_order(A, bs)
-    perm = (order[:, None] * bs + np.arange(bs)).ravel()
-    L, stats = block_ichol(permute_blocks(A, order, bs), bs)
-    return ICPreconditioner(L, be, pol.precond, pol.vector, perm=perm), stats.shift, S

@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from slam.errors import ProblemError
 from slam.geometry import lie
+from slam.solvers.coarse import MIN_CLUSTER
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class PoseGraphProblem:
     """A pose graph as a LeastSquaresProblem; `poses` is updated in place by the solver."""
 
     preconditioner = "ichol"
+    # CG stops on the damped model decrease (see cgnr.py): pose graphs keep most of their error in
+    # soft directions that a residual-norm test does not see.
+    cg_model_tol = 1e-2
 
     def __init__(self, poses: np.ndarray, edges: np.ndarray, measurements: np.ndarray, information: np.ndarray,
                  fixed: np.ndarray | None = None, group: str = "se3", gauge: str = "per-component") -> None:
@@ -112,38 +116,60 @@ class PoseGraphProblem:
         cols = np.broadcast_to(cols[:, None, :], (m, d, 2 * d))
         keep = np.broadcast_to(keep[:, None, :], (m, d, 2 * d))
         self._keep = keep.reshape(-1)
+        # Integer positions of the kept entries (None when every entry is kept: no edge touches a
+        # held vertex), so filling J's values is one gather instead of a boolean mask per call.
+        self._take = None if self._keep.all() else np.flatnonzero(self._keep)
         self._indices = cols.reshape(-1)[self._keep].astype(np.int32)
         per_row = keep.sum(axis=2).reshape(-1)
         self._indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)
         self._shape = (m * d, self.n_params)
 
     # ---------------------------------------------------------------- LeastSquaresProblem interface
-    def _errors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        X = _round(self.poses, dtype)
-        Xi, Xj = X[self.edges[:, 0]], X[self.edges[:, 1]]
-        XiinvXj = self.g.inverse(Xi) @ Xj
+    def _errors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """Edge errors e (m, dof) and relative poses X_i^-1 X_j, with operands rounded to dtype.
+
+        The translation difference t_j - t_i is taken from the (fp64) state before it is rounded:
+        rounding absolute coordinates first would cost |t| * eps of every relative translation
+        (a 100 m map in fp32: 6 um, enough noise to hide the last LM decreases of a pose graph).
+        """
+        X = self.poses
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        lin = _round(X, dtype).copy()
+        lin[:, :3, 3] = 0.0
+        Xj = lin[j].copy()
+        Xj[:, :3, 3] = _round(X[j, :3, 3] - X[i, :3, 3], dtype)
+        XiinvXj = self.g.inverse(lin[i]) @ Xj
         e = self.g.log(_round(self.Zinv, dtype) @ XiinvXj)
-        return _round(e, dtype), Xi, Xj
+        return _round(e, dtype), XiinvXj
 
     def cost(self, dtype: np.dtype = np.float64) -> float:
         """1/2 sum e^T Omega e, inputs and whitened residuals rounded to dtype, summed in fp64."""
-        e, _, _ = self._errors(dtype)
+        e, _ = self._errors(dtype)
         r = _round(np.einsum("mab,mb->ma", self.W, e), dtype)
         return 0.5 * float(np.sum(r * r))
 
     def linearize(self, residual_dtype: np.dtype, jacobian_dtype: np.dtype) -> tuple[sp.csr_matrix, np.ndarray]:
         """Whitened Jacobian (CSR, values in jacobian_dtype) and whitened residual at the current poses."""
-        e, Xi, Xj = self._errors(residual_dtype)
+        e, XiinvXj = self._errors(residual_dtype)
         r = _round(np.einsum("mab,mb->ma", self.W, e), residual_dtype).reshape(-1)
         Jinv = self.g.jr_inv(e)
         WJ = self.W @ Jinv
-        Ai = -WJ @ self.g.adjoint(self.g.inverse(Xj) @ Xi)
-        vals = np.concatenate([Ai, WJ], axis=2).reshape(-1)[self._keep]
+        Ai = -WJ @ self.g.adjoint(self.g.inverse(XiinvXj))
+        vals = self._values(Ai, WJ)
         J = sp.csr_matrix((vals.astype(jacobian_dtype if np.dtype(jacobian_dtype) != np.float16 else np.float32),
                            self._indices, self._indptr), shape=self._shape)
         if np.dtype(jacobian_dtype) == np.float16:
             J.data = J.data.astype(np.float16).astype(np.float32)
         return J, r.astype(np.float64)
+
+    def _values(self, Ai: np.ndarray, Aj: np.ndarray) -> np.ndarray:
+        """CSR values of J from the per-edge blocks d e/d x_i (m,d,d) and d e/d x_j (m,d,d)."""
+        m, d = Ai.shape[0], self.g.dof
+        buf = np.empty((m, d, 2 * d))
+        buf[:, :, :d] = Ai
+        buf[:, :, d:] = Aj
+        flat = buf.reshape(-1)
+        return flat if self._take is None else flat.take(self._take)
 
     def static_jacobian(self) -> sp.csr_matrix:
         """Whitened Jacobian at zero residual (X_i^-1 X_j = Z_ij): J_r^-1 = I, Ad(X_j^-1 X_i) = Ad(Z_ij^-1).
@@ -152,8 +178,62 @@ class PoseGraphProblem:
         to at the optimum; the static incomplete-Cholesky preconditioner is factored from it once.
         """
         Ai = -self.W @ self.g.adjoint(self.Zinv)
-        vals = np.concatenate([Ai, self.W], axis=2).reshape(-1)[self._keep]
+        vals = self._values(Ai, self.W)
         return sp.csr_matrix((vals, self._indices, self._indptr), shape=self._shape)
+
+    def chain_ordered(self) -> bool:
+        """True when most consecutive free vertices share an edge (an odometry chain in file order)."""
+        nf = int((self.col_of >= 0).sum())
+        if nf < 2:
+            return True
+        ci, cj = self.col_of[self.edges[:, 0]], self.col_of[self.edges[:, 1]]
+        chain = np.zeros(nf - 1, bool)
+        chain[np.minimum(ci, cj)[(ci >= 0) & (cj >= 0) & (np.abs(ci - cj) == 1)]] = True
+        return bool(chain.mean() >= 0.5)
+
+    def block_order(self) -> np.ndarray:
+        """Order of the free vertices that keeps graph neighbours close: the file order for an
+        odometry chain, else reverse Cuthill-McKee (breadth-first). Used by IC(0) and the clusters."""
+        nf = int((self.col_of >= 0).sum())
+        if self.chain_ordered():
+            return np.arange(nf)
+        from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+        ci, cj = self.col_of[self.edges[:, 0]], self.col_of[self.edges[:, 1]]
+        both = (ci >= 0) & (cj >= 0)
+        G = sp.csr_matrix((np.ones(both.sum()), (ci[both], cj[both])), shape=(nf, nf))
+        return np.asarray(reverse_cuthill_mckee((G + G.T).tocsr(), symmetric_mode=True), np.int64)
+
+    def coarse_clusters(self, max_clusters: int) -> np.ndarray:
+        """Cluster label of every free vertex: runs of about n/max_clusters neighbouring poses in
+        block_order() (at least MIN_CLUSTER poses each). Fixed once per problem."""
+        nf = int((self.col_of >= 0).sum())
+        size = max(MIN_CLUSTER, -(-nf // max(int(max_clusters), 1)))
+        labels = np.empty(nf, np.int64)
+        labels[self.block_order()] = np.arange(nf) // size
+        return labels
+
+    def coarse_basis(self, max_clusters: int = 128) -> sp.csr_matrix:
+        """Rigid motions of clusters of poses as tangent vectors: (n_params, dof * n_clusters).
+
+        Column block c moves every pose k of cluster c by X_k <- X_a Exp(xi) X_a^-1 X_k (anchor a:
+        the cluster's first pose), i.e. dx_k = Ad(X_k^-1 X_a) xi, a motion no edge inside the
+        cluster sees. The coarse level of the two-level preconditioner (coarse.py).
+        """
+        key = int(max_clusters)
+        if getattr(self, "_clusters", (None,))[0] != key:
+            self._clusters = (key, self.coarse_clusters(key))
+        labels = self._clusters[1]
+        d = self.g.dof
+        free = np.flatnonzero(self.col_of >= 0)
+        nf, nc = free.size, int(labels.max()) + 1 if labels.size else 0
+        first = np.full(nc, nf, np.int64)
+        np.minimum.at(first, labels, np.arange(nf))
+        X = self.poses[free]
+        Ad = self.g.adjoint(self.g.inverse(X) @ X[first[labels]])  # (nf, d, d): row k*d+a holds Ad_k[a, :]
+        cols = np.broadcast_to(labels[:, None, None] * d + np.arange(d)[None, None, :], (nf, d, d))
+        indptr = np.arange(0, nf * d * d + 1, d)
+        return sp.csr_matrix((Ad.reshape(-1), cols.reshape(-1), indptr), shape=(self.n_params, nc * d))
 
     def get_state(self) -> np.ndarray:
         """Copy of the poses."""
@@ -178,7 +258,7 @@ class PoseGraphProblem:
 
     def edge_costs(self) -> np.ndarray:
         """Per-edge 1/2 e^T Omega e in fp64 (for reports and outlier inspection)."""
-        e, _, _ = self._errors(np.float64)
+        e, _ = self._errors(np.float64)
         r = np.einsum("mab,mb->ma", self.W, e)
         return 0.5 * np.sum(r * r, axis=1)
 

@@ -1,0 +1,141 @@
+"""The 'ichol' preconditioner of the LM driver and its state across LM iterations.
+
+Fine level: block IC(0) of a static normal matrix (pose graphs: the whitened Jacobian at zero
+residual), factored once per problem and reused by every LM iteration, its triangular solves in
+the policy's precond dtype (ichol.py). Coarse level (coarse.py, optional): rigid motions of
+clusters of poses, rebuilt after steps that moved the cost by more than 1% (otherwise the
+linearization barely changed), refactored when LM's damping moved by more than 10x, and grown
+(twice the clusters) after a CG solve that needed many iterations. After each CG solve the step is
+made exact on span(coarse space, CG step, last LM steps) with Jacobian-precision products.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from slam.solvers.backend import Backend
+from slam.solvers.coarse import COARSE_MAX_DIM, MIN_CLUSTER, CoarseCorrection, TwoLevel
+from slam.solvers.ichol import ICPreconditioner, block_ichol, permute_blocks, rcm_block_order
+from slam.solvers.precision import PrecisionPolicy
+
+def scale_columns(J: sp.csr_matrix) -> np.ndarray:
+    """Jacobi column scaling S = 1/||J_col|| (1 for empty columns), so J S has unit column norms."""
+    sq = np.bincount(J.indices, weights=np.square(J.data.astype(np.float64)), minlength=J.shape[1])
+    norms = np.sqrt(sq)
+    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+
+
+def build_ichol(problem: Any, J_hi: sp.csr_matrix, S: np.ndarray, lam: float, backend: Backend,
+                policy: PrecisionPolicy, scaling: bool = True,
+                order: str = "auto") -> tuple[ICPreconditioner, float, np.ndarray]:
+    """Block IC(0) of a scaled, damped normal matrix; the one place J^T J is formed (once per problem).
+
+    Problems that know an iterate-independent Jacobian (pose graphs: the one at zero residual)
+    provide static_jacobian(); otherwise the given (first) linearization J_hi = J S is used. Block
+    order 'auto' is the problem's block_order() (pose graphs: file order for an odometry chain,
+    else reverse Cuthill-McKee), natural without one. Returns the preconditioner, the diagonal
+    shift IC(0) needed, and the column scaling it was built in.
+    """
+    if len(problem.groups) != 1:
+        raise ValueError("the ichol preconditioner needs one uniform block group (a pose graph)")
+    bs = problem.groups[0][2]
+    static = getattr(problem, "static_jacobian", None)
+    if static is not None:
+        J = sp.csr_matrix(static(), dtype=np.float64)
+        S = scale_columns(J) if scaling else np.ones(J.shape[1])
+        J.data = J.data * S[J.indices]
+    else:
+        J = sp.csr_matrix(J_hi, dtype=np.float64)
+    A = (J.T @ J).tocsr() + lam * sp.eye(J.shape[1], format="csr")
+    if order == "auto":
+        blocks = problem.block_order() if hasattr(problem, "block_order") else None
+    elif order == "rcm":
+        blocks = rcm_block_order(A, bs)
+    elif order == "natural":
+        blocks = None
+    else:
+        raise ValueError(f"unknown ichol_order '{order}'; choose auto, natural or rcm")
+    if blocks is not None and np.array_equal(blocks, np.arange(blocks.size)):
+        blocks = None
+    if blocks is None:
+        perm = None
+        L, stats = block_ichol(A, bs)
+    else:
+        perm = (blocks[:, None] * bs + np.arange(bs)).ravel()
+        L, stats = block_ichol(permute_blocks(A, blocks, bs), bs)
+    return ICPreconditioner(L, backend, policy.precond, policy.vector, perm=perm), stats.shift, S
+
+
+class StaticTwoLevel:
+    """Static IC(0) plus an optional coarse level, with the bookkeeping LM iterations need."""
+
+    def __init__(self, problem: Any, backend: Backend, policy: PrecisionPolicy, *, scaling: bool = True,
+                 order: str = "auto", clusters: int = -1, grow_after: int = 40, recycle: int = 2) -> None:
+        self.problem, self.backend, self.policy = problem, backend, policy
+        self.scaling, self.order = scaling, order
+        self.grow_after, self.recycle = grow_after, recycle
+        self.n_clusters = self._initial_clusters(clusters)
+        self.ic: ICPreconditioner | None = None
+        self.S0: np.ndarray | None = None
+        self.shift = 0.0
+        self.coarse: CoarseCorrection | None = None
+        self._stale = True
+        self._steps: list[np.ndarray] = []  # last accepted steps dx
+
+    @property
+    def coarse_size(self) -> int:
+        """Unknowns of the coarse level (0: IC alone)."""
+        return self.coarse.size if self.coarse is not None else 0
+
+    def _initial_clusters(self, requested: int) -> int:
+        if requested == 0 or not hasattr(self.problem, "coarse_basis"):
+            return 0
+        n_blocks = self.problem.groups[0][1]
+        return int(requested) if requested > 0 else int(min(64, max(16, n_blocks // 32)))
+
+    def prepare(self, J_hi: sp.csr_matrix, S: np.ndarray, lam: float) -> Callable[[Any], Any]:
+        """The preconditioner for the linearization J_hi = J S (called once per linearization)."""
+        if self.ic is None:
+            self.ic, self.shift, self.S0 = build_ichol(self.problem, J_hi, S, lam, self.backend, self.policy,
+                                                       self.scaling, self.order)
+            self.ic.scale_operands = self.scaling
+        self.ic.outer = self.S0 / S  # maps the current column scaling onto the one L was built in
+        if self.n_clusters <= 0:
+            return self.ic
+        if self.coarse is None or self._stale:
+            self.coarse = CoarseCorrection(J_hi, self.problem.coarse_basis(self.n_clusters), S, lam,
+                                           self.backend, self.policy.vector)
+            self._stale = False
+        else:
+            self.damping(lam)
+        return TwoLevel(self.ic, self.coarse)
+
+    def damping(self, lam: float) -> None:
+        """LM changed its damping: refactor the coarse matrix when it moved by more than 10x."""
+        if self.coarse is not None and not 0.1 <= lam / self.coarse.lam <= 10.0:
+            self.coarse.set_lambda(lam)
+
+    def refine(self, y: np.ndarray, rhs: np.ndarray, S: np.ndarray, sigma: float,
+               normal: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """The CG step y made exact on span(coarse space, y, last LM steps) (identity without a coarse level).
+
+        `normal(D)` returns (A^T A + lam I) D in the Jacobian precision; steps are stored as dx and
+        brought to the current scaled variables y = sigma dx / S.
+        """
+        if self.coarse is None:
+            return y
+        D = np.column_stack([y] + [sigma * d / S for d in self._steps])
+        return self.coarse.subspace_step(rhs, D, normal(D))
+
+    def accepted(self, dx: np.ndarray, rel_decrease: float, cg_iterations: int) -> None:
+        """LM accepted step dx that lowered the cost by rel_decrease after cg_iterations of CG."""
+        self._steps = ([dx] + self._steps)[:self.recycle]
+        self._stale = rel_decrease > 0.01
+        if self.coarse is not None and 0 < self.grow_after < cg_iterations:
+            _, n_blocks, bs = self.problem.groups[0]
+            if 2 * self.n_clusters * MIN_CLUSTER <= n_blocks and 2 * self.n_clusters * bs <= COARSE_MAX_DIM:
+                self.n_clusters *= 2
+                self._stale = True

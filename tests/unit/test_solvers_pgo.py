@@ -1,0 +1,371 @@
+"""Mixed-precision pose-graph optimization: optima vs GTSAM, Jacobians vs central differences,
+block IC(0) vs dense Cholesky, CGNR vs a dense least-squares solve, the dtypes that reach each
+kernel under each preset, fp16 rounding emulation, and what the fp16 guards (scaling) are for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from slam.geometry import lie
+from slam.io.g2o import read_g2o
+from slam.solvers import cgnr as cgnr_mod
+from slam.solvers.backend import numpy_backend
+from slam.solvers.cgnr import ScaledSystem, cgnr
+from slam.solvers.coarse import CoarseCorrection, TwoLevel
+from slam.solvers.fp16 import round_half
+from slam.solvers.ichol import ICPreconditioner, block_ichol, block_pattern
+from slam.solvers.lm import SolverOptions, solve
+from slam.solvers.pgo import PoseGraphProblem, from_pose_graph
+
+RNG = np.random.default_rng(7)
+
+# GTSAM 4.x Levenberg-Marquardt optima (1/2 sum e^T Omega e, pose 0 held) of the benchmark graphs,
+# measured with slam.eval.peers.gtsam_pgo; ../shared/data/README.md quotes them to 5 digits.
+GTSAM_OPTIMUM = {"smallGrid3D": 517.925335, "sphere2500": 675.700965, "parking-garage": 0.634192}
+
+
+def _is_half(x: np.ndarray) -> bool:
+    x = np.asarray(x, dtype=np.float32)
+    return bool(np.array_equal(x, x.astype(np.float16).astype(np.float32), equal_nan=True))
+
+
+# ------------------------------------------------------------------------------ benchmark optima
+
+def _solve_benchmark(shared_data: Path, name: str, preset: str, **options) -> tuple[PoseGraphProblem, object]:
+    problem = from_pose_graph(read_g2o(shared_data / "pgo" / f"{name}.g2o"))
+    return problem, solve(problem, SolverOptions(precision=preset, **options))
+
+
+@pytest.mark.parametrize("preset", ["fp64", "fp32", "mixed"])
+def test_small_grid_reaches_gtsam_optimum(shared_data: Path, preset: str) -> None:
+    problem, s = _solve_benchmark(shared_data, "smallGrid3D", preset)
+    assert s.final_cost == pytest.approx(GTSAM_OPTIMUM["smallGrid3D"], rel=1e-4)
+    assert s.final_cost == pytest.approx(problem.cost(np.float64), rel=1e-12)
+    assert s.termination == "relative cost decrease"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sphere2500", "parking-garage"])
+@pytest.mark.parametrize("preset", ["fp64", "mixed"])
+def test_large_benchmarks_reach_gtsam_optimum(shared_data: Path, name: str, preset: str) -> None:
+    problem, s = _solve_benchmark(shared_data, name, preset)
+    assert s.initial_cost == pytest.approx({"sphere2500": 1.3057e6, "parking-garage": 8363.6}[name], rel=1e-4)
+    assert s.final_cost == pytest.approx(GTSAM_OPTIMUM[name], rel=1e-4)
+    gtsam = pytest.importorskip("gtsam")  # noqa: F841  an independent evaluation of the same cost
+    from slam.eval.peers import gtsam_cost
+
+    assert gtsam_cost(shared_data / "pgo" / f"{name}.g2o", problem.poses) == pytest.approx(s.final_cost, rel=1e-9)
+
+
+@pytest.mark.parametrize("name, ic_cut, two_level_cut", [
+    ("smallGrid3D", 1.5, 3.0),                            # measured: 314 plain, 162 IC(0), 62 two-level
+    pytest.param("sphere2500", 3.0, 10.0, marks=pytest.mark.slow),  # 3809, 527, 96
+])
+def test_static_ic_cuts_cg_iterations_against_plain_cgnr(shared_data: Path, name: str, ic_cut: float,
+                                                         two_level_cut: float) -> None:
+    _, plain = _solve_benchmark(shared_data, name, "mixed", preconditioner="none")
+    _, ic_only = _solve_benchmark(shared_data, name, "mixed", coarse_clusters=0)
+    _, two_level = _solve_benchmark(shared_data, name, "mixed")
+    assert ic_only.coarse_size == 0 and two_level.coarse_size > 0
+    assert ic_only.total_linear_iterations * ic_cut < plain.total_linear_iterations
+    assert two_level.total_linear_iterations * two_level_cut < plain.total_linear_iterations
+    assert plain.final_cost == pytest.approx(GTSAM_OPTIMUM[name], rel=1e-3)  # 8.7e-5 on sphere2500
+    for s in (ic_only, two_level):
+        assert s.final_cost == pytest.approx(GTSAM_OPTIMUM[name], rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["smallGrid3D", "sphere2500", "parking-garage"])
+def test_fp16_preset_runs_to_the_end(shared_data: Path, name: str) -> None:
+    problem, s = _solve_benchmark(shared_data, name, "fp16")
+    assert np.all(np.isfinite(problem.poses))
+    assert np.isfinite(s.final_cost) and s.final_cost < s.initial_cost
+    assert s.termination in ("relative cost decrease", "damping too large (no further decrease possible)")
+
+
+@pytest.mark.slow
+def test_parking_garage_fp16_needs_scaling_when_magnitudes_grow(shared_data: Path) -> None:
+    """Parking-garage with every information matrix x1e6 (sigmas 1000x smaller): Jacobian entries
+    reach 1e4 and residuals 1e4, so the unscaled fp16 products overflow (65504) on the first CG
+    iteration; with Jacobi column scaling, residual scaling and power-of-two operand scaling the
+    same fp16 kernels converge. On the graph as shipped (|J| <= 11, |r| <= 9) both converge."""
+    g = read_g2o(shared_data / "pgo" / "parking-garage.g2o")
+    runs = {}
+    for scaling in (True, False):
+        problem = PoseGraphProblem(g.poses, g.edges, g.measurements, g.information * 1e6, g.fixed)
+        runs[scaling] = solve(problem, SolverOptions(precision="mixed", scaling=scaling, max_iterations=30))
+    opt = GTSAM_OPTIMUM["parking-garage"] * 1e6
+    assert runs[True].final_cost == pytest.approx(opt, rel=1e-4)
+    # Measured: 0 CG iterations (the first product is inf), stuck at 8.0e6 = 12.6x the optimum.
+    assert runs[False].linear_iterations[0] == 0
+    assert runs[False].final_cost > 5 * opt
+
+
+# ------------------------------------------------------------------------------ Jacobians
+
+def _random_graph(group: str, n: int = 7, extra: int = 5) -> PoseGraphProblem:
+    d = 6 if group == "se3" else 7
+    exp = lie.se3_exp if group == "se3" else lie.sim3_exp
+    xi = RNG.normal(size=(n, d)) * np.r_[np.full(3, 0.8), np.full(3, 2.0), np.full(d - 6, 0.3)]
+    X = exp(xi)
+    loops = [tuple(RNG.choice(n, 2, replace=False)) for _ in range(extra)]
+    edges = np.array([(k, k + 1) for k in range(n - 1)] + loops)
+    inv = lie.se3_inverse if group == "se3" else lie.sim3_inverse
+    noise = exp(RNG.normal(size=(len(edges), d)) * 0.2)  # residuals well away from zero
+    Z = inv(X[edges[:, 0]]) @ X[edges[:, 1]] @ noise
+    B = RNG.normal(size=(len(edges), d, d))
+    info = B @ B.transpose(0, 2, 1) + 0.5 * np.eye(d)
+    return PoseGraphProblem(X, edges, Z, info, group=group)
+
+
+@pytest.mark.parametrize("group", ["se3", "sim3"])
+def test_jacobian_matches_central_differences(group: str) -> None:
+    problem = _random_graph(group)
+    J, r = problem.linearize(np.float64, np.float64)
+    J = J.toarray()
+    x0, h = problem.get_state(), 1e-6
+    num = np.empty_like(J)
+    for k in range(problem.n_params):
+        cols = []
+        for sign in (1.0, -1.0):
+            problem.set_state(x0)
+            problem.retract(sign * h * np.eye(problem.n_params)[k], np.float64)
+            cols.append(problem.linearize(np.float64, np.float64)[1])
+        num[:, k] = (cols[0] - cols[1]) / (2 * h)
+    problem.set_state(x0)
+    assert np.abs(r).max() > 0.1  # not at zero residual, where J_r^-1 = I hides errors
+    assert np.abs(J - num).max() < 1e-6 * np.abs(J).max()
+    # The residual is the whitened error: 1/2 |r|^2 is the cost.
+    assert 0.5 * r @ r == pytest.approx(problem.cost(np.float64), rel=1e-12)
+
+
+@pytest.mark.parametrize("group", ["se3", "sim3"])
+def test_coarse_basis_is_invisible_inside_clusters(group: str) -> None:
+    """Rigid motions of a cluster leave every edge inside it unchanged: J P vanishes on those rows."""
+    problem = _random_graph(group, n=20, extra=10)
+    J, _ = problem.linearize(np.float64, np.float64)
+    labels = problem.coarse_clusters(2)
+    P = problem.coarse_basis(2).toarray()
+    col = problem.col_of[problem.edges]  # (m, 2) column block of each end, -1 for the held pose
+    lab = np.where(col >= 0, labels[np.maximum(col, 0)], -1)
+    inside = np.repeat((col[:, 0] >= 0) & (col[:, 1] >= 0) & (lab[:, 0] == lab[:, 1]), problem.g.dof)
+    JP = J @ P
+    assert inside.any() and (~inside).any()
+    assert np.abs(JP[inside]).max() < 1e-9 * np.abs(J.toarray()).max()
+    assert np.abs(JP[~inside]).max() > 1e-3
+
+
+# ------------------------------------------------------------------------------ block IC(0)
+
+def _block_spd(adjacency: np.ndarray, bs: int, rng: np.random.Generator) -> np.ndarray:
+    n = adjacency.shape[0]
+    A = np.zeros((n * bs, n * bs))
+    for i, j in zip(*np.nonzero(np.triu(adjacency, 1))):
+        C = rng.normal(size=(bs, bs))
+        A[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = C
+        A[j * bs:(j + 1) * bs, i * bs:(i + 1) * bs] = C.T
+    for i in range(n):
+        D = rng.normal(size=(bs, bs))
+        A[i * bs:(i + 1) * bs, i * bs:(i + 1) * bs] = D @ D.T + (4 * bs + 3 * adjacency[i].sum() * bs) * np.eye(bs)
+    return A
+
+
+def test_block_ichol_on_a_tree_is_the_exact_cholesky_factor() -> None:
+    """A tree eliminated leaves-first has no fill, so IC(0) must equal the dense Cholesky factor."""
+    n, bs = 30, 6
+    parent = np.array([RNG.integers(k + 1, n) for k in range(n - 1)])  # parent index > child: leaves first
+    adj = np.zeros((n, n))
+    adj[np.arange(n - 1), parent] = adj[parent, np.arange(n - 1)] = 1
+    A = _block_spd(adj, bs, RNG)
+    L, stats = block_ichol(sp.csr_matrix(A), bs)
+    assert stats.shift == 0.0 and stats.restarts == 0
+    np.testing.assert_allclose(L.toarray(), np.linalg.cholesky(A), rtol=0, atol=1e-12 * np.abs(A).max())
+
+
+def test_block_ichol_reproduces_the_matrix_on_its_pattern() -> None:
+    """IC(0) property on a random graph with fill: (L L^T)_ij = A_ij wherever A has a block."""
+    n, bs = 40, 6
+    adj = (RNG.random((n, n)) < 0.12).astype(float)
+    adj = np.maximum(adj, adj.T)
+    np.fill_diagonal(adj, 0)
+    A = _block_spd(adj, bs, RNG)
+    L, stats = block_ichol(sp.csr_matrix(A), bs)
+    assert stats.shift == 0.0
+    on = np.kron(adj + np.eye(n), np.ones((bs, bs))) > 0
+    LLt = (L @ L.T).toarray()
+    assert np.abs((LLt - A)[on]).max() < 1e-12 * np.abs(A).max()
+    assert np.abs((LLt - A)[~on]).max() > 1e-3  # the dropped fill: this is not the exact factor
+    pat = block_pattern(sp.csr_matrix(A), bs)
+    assert len(pat.rows) == (np.count_nonzero(np.tril(adj)) + n)
+
+
+def test_ic_preconditioner_applies_inverse_of_llt() -> None:
+    n, bs = 25, 6
+    adj = np.diag(np.ones(n - 1), 1)
+    adj = adj + adj.T
+    A = _block_spd(adj, bs, RNG)
+    L, _ = block_ichol(sp.csr_matrix(A), bs)
+    v = RNG.normal(size=n * bs)
+    pre = ICPreconditioner(L, numpy_backend(), np.float64, np.float64)
+    np.testing.assert_allclose(pre(v), np.linalg.solve(A, v), rtol=1e-10)
+    perm = RNG.permutation(n)
+    idx = (perm[:, None] * bs + np.arange(bs)).ravel()
+    Lp, _ = block_ichol(sp.csr_matrix(A[np.ix_(idx, idx)]), bs)
+    pre = ICPreconditioner(Lp, numpy_backend(), np.float64, np.float64, perm=idx)
+    z = pre(v)
+    np.testing.assert_allclose((Lp @ (Lp.T @ z[idx])), v[idx], rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------ CGNR
+
+def _damped_problem(m: int = 120, n: int = 40,
+                    lam: float = 1e-2) -> tuple[sp.csr_matrix, np.ndarray, float, np.ndarray]:
+    A = sp.random(m, n, density=0.15, random_state=3, data_rvs=RNG.standard_normal).tocsr()
+    A = A + sp.eye(m, n)  # no empty column
+    A = sp.csr_matrix(A @ sp.diags(1.0 / np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())))
+    c = RNG.normal(size=m)
+    y_ref = np.linalg.lstsq(np.vstack([A.toarray(), np.sqrt(lam) * np.eye(n)]), np.r_[-c, np.zeros(n)], rcond=None)[0]
+    return A, c, lam, y_ref
+
+
+def _system(A: sp.csr_matrix, c: np.ndarray, lam: float, preset: str) -> ScaledSystem:
+    be = numpy_backend()
+    from slam.solvers.precision import get_policy
+
+    pol = get_policy(preset)
+    J_hi = A.astype(be.storage_dtype(pol.jacobian))
+    J_mv = J_hi.copy()
+    J_mv.data = cgnr_mod.to_precision(J_hi.data, pol.matvec, be)
+    rhs = cgnr_mod.to_precision(-(A.T @ c), pol.vector, be)
+    return ScaledSystem(be, J_hi, J_mv, J_mv.T.tocsr(), np.ones(A.shape[1]), rhs, lam, pol.matvec, pol.vector)
+
+
+def test_cgnr_fp64_matches_dense_least_squares() -> None:
+    A, c, lam, y_ref = _damped_problem()
+    res = cgnr(_system(A, c, lam, "fp64"), None, tol=1e-13, maxiter=500)
+    assert res.converged
+    np.testing.assert_allclose(res.x, y_ref, rtol=0, atol=1e-10 * np.abs(y_ref).max())
+    # The model decrease CG accumulates is rhs.y - y.(A^T A + lam) y / 2 at its solution.
+    N = (A.T @ A).toarray() + lam * np.eye(A.shape[1])
+    b = -(A.T @ c)
+    assert res.model_decrease == pytest.approx(b @ y_ref - 0.5 * y_ref @ N @ y_ref, rel=1e-10)
+
+
+def test_cgnr_mixed_matches_dense_least_squares_loosely() -> None:
+    A, c, lam, y_ref = _damped_problem()
+    res = cgnr(_system(A, c, lam, "mixed"), None, tol=1e-6, maxiter=500)
+    assert res.x.dtype == np.float32
+    err = np.linalg.norm(res.x - y_ref) / np.linalg.norm(y_ref)
+    assert 1e-6 < err < 1e-2  # fp16 products: not fp64-exact, but a usable step (measured ~1e-3)
+
+
+def test_cgnr_model_test_stops_with_most_of_the_decrease() -> None:
+    A, c, lam, y_ref = _damped_problem(m=400, n=150, lam=1e-6)
+    N = (A.T @ A).toarray() + lam * np.eye(A.shape[1])
+    b = -(A.T @ c)
+    q_star = b @ y_ref - 0.5 * y_ref @ N @ y_ref
+    res = cgnr(_system(A, c, lam, "fp64"), None, tol=1e-15, maxiter=1000, model_tol=1e-3)
+    q = b @ res.x - 0.5 * res.x @ N @ res.x
+    assert res.converged and res.iterations < 150
+    assert 1 - 1e-2 < q / q_star <= 1 + 1e-12
+
+
+# ------------------------------------------------------------------------------ coarse level
+
+def test_subspace_step_is_the_model_optimum_on_the_subspace() -> None:
+    problem = _random_graph("se3", n=24, extra=12)
+    J, r = problem.linearize(np.float64, np.float64)
+    S = np.ones(problem.n_params)
+    lam = 1e-4
+    co = CoarseCorrection(J, problem.coarse_basis(3), S, lam, numpy_backend(), np.float64)
+    N = (J.T @ J).toarray() + lam * np.eye(problem.n_params)
+    b = -(J.T @ r)
+    D = RNG.normal(size=(problem.n_params, 2))
+    z = co.subspace_step(b, D, N @ D)
+    B = np.column_stack([problem.coarse_basis(3).toarray(), D])
+    coef = np.linalg.lstsq(B.T @ N @ B, B.T @ b, rcond=None)[0]
+    np.testing.assert_allclose(z, B @ coef, rtol=0, atol=1e-8 * np.abs(B @ coef).max())
+    # The two-level preconditioner is symmetric positive definite.
+    L, _ = block_ichol(sp.csr_matrix(N), 6)
+    M = TwoLevel(ICPreconditioner(L, numpy_backend(), np.float64, np.float64), co)
+    Minv = np.column_stack([M(e) for e in np.eye(problem.n_params)])
+    np.testing.assert_allclose(Minv, Minv.T, atol=1e-10 * np.abs(Minv).max())
+    assert np.linalg.eigvalsh(0.5 * (Minv + Minv.T)).min() > 0
+
+
+# ------------------------------------------------------------------------------ dtypes per stage
+
+class _Spy:
+    """Stands in for a sparse matrix and records what reaches its products."""
+
+    def __init__(self, m: sp.csr_matrix, log: list) -> None:
+        self.m, self.log = m, log
+        self.dtype, self.shape = m.dtype, m.shape
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        self.log.append((v.dtype, _is_half(v), self.m.dtype, _is_half(self.m.data)))
+        return self.m @ v
+
+
+@pytest.mark.parametrize("preset, operand, stored, half", [
+    ("fp64", np.float64, np.float64, False),
+    ("fp32", np.float32, np.float32, False),
+    ("mixed", np.float32, np.float32, True),   # fp16 emulated: fp16 values held in fp32
+])
+def test_dtypes_reaching_each_kernel(monkeypatch, shared_data: Path, preset: str, operand, stored, half) -> None:
+    matvec_log: list = []
+    precond_log: list = []
+    retract_log: list = []
+    orig_matvec = ScaledSystem.normal_matvec
+
+    def spy_matvec(self, p):
+        if not isinstance(self.J_mv, _Spy):
+            self.J_mv, self.J_mv_T = _Spy(self.J_mv, matvec_log), _Spy(self.J_mv_T, matvec_log)
+        out = orig_matvec(self, p)
+        matvec_log.append(("out", out.dtype))
+        return out
+
+    orig_solve = ICPreconditioner._solve
+
+    def spy_solve(self, v, trans):
+        precond_log.append((v.dtype, _is_half(v), self._lu.U.dtype, _is_half(self._lu.U.data)))
+        return orig_solve(self, v, trans)
+
+    orig_retract = PoseGraphProblem.retract
+
+    def spy_retract(self, dx, dtype):
+        retract_log.append((dx.dtype, np.dtype(dtype)))
+        return orig_retract(self, dx, dtype)
+
+    monkeypatch.setattr(ScaledSystem, "normal_matvec", spy_matvec)
+    monkeypatch.setattr(ICPreconditioner, "_solve", spy_solve)
+    monkeypatch.setattr(PoseGraphProblem, "retract", spy_retract)
+    _, s = _solve_benchmark(shared_data, "smallGrid3D", preset, max_iterations=2)
+    products = [e for e in matvec_log if e[0] != "out"]
+    assert products and all(e[0] == operand and e[2] == stored for e in products)
+    assert all(e[1] == half and e[3] == half for e in products) if half else not all(e[1] for e in products)
+    assert all(e[1] == operand for e in matvec_log if e[0] == "out")  # CG vectors: fp32 (fp64 reference)
+    assert precond_log and all(e[0] == operand and e[2] == stored for e in precond_log)
+    if half:
+        assert all(e[1] and e[3] for e in precond_log)
+    assert retract_log and all(dx == np.float64 and dt == np.float64 for dx, dt in retract_log)
+    assert s.precision["matvec"] == ("float16" if half else np.dtype(operand).name)
+    assert s.precision["emulated_fp16"] is half
+
+
+# ------------------------------------------------------------------------------ fp16 emulation
+
+def test_round_half_equals_numpy_conversion_bit_for_bit() -> None:
+    bits = RNG.integers(-2**31, 2**31, size=2_000_000, dtype=np.int64).astype(np.int32)
+    x = bits.view(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = x.astype(np.float16).astype(np.float32)
+    assert np.array_equal(round_half(x), ref, equal_nan=True)
+    edges = np.array([65504, 65519.99, 65520, 2.0**-14, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 1 + 2.0**-11], np.float32)
+    for v in (edges, -edges):
+        with np.errstate(over="ignore"):
+            assert np.array_equal(round_half(v), v.astype(np.float16).astype(np.float32))
