@@ -19,6 +19,13 @@ class LeastSquaresProblem(Protocol):
     groups: list[tuple[int, int, int]]
     preconditioner: str  # 'ichol' (pose graphs) or 'jacobi' (bundle adjustment)
 
+    # Optional hooks the LM driver uses when a problem has them (getattr):
+    #   static_jacobian() -> csr         an iterate-independent Jacobian to factor the static IC(0) from
+    #   block_order() -> ndarray         block order for IC(0) (pose graphs: file order or RCM)
+    #   coarse_basis(...)                rigid-cluster coarse space of the two-level preconditioner
+    #   make_preconditioner(J_scaled, lam, backend, policy)   a problem-specific preconditioner (BA: Schur)
+    #   cg_model_tol: float              CG stopping on model decrease instead of the residual norm
+
     def cost(self, dtype: np.dtype) -> float:
         """1/2 sum of robustified squared whitened residuals at the current state, computed in dtype."""
 
