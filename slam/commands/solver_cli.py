@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from slam.errors import InputError
+from slam.solvers.backend import get_backend
 from slam.solvers.lm import SolverOptions, Summary
 from slam.solvers.precision import PRESETS
 
@@ -27,7 +29,10 @@ def options_from_args(args: argparse.Namespace, base: SolverOptions | None = Non
     """SolverOptions from parsed arguments, on top of a problem's own defaults."""
     opt = base or SolverOptions()
     opt.precision = args.precision
-    opt.backend = args.backend
+    try:
+        opt.backend = get_backend(args.backend).name  # 'auto' resolved here, so reports say what ran
+    except RuntimeError as exc:
+        raise InputError(f"--backend {args.backend}: {exc}") from None
     if args.max_iterations is not None:
         opt.max_iterations = args.max_iterations
     if not args.quiet:
