@@ -1,1 +1,1 @@
-"""map"""
+"""The shared map: keyframes, landmarks, observations, covisibility."""

@@ -1,0 +1,105 @@
+"""Camera pose from 2-D/3-D matches: projection, robust pose-only Gauss-Newton, RANSAC PnP.
+
+Poses here are T_cam_world (world-to-camera, OpenCV's rvec/tvec). The pose-only refinement uses
+the perturbation of slam/solvers/ba.py: R <- Exp(w) R, t <- Exp(w) t + v, so dP/d[w, v] = [-P^, I].
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from slam.geometry import lie
+
+
+def project(T_cw: np.ndarray, X: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (N,2) and depths (N,) of world points X (N,3) in camera T_cw."""
+    P = X @ T_cw[:3, :3].T + T_cw[:3, 3]
+    z = P[:, 2]
+    zs = np.where(np.abs(z) > 1e-9, z, 1e-9)
+    uv = np.stack([K[0, 0] * P[:, 0] / zs + K[0, 2], K[1, 1] * P[:, 1] / zs + K[1, 2]], axis=1)
+    return uv, z
+
+
+def orthonormalize(T: np.ndarray) -> np.ndarray:
+    """The rigid transforms nearest to T (...,4,4) (SVD projection of the rotation blocks onto SO(3)).
+
+    Chained products such as the constant-velocity prediction V T multiply rounding errors, which
+    grow geometrically from frame to frame unless every new pose is projected back.
+    """
+    u, _, vt = np.linalg.svd(T[..., :3, :3])
+    d = np.ones(u.shape[:-1])
+    d[..., 2] = np.linalg.det(u @ vt)
+    out = np.array(T, dtype=np.float64, copy=True)
+    out[..., :3, :3] = (u * d[..., None, :]) @ vt
+    return out
+
+
+def _gauss_newton(T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray, huber: float,
+                  iterations: int) -> np.ndarray:
+    """Huber-weighted Gauss-Newton on the reprojection error of all given matches."""
+    fx, fy = K[0, 0], K[1, 1]
+    T = T_cw.copy()
+    for _ in range(iterations):
+        P = X @ T[:3, :3].T + T[:3, 3]
+        z = np.maximum(P[:, 2], 1e-6)
+        iz = 1.0 / z
+        r = np.stack([fx * P[:, 0] * iz + K[0, 2], fy * P[:, 1] * iz + K[1, 2]], axis=1) - uv
+        e = np.linalg.norm(r, axis=1)
+        w = np.where(e <= huber, 1.0, huber / np.maximum(e, 1e-12))
+        A = np.zeros((len(X), 2, 3))
+        A[:, 0, 0] = fx * iz
+        A[:, 1, 1] = fy * iz
+        A[:, 0, 2] = -fx * P[:, 0] * iz * iz
+        A[:, 1, 2] = -fy * P[:, 1] * iz * iz
+        J = np.concatenate([np.cross(P[:, None, :], A), A], axis=2)  # row a: a^T (-P^) = (P x a)^T
+        Jw = J * w[:, None, None]
+        H = np.einsum("nki,nkj->ij", Jw, J) + 1e-9 * np.eye(6)
+        g = np.einsum("nki,nk->i", Jw, r)
+        try:
+            d = -np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            break
+        E = lie.so3_exp(d[:3])
+        T[:3, :3] = E @ T[:3, :3]
+        T[:3, 3] = E @ T[:3, 3] + d[3:]
+        if np.linalg.norm(d) < 1e-6:  # ~1e-6 rad and um: far below pixel noise
+            break
+    return T
+
+
+def refine_pose(T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray, threshold: float,
+                rounds: int = 2, iterations: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Pose-only robust refinement (ORB-SLAM's PoseOptimization): (T_cw, inlier mask).
+
+    Each round optimizes on the current inliers with a Huber loss at `threshold` pixels, then
+    re-classifies every match by its reprojection error (points behind the camera are outliers).
+    """
+    inl = np.ones(len(X), bool)
+    T = T_cw.copy()
+    for _ in range(rounds):
+        if inl.sum() < 4:
+            break
+        T = _gauss_newton(T, X[inl], uv[inl], K, threshold, iterations)
+        proj, z = project(T, X, K)
+        err = np.linalg.norm(proj - uv, axis=1)
+        inl = (err < threshold) & (z > 0)
+    return orthonormalize(T), inl
+
+
+def pnp_ransac(X: np.ndarray, uv: np.ndarray, K: np.ndarray, threshold: float, iterations: int = 200,
+               confidence: float = 0.999) -> tuple[np.ndarray, np.ndarray] | None:
+    """RANSAC P3P pose (T_cw, inlier mask) from matches, None when it finds no consensus."""
+    if len(X) < 6:
+        return None
+    ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+        np.ascontiguousarray(X, np.float64), np.ascontiguousarray(uv, np.float64), K, None,
+        iterationsCount=iterations, reprojectionError=threshold, confidence=confidence, flags=cv2.SOLVEPNP_AP3P)
+    if not ok or inliers is None or len(inliers) < 6:
+        return None
+    T = np.eye(4)
+    T[:3, :3] = cv2.Rodrigues(rvec)[0]
+    T[:3, 3] = tvec.ravel()
+    mask = np.zeros(len(X), bool)
+    mask[inliers.ravel()] = True
+    return T, mask

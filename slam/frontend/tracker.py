@@ -1,0 +1,357 @@
+"""Tracking: one call per frame, on the main thread; hands keyframes to the odometry worker.
+
+States: INIT (no map segment yet), TRACKING, LOST. While tracking, features are followed by KLT
+seeded with the constant-velocity prediction (landmarks are projected, other tracks moved by the
+predicted rotation), the pose is refined against the landmarks' map positions (robust pose-only
+Gauss-Newton from the prediction, RANSAC P3P when that fails), outlier tracks are dropped, and a
+keyframe is made when KeyframePolicy says so. A frame without enough inliers is LOST: it gets no
+pose. Lost frames try relocalization against the newest keyframes' landmarks; after
+`new_map_after` seconds a new map segment starts, chained at the last known pose (the jump
+across the gap is not estimated). Monocular initialization lives in mono_init.py.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from slam.config import RunConfig
+from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb, to_gray
+from slam.frontend.keyframes import KeyframePolicy, median_parallax
+from slam.frontend.measure import Rig, measure
+from slam.frontend.mono_init import MonoInitializer
+from slam.frontend.pose import orthonormalize, pnp_ransac, project, refine_pose
+from slam.frontend.relocalizer import relocalize
+from slam.frontend.state import FrameResult, Tracks, inv
+from slam.frontend.stereo import backproject
+from slam.frontend.triangulation import checked_triangulation
+from slam.map.keyframe import KeyframeData
+from slam.map.map import CULLED, Map
+from slam.sources.base import Frame
+
+INIT, TRACKING, LOST = "init", "tracking", "lost"
+
+
+class Tracker:
+    """Per-frame tracking for stereo, RGB-D and monocular input."""
+
+    def __init__(self, cfg: RunConfig, rig: Rig, the_map: Map, emit: Callable[[KeyframeData], None],
+                 pending: Callable[[], int] = lambda: 0) -> None:
+        self.cfg, self.f = cfg, cfg.frontend
+        self.rig, self.K = rig, rig.K
+        self.map = the_map
+        self.emit = emit
+        self.pending = pending  # keyframes handed on but not yet in the map
+        self.policy = KeyframePolicy(cfg.keyframes)
+        self.orb = make_orb() if self.f.descriptors else None
+        self.state = INIT
+        self.tracks = Tracks()
+        self.pyr: Pyramid | None = None
+        self.T_cw = np.eye(4)
+        self.V = np.eye(4)              # constant-velocity model: T_cw(k+1) ~ V T_cw(k)
+        self.origin = np.eye(4)         # T_wc where the next map segment starts
+        self.segment = -1
+        self.next_kf = 0
+        self.kf_id, self.kf_time = -1, -np.inf
+        self.kf_T_wc = np.eye(4)
+        self.kf_ids = np.zeros(0, np.int64)
+        self.kf_uv = np.zeros((0, 2))
+        self.kf_landmarks = np.zeros(0, np.int64)
+        self.map_version = -1
+        self.kf_poses: dict[int, np.ndarray] = {}  # T_wc of keyframes (map values once written)
+        self.kf_rel: dict[int, tuple[int, np.ndarray]] = {}  # keyframe -> (reference keyframe, T_ref_kf)
+        self.lost_since: float | None = None
+        self.mono = MonoInitializer(self) if rig.mode == "mono" else None
+        self.times: dict[str, list[float]] = {}
+        self.keyframe_reasons: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _timed(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.times.setdefault(stage, []).append(t1 - t0)
+        return t1
+
+    def _result(self, frame: Frame, status: str, inliers: int = 0) -> FrameResult:
+        T_wc = inv(self.T_cw)
+        return FrameResult(frame.index, frame.timestamp, status, T_wc, self.kf_id, inv(self.kf_T_wc) @ T_wc,
+                           self.segment, len(self.tracks), inliers, frame.gt_pose)
+
+    def _lost(self, frame: Frame, status: str = "lost") -> FrameResult:
+        return FrameResult(frame.index, frame.timestamp, status, segment=self.segment, gt_pose=frame.gt_pose)
+
+    def _refresh_from_map(self) -> None:
+        """Pick up what the worker wrote: landmark positions and keyframe poses.
+
+        Keyframes still queued for the worker, the provisional positions computed in their frames
+        and the current pose are moved with the corrections BA made to the keyframes they were
+        tracked against, so that everything tracking uses stays in one consistent frame.
+        """
+        if self.map.version == self.map_version:
+            return
+        tr = self.tracks
+        with self.map.lock:
+            self.map_version = self.map.version
+            states = self.map.states(tr.ids) if len(tr) else np.zeros(0, np.int8)
+            pos = self.map.positions(tr.ids) if len(tr) else np.zeros((0, 3))
+            poses = self.map.keyframe_poses()
+        old = dict(self.kf_poses)
+        self.kf_poses.update(enumerate(poses))
+        for k in sorted(k for k in self.kf_rel if k >= len(poses)):  # queued keyframes, oldest first
+            ref, T_ref_kf = self.kf_rel[k]
+            if ref >= 0:
+                self.kf_poses[k] = orthonormalize(self.kf_poses[ref] @ T_ref_kf)
+
+        def delta(k: int) -> np.ndarray:
+            return self.kf_poses[k] @ inv(old[k]) if k in old else np.eye(4)
+
+        if len(tr):
+            have = np.isfinite(pos[:, 0])
+            tr.xyz[have] = pos[have]
+            tr.xyz_kf[have] = -1
+            prov = ~have & np.isfinite(tr.xyz[:, 0]) & (tr.xyz_kf >= 0)
+            for k in np.unique(tr.xyz_kf[prov]):  # per keyframe, a handful
+                m = prov & (tr.xyz_kf == k)
+                D = delta(int(k))
+                tr.xyz[m] = tr.xyz[m] @ D[:3, :3].T + D[:3, 3]
+            tr.keep(states != CULLED)
+        if self.kf_id >= 0:
+            D = delta(self.kf_id)
+            self.T_cw = orthonormalize(self.T_cw @ inv(D))
+            self.kf_T_wc = self.kf_poses[self.kf_id]
+
+    # ------------------------------------------------------------------ per frame
+    def process(self, frame: Frame) -> list[FrameResult]:
+        """Track one frame; returns its result (monocular initialization may add earlier frames)."""
+        t0 = time.perf_counter()
+        gray = to_gray(frame.left)
+        pyr = build_pyramid(gray, self.f.klt_window, self.f.klt_levels)
+        t0 = self._timed("pyramid", t0)
+        if self.state == TRACKING:
+            out = [self._track(frame, gray, pyr)]
+        elif self.state == LOST:
+            out = [self._recover(frame, gray, pyr)]
+        elif self.mono is not None:
+            out = self.mono.process(frame, gray, pyr)
+            self._timed("init", t0)
+        else:
+            out = [self._init_depth(frame, gray, pyr)]
+            self._timed("init", t0)
+        self.pyr = pyr
+        return out
+
+    def _track(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> FrameResult:
+        t0 = time.perf_counter()
+        self._refresh_from_map()
+        tr = self.tracks
+        T_pred = self.V @ self.T_cw
+        guess = self._predict_pixels(T_pred)
+        uv, ok = klt(self.pyr, pyr, tr.uv, guess, self.f.fb_threshold)
+        tr.flow = uv - tr.uv
+        tr.uv = uv
+        tr.keep(ok)
+        t0 = self._timed("klt", t0)
+        pose = self._estimate_pose(T_pred)
+        t0 = self._timed("pose", t0)
+        if pose is None:
+            return self._enter_lost(frame)
+        T, n_inl = pose
+        self.V = orthonormalize(T @ inv(self.T_cw))
+        self.T_cw = T
+        self._triangulate_tracks(self.kf_id)
+        status = "tracking"
+        if self._want_keyframe(frame):
+            self._make_keyframe(frame, gray, pyr)
+            status = "keyframe"
+            self._timed("keyframe", t0)
+        return self._result(frame, status, n_inl)
+
+    def _predict_pixels(self, T_pred: np.ndarray) -> np.ndarray:
+        """KLT seeds: landmarks projected with the predicted pose; other tracks moved as they moved
+        last frame, or (new tracks) as a point at the landmarks' median depth would move."""
+        tr = self.tracks
+        guess = tr.uv.astype(np.float64).copy()
+        if not len(tr):
+            return guess
+        lm = np.isfinite(tr.xyz[:, 0])
+        proj, z = project(T_pred, np.where(lm[:, None], tr.xyz, 0.0), self.K)
+        depth = float(np.median(z[lm & (z > 0)])) if (lm & (z > 0)).any() else 1e6
+        T_rel = T_pred @ inv(self.T_cw)  # previous camera -> predicted camera
+        ray = np.column_stack([guess, np.ones(len(guess))]) @ np.linalg.inv(self.K).T
+        moved, zm = project(T_rel, ray * depth, self.K)
+        seeded = np.where((zm > 0)[:, None], moved, guess)
+        known = np.isfinite(tr.flow[:, 0])
+        seeded[known] = guess[known] + tr.flow[known]
+        use = lm & (z > 0)
+        guess = np.where(use[:, None], proj, seeded)
+        h, w = self.rig.height, self.rig.width
+        return np.clip(np.nan_to_num(guess), [0, 0], [w - 1, h - 1])
+
+    def _estimate_pose(self, T_pred: np.ndarray) -> tuple[np.ndarray, int] | None:
+        """Pose from tracked landmarks: refinement from the prediction, RANSAC PnP as fallback.
+
+        Drops outlier landmark tracks; None when fewer than min_inliers remain.
+        """
+        tr, f = self.tracks, self.f
+        lm = np.flatnonzero(np.isfinite(tr.xyz[:, 0]))
+        if len(lm) < f.min_inliers:
+            return None
+        X, uv = tr.xyz[lm], tr.uv[lm].astype(np.float64)
+        T, inl = refine_pose(T_pred, X, uv, self.K, f.reprojection_threshold)
+        if inl.sum() < max(f.min_inliers, 0.5 * len(lm)):
+            res = pnp_ransac(X, uv, self.K, f.reprojection_threshold)
+            if res is None:
+                return None
+            T, inl = refine_pose(res[0], X, uv, self.K, f.reprojection_threshold)
+        if inl.sum() < f.min_inliers:
+            return None
+        drop = np.zeros(len(tr), bool)
+        drop[lm[~inl]] = True
+        tr.keep(~drop)
+        return T, int(inl.sum())
+
+    # ------------------------------------------------------------------ keyframes
+    def _want_keyframe(self, frame: Frame) -> bool:
+        tr = self.tracks
+        parallax, _ = median_parallax(tr.ids, tr.uv, self.kf_ids, self.kf_uv)
+        lm = np.isfinite(tr.xyz[:, 0])
+        n_lm = int(lm.sum())
+        ratio = (np.isin(self.kf_landmarks, tr.ids[lm]).sum() / len(self.kf_landmarks)
+                 if len(self.kf_landmarks) else 0.0)
+        d = self.policy.decide(frame.timestamp, self.kf_time, parallax, n_lm, float(ratio), pending=self.pending())
+        if d.make:
+            self.keyframe_reasons[d.reason] = self.keyframe_reasons.get(d.reason, 0) + 1
+        return d.make
+
+    def _make_keyframe(self, frame: Frame, gray: np.ndarray, pyr: Pyramid,
+                       new_ids: np.ndarray | None = None, new_points: np.ndarray | None = None,
+                       detect_new: bool = True, chain: bool = True) -> KeyframeData:
+        """Detect features in empty cells, measure depth and descriptors, hand the keyframe on."""
+        f, tr = self.f, self.tracks
+        if detect_new:
+            fresh = detect(gray, tr.uv, f.max_features, f.grid_cols, f.grid_rows, f.min_distance,
+                           f.quality_level, f.border)
+            if len(fresh):
+                tr.add(self.map.allocate_ids(len(fresh)), fresh)
+        uv = tr.uv.astype(np.float64)
+        T_wc = inv(self.T_cw)
+        z_guess = np.full(len(tr), np.nan)
+        lm = np.isfinite(tr.xyz[:, 0])
+        if lm.any():
+            z_guess[lm] = (tr.xyz[lm] @ self.T_cw[2, :3] + self.T_cw[2, 3])
+        m = measure(frame, gray, pyr, uv, z_guess, self.rig, f, self.orb)
+        fill = ~lm & np.isfinite(m.depth)  # provisional positions until the worker's landmarks arrive
+        if fill.any():
+            tr.xyz[fill] = backproject(uv[fill], m.depth[fill], self.K, T_wc)
+            tr.xyz_kf[fill] = self.next_kf
+        prov = tr.xyz_kf >= 0  # everything not yet in the map goes to the worker, in this keyframe's frame
+        tr.xyz_kf[prov] = self.next_kf
+        tri_ids, tri_pts = tr.ids[prov], tr.xyz[prov]
+        if new_ids is not None:
+            tri_ids, tri_pts = np.concatenate([new_ids, tri_ids]), np.concatenate([new_points, tri_pts])
+        new_ids, new_points = tri_ids, tri_pts
+        ref = self.kf_id if chain and self.kf_id in self.kf_poses else -1
+        T_ref_kf = inv(self.kf_poses[ref]) @ T_wc if ref >= 0 else None
+        kf = KeyframeData(
+            id=self.next_kf, frame_index=frame.index, timestamp=frame.timestamp, pose=T_wc, segment=self.segment,
+            ids=tr.ids.copy(), uv=uv, u_right=m.u_right, depth=m.depth, descriptors=m.descriptors,
+            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf)
+        if T_ref_kf is not None:
+            self.kf_rel[kf.id] = (ref, T_ref_kf)
+        fresh_anchor = tr.anchor_kf < 0
+        tr.anchor_kf[fresh_anchor] = kf.id
+        tr.anchor_uv[fresh_anchor] = uv[fresh_anchor]
+        self.kf_poses[kf.id] = T_wc
+        self.next_kf += 1
+        self.kf_id, self.kf_time, self.kf_T_wc = kf.id, frame.timestamp, T_wc
+        self.kf_ids, self.kf_uv = kf.ids, uv
+        self.kf_landmarks = tr.ids[np.isfinite(tr.xyz[:, 0])]
+        self.emit(kf)
+        return kf
+
+    def _triangulate_tracks(self, tag: int) -> None:
+        """Positions from a track's anchor keyframe and this frame, every frame: for tracks without
+        one, and (monocular) for provisional ones once the parallax has grown by half.
+
+        Done here rather than only in the worker so that tracking never waits for the worker's
+        queue: points are used from the next frame on and handed to the worker with the next
+        keyframe; their depth improves as the baseline grows until bundle adjustment takes over.
+        """
+        tr = self.tracks
+        none = ~np.isfinite(tr.xyz[:, 0])
+        redo = (tr.xyz_kf >= 0) & (tr.xyz_par > 0) if self.rig.mode == "mono" else np.zeros(len(tr), bool)
+        cand = np.flatnonzero((none | redo) & (tr.anchor_kf >= 0))
+        if len(cand) == 0:
+            return
+        kfs = np.unique(tr.anchor_kf[cand])
+        T_cw_a = inv(np.stack([self.kf_poses[int(k)] for k in kfs]))[np.searchsorted(kfs, tr.anchor_kf[cand])]
+        X, good, par = checked_triangulation(T_cw_a, self.T_cw, tr.anchor_uv[cand], tr.uv[cand].astype(np.float64),
+                                             self.K, self.cfg.odometry.max_reprojection_error,
+                                             self.cfg.odometry.min_parallax)
+        good &= none[cand] | (par >= 1.5 * tr.xyz_par[cand])
+        idx = cand[good]
+        tr.xyz[idx] = X[good]
+        tr.xyz_kf[idx] = tag
+        tr.xyz_par[idx] = par[good]
+
+    # ------------------------------------------------------------------ initialization and loss
+    def _start_segment(self) -> None:
+        self.segment += 1
+        self.T_cw = inv(self.origin)
+        self.V = np.eye(4)
+
+    def _init_depth(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> FrameResult:
+        """Stereo / RGB-D: a map segment starts at the first frame with enough features with depth."""
+        f = self.f
+        pts = detect(gray, np.zeros((0, 2)), f.max_features, f.grid_cols, f.grid_rows, f.min_distance,
+                     f.quality_level, f.border)
+        if len(pts) < 2 * f.min_inliers:
+            return self._lost(frame, "init")
+        m = measure(frame, gray, pyr, pts.astype(np.float64), np.full(len(pts), np.nan), self.rig, f, None)
+        if np.isfinite(m.depth).sum() < 2 * f.min_inliers:
+            return self._lost(frame, "init")
+        self._start_segment()
+        self.tracks = Tracks()
+        self.tracks.add(self.map.allocate_ids(len(pts)), pts)
+        self._make_keyframe(frame, gray, pyr, detect_new=False, chain=False)
+        self.state = TRACKING
+        self.lost_since = None
+        return self._result(frame, "keyframe", int(np.isfinite(m.depth).sum()))
+
+    def _enter_lost(self, frame: Frame) -> FrameResult:
+        self.state = LOST
+        self.lost_since = frame.timestamp
+        self.origin = inv(self.T_cw)
+        self.tracks = Tracks()
+        return self._lost(frame)
+
+    def _recover(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> FrameResult:
+        """Relocalize against the map; after new_map_after seconds start a new map segment."""
+        t0 = time.perf_counter()
+        f = self.f
+        rel = relocalize(gray, self.map, self.K, self.orb or make_orb(), f.relocalize_keyframes,
+                         f.relocalize_min_inliers, f.reprojection_threshold, f.relocalize_features) if self.map.n_keyframes else None
+        self._timed("relocalize", t0)
+        if rel is not None:
+            self.tracks = Tracks()
+            self.tracks.add(rel.ids, rel.uv, self.map.positions(rel.ids))
+            self.T_cw = rel.T_cw
+            self.V = np.eye(4)
+            self.state = TRACKING
+            self.lost_since = None
+            self._make_keyframe(frame, gray, pyr, chain=False)  # its pose comes from the map itself
+            return self._result(frame, "relocalized", rel.inliers)
+        assert self.lost_since is not None
+        if frame.timestamp - self.lost_since >= f.new_map_after:
+            self.state = INIT
+            if self.mono is not None:
+                self.mono.reset()
+            return self.process_init_now(frame, gray, pyr)
+        return self._lost(frame)
+
+    def process_init_now(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> FrameResult:
+        """Try to start a new segment with this frame (the last of the process() list)."""
+        if self.mono is not None:
+            return self.mono.process(frame, gray, pyr)[-1]
+        return self._init_depth(frame, gray, pyr)

@@ -1,0 +1,157 @@
+"""The sliding window: which keyframes and points one bundle adjustment optimizes, and what it writes back.
+
+The newest N keyframes are free; older keyframes that see the window's points join as fixed
+cameras (at most `max_fixed`, those sharing most points), which holds the gauge and the scale
+(ORB-SLAM's local BA). Where a segment has no fixed keyframe, its first keyframe in the window is
+fixed. Points seen fewer than twice (counting right-image measurements) are left out: a single
+ray does not locate them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from slam.config import OdometryConfig
+from slam.frontend.pose import orthonormalize
+from slam.geometry import lie
+from slam.map.map import ALIVE, Map
+from slam.odometry.rig_ba import StereoBundleAdjustment
+from slam.solvers.lm import SolverOptions, solve
+
+FIXED_LOOKBACK = 4  # fixed keyframes are searched among this many windows before the window
+
+
+@dataclass
+class WindowData:
+    """A copy of what one window solve needs, taken under the map lock."""
+
+    kf_ids: np.ndarray        # (C,) keyframes in the problem, window first
+    fixed: np.ndarray         # (C,) bool
+    T_cw: np.ndarray          # (C,4,4)
+    point_ids: np.ndarray     # (P,)
+    points: np.ndarray        # (P,3)
+    rows: np.ndarray          # (O,) observation table rows
+    cam: np.ndarray           # (O,) index into kf_ids
+    pt: np.ndarray            # (O,) index into point_ids
+    uv: np.ndarray            # (O,2)
+    ur: np.ndarray            # (O,) right u or NaN
+    n_window: int
+
+
+@dataclass
+class WindowStats:
+    """What one window solve did (for report.json)."""
+
+    keyframes: int
+    fixed: int
+    points: int
+    observations: int
+    build_s: float
+    solve_s: float
+    write_s: float
+    iterations: int
+    cg_iterations: int
+    initial_cost: float
+    final_cost: float
+    rejected: int
+    culled: int
+    precision: dict = field(default_factory=dict)
+
+
+def gather(the_map: Map, window: int, max_fixed: int) -> WindowData | None:
+    """Select and copy the window problem; None when there is nothing to optimize."""
+    with the_map.lock:
+        K = the_map.n_keyframes
+        if K < 2:
+            return None
+        w0 = max(0, K - window)
+        win = np.arange(w0, K)
+        rows_w = the_map.observation_rows(w0, K - 1)
+        lm_all = the_map.obs_lm.a[rows_w]
+        ok = the_map.obs_ok.a[rows_w] & (the_map.lm_state.a[lm_all] == ALIVE)
+        rows_w = rows_w[ok]
+        lms = np.unique(the_map.obs_lm.a[rows_w])
+        if lms.size == 0:
+            return None
+        fixed_kf = np.zeros(0, np.int64)
+        rows_f = np.zeros(0, np.int64)
+        if w0 > 0:
+            rows_o = the_map.observation_rows(max(0, w0 - FIXED_LOOKBACK * window), w0 - 1)
+            sel = rows_o[the_map.obs_ok.a[rows_o] & np.isin(the_map.obs_lm.a[rows_o], lms)]
+            if sel.size:
+                kfs, counts = np.unique(the_map.obs_kf.a[sel], return_counts=True)
+                fixed_kf = np.sort(kfs[np.lexsort((-kfs, -counts))[:max_fixed]])  # most shared, then newest
+                rows_f = sel[np.isin(the_map.obs_kf.a[sel], fixed_kf)]
+        kf_ids = np.concatenate([win, fixed_kf])
+        rows = np.concatenate([rows_w, rows_f])
+        seg = the_map.kf_segment.a[kf_ids]
+        fixed = np.zeros(len(kf_ids), bool)
+        fixed[len(win):] = True
+        prev_seg = the_map.kf_segment.a[np.maximum(win - 1, 0)]
+        fixed[:len(win)] |= (win == 0) | (prev_seg != seg[:len(win)])  # first keyframe of a segment
+        for s in np.unique(seg):  # per segment, not per observation
+            if not fixed[seg == s].any():
+                fixed[np.flatnonzero(seg == s)[0]] = True
+        T_cw = orthonormalize(lie.se3_inverse(the_map.kf_pose.a[kf_ids]))  # chained products drift off SO(3)
+        obs_kf = the_map.obs_kf.a[rows]
+        obs_lm = the_map.obs_lm.a[rows]
+        uv = the_map.obs_uv.a[rows].copy()
+        ur = the_map.obs_ur.a[rows].copy()
+        points = the_map.lm_pos.a[lms].copy()
+    order = np.argsort(kf_ids)
+    cam = order[np.searchsorted(kf_ids[order], obs_kf)]
+    pt = np.searchsorted(lms, obs_lm)
+    n_meas = np.bincount(pt, minlength=len(lms)) + np.bincount(pt, weights=np.isfinite(ur), minlength=len(lms))
+    keep_pt = n_meas >= 2
+    if not keep_pt.any():
+        return None
+    remap = np.cumsum(keep_pt) - 1
+    m = keep_pt[pt]
+    return WindowData(kf_ids, fixed, T_cw, lms[keep_pt], points[keep_pt], rows[m], cam[m], remap[pt[m]],
+                      uv[m], ur[m], len(win))
+
+
+def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, precision: str,
+             schur: bool = False, observer: Callable[[WindowData], None] | None = None) -> WindowStats | None:
+    """One window bundle adjustment: gather, solve outside the lock, write back, reject and cull.
+
+    `observer` sees every window problem before it is solved (benchmarks record them).
+    """
+    t0 = time.perf_counter()
+    data = gather(the_map, cfg.window, cfg.max_fixed)
+    if data is None or data.fixed.all():
+        return None
+    if observer is not None:
+        observer(data)
+    prob = StereoBundleAdjustment(data.T_cw, data.points, data.cam, data.pt, data.uv, data.ur, K, baseline,
+                                  data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale, schur=schur)
+    t1 = time.perf_counter()
+    summary = solve(prob, SolverOptions(precision=precision, max_iterations=cfg.max_iterations,
+                                        cg_max_iterations=cfg.cg_max_iterations))
+    t2 = time.perf_counter()
+    e_left, e_right = prob.errors()
+    T_cw = prob.T_cw
+    X = prob.points
+    P = np.einsum("oij,oj->oi", T_cw[data.cam, :3, :3], X[data.pt]) + T_cw[data.cam, :3, 3]
+    thr = cfg.max_reprojection_error
+    bad = (e_left > thr) | (np.nan_to_num(e_right) > thr) | (P[:, 2] <= 0)
+    behind = np.bincount(data.pt, weights=P[:, 2] <= 0, minlength=len(X)) > 0
+    good_meas = (np.bincount(data.pt, weights=~bad, minlength=len(X))
+                 + np.bincount(data.pt, weights=~bad & np.isfinite(data.ur), minlength=len(X)))
+    cull = behind | (good_meas < 2) | ~np.isfinite(X).all(axis=1)
+    free = ~data.fixed
+    with the_map.lock:
+        the_map.update(data.kf_ids[free], orthonormalize(lie.se3_inverse(T_cw[free])), data.point_ids[~cull], X[~cull])
+        if bad.any():
+            the_map.reject_observations(data.rows[bad])
+        if cull.any():
+            the_map.cull_landmarks(data.point_ids[cull])
+    t3 = time.perf_counter()
+    return WindowStats(int(len(data.kf_ids) - data.fixed.sum()), int(data.fixed.sum()), len(X), len(data.rows),
+                       t1 - t0, t2 - t1, t3 - t2, summary.iterations, summary.total_linear_iterations,
+                       summary.initial_cost, summary.final_cost, int(bad.sum()), int(cull.sum()),
+                       summary.precision)

@@ -1,0 +1,181 @@
+"""The odometry worker thread: inserts keyframes, creates landmarks, runs the window BA.
+
+Tracking hands keyframes over with `submit` and never waits for BA (unless `blocking` is set for
+deterministic runs): the worker drains every keyframe queued while it was busy, inserts them all,
+then runs one window solve. The map lock is held only to copy the window out and to write the
+result back, so tracking waits at most for a lock handoff. An exception in the worker is kept in
+`error` and stops it; the pipeline checks it after every frame.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from slam.config import OdometryConfig
+from slam.frontend.measure import Rig
+from slam.frontend.pose import orthonormalize
+from slam.map.keyframe import KeyframeData
+from slam.map.map import Map
+from slam.odometry.landmarks import from_measurements, triangulate_tracks
+from slam.odometry.window import WindowData, WindowStats, optimize
+
+_STOP = object()
+
+
+class WorkerError(RuntimeError):
+    """The odometry worker stopped with an exception (the original is the __cause__)."""
+
+
+def _lower_priority(nice: int) -> None:
+    """Run this thread below tracking: on a 2-core machine the window BA then takes the CPU time
+    tracking leaves instead of slowing it down (Linux schedules threads individually)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        pass  # not permitted here: run at normal priority
+
+
+class OdometryWorker:
+    """Sliding-window bundle adjustment on its own thread."""
+
+    def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, precision: str | None = None,
+                 schur: bool = False, nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
+        self.map, self.rig, self.cfg = the_map, rig, cfg
+        self.nice = nice
+        self.observer = observer  # sees every window problem (benchmarks)
+        self.precision = precision or cfg.precision
+        self.schur = schur
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.stats: list[WindowStats] = []
+        self.insert_times: list[float] = []
+        self.landmarks_created = 0
+        self._thread = threading.Thread(target=self._run, name="odometry", daemon=True)
+        self._count_lock = threading.Lock()
+        self._submitted = self._inserted = 0
+
+    def pending(self) -> int:
+        """Keyframes submitted but not yet inserted into the map."""
+        with self._count_lock:
+            return self._submitted - self._inserted
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def submit(self, kf: KeyframeData) -> None:
+        """Queue a keyframe (returns at once unless the config asks for blocking runs)."""
+        self.check()
+        with self._count_lock:
+            self._submitted += 1
+        self.queue.put(kf)
+        if self.cfg.blocking:
+            self.queue.join()
+            self.check()
+
+    def check(self) -> None:
+        """Raise WorkerError if the worker died."""
+        if self.error is not None:
+            raise WorkerError(f"odometry worker failed: {self.error!r}") from self.error
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Let the worker finish what is queued (one last window solve), then end the thread."""
+        if self._thread.is_alive():
+            self.queue.put(_STOP)
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        _lower_priority(self.nice)
+        stop = False
+        while not stop:
+            batch = [self.queue.get()]
+            while True:  # drain: keyframes that queued up during the last solve go in together
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            try:
+                kfs = [item for item in batch if item is not _STOP]
+                if kfs and self.error is None:
+                    for kf in kfs:
+                        self._insert(kf)
+                    st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.schur,
+                                  self.observer)
+                    if st is not None:
+                        self.stats.append(st)
+            except BaseException as exc:  # kept for the main thread, which re-raises it
+                self.error = exc
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+            if self.error is not None:
+                stop = True
+        self._discard()
+
+    def _discard(self) -> None:
+        """After a failure: keep draining so that a blocking submit cannot hang."""
+        if self.error is None:
+            return
+        while True:
+            try:
+                self.queue.get_nowait()
+                self.queue.task_done()
+            except queue.Empty:
+                return
+
+    def _insert(self, kf: KeyframeData) -> None:
+        t0 = time.perf_counter()
+        ref = self.map.keyframe_pose(kf.ref_kf) if kf.ref_kf >= 0 and kf.T_ref_kf is not None else None
+        if ref is not None:
+            # BA moved the reference since tracking measured this keyframe against it: follow it
+            pose = orthonormalize(ref @ kf.T_ref_kf)
+            D = pose @ np.linalg.inv(kf.pose)
+            kf.pose = pose
+            if len(kf.new_points):
+                kf.new_points = kf.new_points @ D[:3, :3].T + D[:3, 3]
+        self.map.insert_keyframe(kf)
+        n = from_measurements(self.map, kf, self.rig.K)
+        n += triangulate_tracks(self.map, kf, self.rig.K, lookback=max(self.cfg.window, 2),
+                                max_error=self.cfg.max_reprojection_error, min_parallax_deg=self.cfg.min_parallax)
+        self.landmarks_created += n
+        self.insert_times.append(time.perf_counter() - t0)
+        with self._count_lock:
+            self._inserted += 1
+
+    def summary(self) -> dict:
+        """BA statistics for report.json (times in milliseconds)."""
+        def ms(v: list[float]) -> dict:
+            a = np.asarray(v, float) * 1e3
+            return {} if a.size == 0 else {"mean": float(a.mean()), "median": float(np.median(a)),
+                                           "p95": float(np.percentile(a, 95)), "max": float(a.max()),
+                                           "total_s": float(a.sum() / 1e3), "count": int(a.size)}
+        s = self.stats
+        return {
+            "precision": self.precision, "solves": len(s),
+            "window": self.cfg.window,
+            "solve_ms": ms([x.solve_s for x in s]), "build_ms": ms([x.build_s for x in s]),
+            "write_ms": ms([x.write_s for x in s]), "insert_ms": ms(self.insert_times),
+            "iterations_mean": float(np.mean([x.iterations for x in s])) if s else 0.0,
+            "cg_iterations_mean": float(np.mean([x.cg_iterations for x in s])) if s else 0.0,
+            "keyframes_mean": float(np.mean([x.keyframes for x in s])) if s else 0.0,
+            "points_mean": float(np.mean([x.points for x in s])) if s else 0.0,
+            "observations_mean": float(np.mean([x.observations for x in s])) if s else 0.0,
+            "rejected_observations": int(sum(x.rejected for x in s)),
+            "culled_landmarks": int(sum(x.culled for x in s)),
+            "landmarks_created": self.landmarks_created,
+            "solver_precision": s[-1].precision if s else {},
+        }

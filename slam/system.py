@@ -1,0 +1,300 @@
+"""The pipeline: source reader thread -> tracking (this thread) -> odometry worker thread -> map.
+
+System.run() processes a source to its end (or --max-frames, Ctrl-C, an error) and always leaves a
+complete run folder: trajectory.tum, keyframes.tum, map.ply, loops.json, report.json (and
+trajectory.png with ground truth). Workers are stopped in order: the reader first, then the
+odometry worker after its last window solve.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from slam.config import RunConfig
+from slam.errors import InputError
+from slam.frontend.measure import Rig
+from slam.frontend.state import FrameResult
+from slam.frontend.tracker import Tracker
+from slam.map.export import frame_poses, write_ply, write_trajectories
+from slam.map.map import Map
+from slam.odometry.worker import OdometryWorker
+from slam.sources.base import Frame, Source
+
+_END = object()
+
+
+def choose_mode(sensor: str, source: Source) -> str:
+    """The pipeline's sensor mode: the configured one, or stereo / rgbd / mono from the source."""
+    cal = source.calibration
+    if sensor == "auto":
+        if cal.stereo:
+            return "stereo"
+        has_depth = cal.depth_scale is not None or bool(getattr(getattr(source, "sensor", None), "depth", False))
+        return "rgbd" if has_depth else "mono"
+    if sensor == "stereo" and not cal.stereo:
+        raise InputError("the configuration asks for stereo (source.sensor: stereo) but the source has one camera")
+    return sensor
+
+
+def make_rig(source: Source, mode: str, cfg: RunConfig) -> Rig:
+    """Pinhole rig of the delivered images for a mode."""
+    cam = source.calibration.camera
+    if cam.distortion_model not in ("none", "") and np.any(np.asarray(cam.distortion) != 0):
+        raise InputError(f"the source delivers distorted images ({cam.distortion_model}); the pipeline needs "
+                         "undistorted pinhole frames (sources undistort when given a calibration)")
+    baseline = {"stereo": source.calibration.baseline or 0.0, "rgbd": cfg.frontend.rgbd_baseline, "mono": 0.0}[mode]
+    return Rig(cam.K, int(cam.width), int(cam.height), mode, float(baseline))
+
+
+class Prefetcher:
+    """Reads frames on a thread, a few ahead of tracking (image decoding releases the GIL)."""
+
+    def __init__(self, source: Source, depth: int, max_frames: int | None) -> None:
+        self.source, self.max_frames = source, max_frames
+        self.q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self.stop_event = threading.Event()
+        self.read_times: list[float] = []
+        self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop_event.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            it = iter(self.source)
+            n = 0
+            while self.max_frames is None or n < self.max_frames:
+                t0 = time.perf_counter()
+                try:
+                    frame = next(it)
+                except StopIteration:
+                    break
+                self.read_times.append(time.perf_counter() - t0)
+                n += 1
+                if not self._put(frame):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the main thread
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            try:
+                item = self.q.get(timeout=0.1)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Stop reading and wait for the thread."""
+        self.stop_event.set()
+        self._thread.join(timeout=5.0)
+
+
+@dataclass
+class RunResult:
+    """What a run produced (the report is also written to report.json)."""
+
+    out: Path
+    report: dict[str, Any]
+    interrupted: bool = False
+    error: BaseException | None = None
+    results: list[FrameResult] = field(default_factory=list)
+
+
+class System:
+    """Wires source, tracker, odometry worker and map for one run."""
+
+    def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path, precision: str | None = None,
+                 max_frames: int | None = None, progress: bool = True, loop: bool = False) -> None:
+        self.cfg, self.source, self.spec = cfg, source, spec
+        self.out = Path(out)
+        self.max_frames, self.progress, self.loop = max_frames, progress, loop
+        self.mode = choose_mode(cfg.source.sensor, source)
+        self.rig = make_rig(source, self.mode, cfg)
+        self.map = Map()
+        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision,
+                                     schur=cfg.odometry.preconditioner == "schur")
+        self.tracker = Tracker(cfg, self.rig, self.map, self.worker.submit, self.worker.pending)
+        self.results: dict[int, FrameResult] = {}
+        try:
+            self.total = len(source)
+        except TypeError:
+            self.total = None
+        if max_frames is not None:
+            self.total = max_frames if self.total is None else min(self.total, max_frames)
+
+    def run(self) -> RunResult:
+        """Process the source; outputs are written whatever happens (then errors are re-raised)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        interrupted, error = False, None
+        t_start = time.perf_counter()
+        reader = Prefetcher(self.source, self.cfg.source.prefetch, self.max_frames)
+        self.worker.start()
+        last_print = t_start
+        n = 0
+        try:
+            for frame in reader:
+                for r in self.tracker.process(frame):
+                    self.results[r.index] = r
+                n += 1
+                self.worker.check()
+                now = time.perf_counter()
+                if self.progress and now - last_print >= 1.0:
+                    self._print_progress(n, now - t_start)
+                    last_print = now
+        except KeyboardInterrupt:
+            interrupted = True
+        except BaseException as exc:
+            error = exc
+        finally:
+            reader.stop()
+            t_track = time.perf_counter() - t_start
+            try:
+                self.worker.stop()
+            except KeyboardInterrupt:
+                interrupted = True
+        wall = time.perf_counter() - t_start
+        if error is None and self.worker.error is not None:
+            error = self.worker.error
+        report = self._write_outputs(n, wall, t_track, reader.read_times, interrupted, error)
+        if self.progress:
+            self._print_progress(n, wall, final=True)
+        return RunResult(self.out, report, interrupted, error, [self.results[k] for k in sorted(self.results)])
+
+    def _print_progress(self, n: int, elapsed: float, final: bool = False) -> None:
+        tot = f"/{self.total}" if self.total else ""
+        lost = sum(1 for r in self.results.values() if not r.ok)  # a few thousand at most, once a second
+        print(f"slam run: {'done ' if final else ''}frame {n}{tot}  {n / max(elapsed, 1e-9):.1f} frames/s  "
+              f"keyframes {self.tracker.next_kf}  lost {lost}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ outputs
+    def _write_outputs(self, n: int, wall: float, t_track: float, read_times: list[float], interrupted: bool,
+                       error: BaseException | None) -> dict[str, Any]:
+        """Every file of the run folder; returns the report."""
+        snap = self.map.snapshot()
+        res = [self.results[k] for k in sorted(self.results)]
+        ok = [r for r in res if r.ok]
+        times = np.array([r.timestamp for r in ok])
+        if ok:
+            poses = frame_poses(np.array([r.ref_kf for r in ok]), np.stack([r.T_ref_cam for r in ok]),
+                                snap.keyframe_poses, np.stack([r.T_wc for r in ok]))
+        else:
+            poses = np.zeros((0, 4, 4))
+        write_trajectories(self.out, times, poses, snap)
+        centers = snap.keyframe_poses[:, :3, 3] if len(snap.keyframe_poses) else None
+        write_ply(self.out / "map.ply", snap.points, centers)
+        (self.out / "loops.json").write_text(json.dumps([], indent=2) + "\n")
+        report = build_report(self, res, ok, poses, snap, n, wall, t_track, read_times, interrupted, error)
+        (self.out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        return report
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, float) * 1e3
+    if a.size == 0:
+        return {"count": 0}
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+            "max": float(a.max()), "total_s": float(a.sum() / 1e3), "count": int(a.size)}
+
+
+def _ranges(idx: list[int]) -> list[list[int]]:
+    """[[first, last], ...] of runs of consecutive frame indices."""
+    if not idx:
+        return []
+    a = np.asarray(idx)
+    cut = np.flatnonzero(np.diff(a) != 1) + 1
+    return [[int(g[0]), int(g[-1])] for g in np.split(a, cut)]
+
+
+def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], poses: np.ndarray, snap: Any,
+                 n: int, wall: float, t_track: float, read_times: list[float], interrupted: bool,
+                 error: BaseException | None) -> dict[str, Any]:
+    """report.json: frames, lost frames, keyframes, fps, per-stage timings, BA statistics, ATE."""
+    tr = system.tracker
+    lost = [r.index for r in res if not r.ok]
+    stages = {k: _ms(v) for k, v in tr.times.items()}
+    stages["read"] = _ms(read_times)
+    report: dict[str, Any] = {
+        "source": system.spec, "source_kind": getattr(system.source, "kind", "unknown"), "sensor": system.mode,
+        "resolution": [system.rig.width, system.rig.height], "baseline_m": system.rig.baseline,
+        "complete": error is None and not interrupted, "interrupted": interrupted,
+        "error": None if error is None else "".join(traceback.format_exception_only(type(error), error)).strip(),
+        "frames": n, "frames_tracked": len(ok), "frames_lost": len(lost), "lost_frames": lost,
+        "lost_ranges": _ranges(lost),
+        "keyframes": int(len(snap.keyframe_ids)), "landmarks": int(len(snap.points)),
+        "observations": snap.n_observations,
+        "segments": int(len(np.unique(snap.keyframe_segments))) if len(snap.keyframe_segments) else 0,
+        "relocalizations": sum(1 for r in res if r.status == "relocalized"),
+        "keyframe_reasons": dict(tr.keyframe_reasons),
+        "wall_time_s": wall, "tracking_time_s": t_track, "fps": n / wall if wall > 0 else 0.0,
+        "tracking_fps": n / t_track if t_track > 0 else 0.0,
+        "timings_ms": stages, "ba": system.worker.summary(),
+        "loop_closure": "disabled (--no-loop)" if not system.loop else "not available in this version",
+        "config": system.cfg.as_dict(),
+    }
+    gt_idx = [i for i, r in enumerate(ok) if r.gt_pose is not None]
+    all_gt = [r for r in res if r.gt_pose is not None]
+    if len(gt_idx) >= 3:
+        from slam.eval.metrics import evaluate
+        from slam.io.trajectory import Trajectory, write_tum
+        ref = np.stack([ok[i].gt_pose for i in gt_idx])
+        est = poses[gt_idx]
+        method = "sim3" if system.mode == "mono" else "se3"
+        gt_all = np.stack([r.gt_pose for r in all_gt])
+        length = float(np.sum(np.linalg.norm(np.diff(gt_all[:, :3, 3], axis=0), axis=1)))
+        write_tum(system.out / "groundtruth.tum", Trajectory(np.array([r.timestamp for r in all_gt]), gt_all))
+        try:
+            ev = evaluate(ref, est, method)
+            report["ate"] = {"align": method, "matched": len(gt_idx), **ev.ate.as_dict(),
+                             "path_length_m": length,
+                             "rmse_percent_of_path": 100.0 * ev.ate.rmse / length if length > 0 else None,
+                             "scale": ev.alignment.scale}
+            _plot(system.out / "trajectory.png", ref, ev, [ok[i].timestamp for i in gt_idx], system)
+        except InputError as exc:  # degenerate (e.g. the camera never moved): no alignment possible
+            report["ate"] = {"align": method, "matched": len(gt_idx), "error": str(exc), "path_length_m": length}
+        est_ext = np.ptp(poses[:, :3, 3], axis=0)
+        report["trajectory_extent_m"] = float(np.linalg.norm(est_ext))
+    elif len(poses):
+        report["trajectory_extent_m"] = float(np.linalg.norm(np.ptp(poses[:, :3, 3], axis=0)))
+    return report
+
+
+def _plot(path: Path, ref: np.ndarray, ev: Any, times: list[float], system: System) -> None:
+    """trajectory.png (skipped quietly if matplotlib cannot draw here)."""
+    try:
+        from slam.eval.plots import plot_evaluation
+        plot_evaluation(path, ref[:, :3, 3], ev.est_aligned[:, :3, 3], np.asarray(times), ev.ate_errors,
+                        ev.rpe_pairs[:, 1], ev.rpe_trans_errors,
+                        title=f"{system.spec} ({system.mode}, ATE {ev.ate.rmse:.3f} m)")
+    except Exception as exc:  # a figure must not cost the run its report
+        print(f"slam run: warning: no trajectory.png ({exc})", file=sys.stderr)

@@ -1,0 +1,136 @@
+"""End-to-end `slam run`: accuracy on a short synthetic run, tracking loss and recovery, outputs that
+survive interruption, early ends and a failing worker, and the real EuRoC head (drone standing still)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from slam.cli import main
+from slam.config import load_config
+from slam.io.trajectory import read_tum
+from slam.map.export import read_ply_points
+from slam.odometry import window
+from slam.sources.base import Frame, Source
+from slam.sources.synthetic import SyntheticSource
+from slam.system import System
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUTS = ("trajectory.tum", "keyframes.tum", "map.ply", "loops.json", "report.json")
+
+
+class Edited(Source):
+    """A source whose frames are altered (blanked) or cut short, or that raises mid-way."""
+
+    def __init__(self, src: Source, blank: range = range(0), value: int = 0, stop_at: int | None = None,
+                 raise_at: int | None = None) -> None:
+        self.src, self.blank, self.value, self.stop_at, self.raise_at = src, blank, value, stop_at, raise_at
+        self.calibration, self.kind = src.calibration, "edited"
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for f in self.src:
+            if f.index == self.stop_at:
+                return
+            if f.index == self.raise_at:
+                raise KeyboardInterrupt
+            if f.index in self.blank:
+                f.left = np.full_like(f.left, self.value)
+                f.right = None if f.right is None else np.full_like(f.right, self.value)
+            yield f
+
+
+def _complete(out: Path) -> dict:
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    return json.loads((out / "report.json").read_text())
+
+
+def test_short_stereo_run_is_accurate(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = main(["run", str(REPO / "configs" / "synthetic.yaml"), "--source", "synthetic:room_loop", "--out", str(out),
+               "--no-loop", "--max-frames", "70", "--quiet"])
+    assert rc == 0
+    rep = _complete(out)
+    assert rep["frames"] == 70 and rep["frames_lost"] == 0 and rep["complete"]
+    ate = rep["ate"]
+    assert ate["align"] == "se3" and ate["path_length_m"] > 2.5
+    assert ate["rmse_percent_of_path"] < 0.5  # done-when bound of a full run, on its first 3.5 s
+    assert 15 <= rep["keyframes"] <= 40  # about 10 Hz while moving
+    traj = read_tum(out / "trajectory.tum")
+    assert len(traj) == 70
+    assert len(read_ply_points(out / "map.ply")) >= rep["landmarks"]
+    for stage in ("klt", "pose", "keyframe", "read"):
+        assert rep["timings_ms"][stage]["count"] > 0
+    assert rep["ba"]["solves"] > 0 and rep["ba"]["solver_precision"]["matvec"] == "float16"
+
+
+def test_black_frames_are_lost_then_tracking_resumes(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "configs" / "synthetic.yaml")
+    src = Edited(SyntheticSource("room_loop", "stereo", frames=75), blank=range(35, 55))  # 1 s of black
+    res = System(cfg, src, "blackout", tmp_path, progress=False).run()
+    rep = _complete(tmp_path)
+    lost = set(rep["lost_frames"])
+    assert set(range(35, 55)) <= lost <= set(range(35, 58))
+    assert rep["relocalizations"] >= 1 and rep["segments"] == 1
+    assert rep["ate"]["rmse_percent_of_path"] < 1.0
+    assert not res.interrupted and res.error is None
+
+
+def test_blank_start_and_early_end(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "configs" / "synthetic.yaml")
+    src = Edited(SyntheticSource("room_loop", "stereo", frames=60), blank=range(0, 5), value=128, stop_at=30)
+    System(cfg, src, "edited", tmp_path, progress=False).run()
+    rep = _complete(tmp_path)
+    assert rep["frames"] == 30 and rep["lost_frames"] == [0, 1, 2, 3, 4] and rep["complete"]
+    assert len(read_tum(tmp_path / "trajectory.tum")) == 25
+
+
+def test_interrupt_writes_complete_outputs(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "configs" / "synthetic.yaml")
+    system = System(cfg, Edited(SyntheticSource("room_loop", "stereo", frames=60), raise_at=20), "x", tmp_path,
+                    progress=False)
+    res = system.run()
+    rep = _complete(tmp_path)
+    assert res.interrupted and rep["interrupted"] and not rep["complete"]
+    assert rep["frames"] == 20 and len(read_tum(tmp_path / "trajectory.tum")) == 20
+    assert not system.worker.alive
+
+
+def test_worker_failure_stops_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(window, "optimize", broken)
+    monkeypatch.setattr("slam.odometry.worker.optimize", broken)
+    cfg = load_config(REPO / "configs" / "synthetic.yaml")
+    system = System(cfg, SyntheticSource("room_loop", "stereo", frames=40), "x", tmp_path, progress=False)
+    res = system.run()
+    rep = _complete(tmp_path)
+    assert res.error is not None and "solver exploded" in rep["error"] and not rep["complete"]
+    assert rep["frames"] < 40 and not system.worker.alive
+
+
+def test_bad_config_is_reported_with_its_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("odometry:\n  windw: 10\n")
+    rc = main(["run", str(cfg), "--source", "synthetic:room_loop", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:2" in err and "'odometry.windw'" in err and "window" in err
+
+
+@pytest.mark.filterwarnings("ignore::slam.sources.common.SourceWarning")  # 4 right images are missing
+def test_euroc_head_standing_still(shared_data: Path, tmp_path: Path) -> None:
+    rc = main(["run", str(REPO / "configs" / "euroc_stereo.yaml"), "--source",
+               str(shared_data / "euroc" / "V1_01_easy_head"), "--out", str(tmp_path), "--no-loop", "--quiet"])
+    assert rc == 0
+    rep = _complete(tmp_path)
+    assert rep["frames"] == 95 and rep["frames_lost"] == 0
+    assert rep["trajectory_extent_m"] < 0.03 and rep["keyframes"] <= 2

@@ -1,0 +1,120 @@
+"""Stereo-rig bundle adjustment: gradient against central differences, recovery of ground truth,
+and the sliding window's choice of free and fixed keyframes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slam.config import OdometryConfig
+from slam.geometry import lie
+from slam.map.keyframe import KeyframeData
+from slam.map.map import Map
+from slam.odometry.rig_ba import StereoBundleAdjustment
+from slam.odometry.window import gather, optimize
+from slam.solvers.lm import SolverOptions, solve
+
+K = np.array([[458.0, 0.0, 367.0], [0.0, 458.0, 248.0], [0.0, 0.0, 1.0]])
+B = 0.11
+
+
+def _world(seed: int = 0, C: int = 6, P: int = 80):
+    rng = np.random.default_rng(seed)
+    T_wc = np.tile(np.eye(4), (C, 1, 1))
+    T_wc[:, :3, :3] = lie.so3_exp(rng.normal(0, 0.05, (C, 3)))
+    T_wc[:, :3, 3] = np.stack([np.linspace(0, 1.5, C), rng.normal(0, 0.05, C), rng.normal(0, 0.05, C)], 1)
+    X = np.stack([rng.uniform(-2, 3.5, P), rng.uniform(-1, 1, P), rng.uniform(3, 7, P)], 1)
+    T_cw = lie.se3_inverse(T_wc)
+    cam, pt = np.repeat(np.arange(C), P), np.tile(np.arange(P), C)
+    Pc = np.einsum("oij,oj->oi", T_cw[cam, :3, :3], X[pt]) + T_cw[cam, :3, 3]
+    uv = Pc[:, :2] / Pc[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    ur = uv[:, 0] - K[0, 0] * B / Pc[:, 2]
+    ur[rng.random(len(ur)) < 0.3] = np.nan  # some features without a stereo match
+    return rng, T_wc, T_cw, X, cam, pt, uv, ur
+
+
+def test_gradient_matches_central_differences() -> None:
+    rng, _, T_cw, X, cam, pt, uv, ur = _world()
+    fixed = np.zeros(len(T_cw), bool)
+    fixed[0] = True
+    T0 = T_cw.copy()
+    T0[1:, :3, 3] += rng.normal(0, 0.02, (len(T_cw) - 1, 3))
+    prob = StereoBundleAdjustment(T0, X + rng.normal(0, 0.05, X.shape), cam, pt, uv + rng.normal(0, 0.5, uv.shape),
+                                  ur, K, B, fixed, loss="huber", loss_scale=1.0)
+    J, r = prob.linearize(np.float64, np.float64)
+    g = J.T @ r  # IRLS rows and residuals: J^T r is the gradient of 1/2 sum rho
+    h = 1e-6
+    fd = np.empty(prob.n_params)
+    for k in range(prob.n_params):
+        s = prob.get_state()
+        e = np.zeros(prob.n_params)
+        e[k] = h
+        prob.retract(e, np.float64)
+        cp = prob.cost()
+        prob.set_state(s)
+        prob.retract(-e, np.float64)
+        cm = prob.cost()
+        prob.set_state(s)
+        fd[k] = (cp - cm) / (2 * h)
+    assert np.max(np.abs(g - fd)) < 1e-6 * np.max(np.abs(fd))
+
+
+@pytest.mark.parametrize("precision", ["fp64", "mixed"])
+def test_recovers_ground_truth_and_keeps_the_rig_rigid(precision: str) -> None:
+    rng, T_wc, T_cw, X, cam, pt, uv, ur = _world(1)
+    fixed = np.zeros(len(T_cw), bool)
+    fixed[0] = True
+    T0 = T_cw.copy()
+    T0[1:, :3, :3] = lie.so3_exp(rng.normal(0, 0.01, (len(T_cw) - 1, 3))) @ T0[1:, :3, :3]
+    T0[1:, :3, 3] += rng.normal(0, 0.03, (len(T_cw) - 1, 3))
+    prob = StereoBundleAdjustment(T0, X + rng.normal(0, 0.1, X.shape), cam, pt, uv, ur, K, B, fixed,
+                                  loss="huber", loss_scale=2.0)
+    summary = solve(prob, SolverOptions(precision=precision, max_iterations=30))
+    est = lie.se3_inverse(prob.T_cw)
+    # exact data: the stereo baseline fixes the scale, so the truth is the optimum
+    assert np.abs(est[:, :3, 3] - T_wc[:, :3, 3]).max() < (1e-6 if precision == "fp64" else 2e-4)
+    assert np.abs(prob.points - X).max() < (1e-5 if precision == "fp64" else 2e-3)
+    assert summary.final_cost < 1e-6 * summary.initial_cost
+    C = len(T_cw)
+    np.testing.assert_allclose(prob.inner.R[C:], prob.inner.R[:C])
+    np.testing.assert_allclose(prob.inner.t[C:], prob.inner.t[:C] - [B, 0, 0])
+
+
+def _map_with_track(n_kf: int, segment_of=lambda i: 0) -> tuple[Map, np.ndarray, np.ndarray]:
+    """Keyframes along x observing a shared set of points with stereo, exact measurements."""
+    rng = np.random.default_rng(3)
+    m = Map()
+    P = 60
+    X = np.stack([rng.uniform(-1, 3, P), rng.uniform(-1, 1, P), rng.uniform(3, 6, P)], 1)
+    ids = m.allocate_ids(P)
+    m.create_landmarks(ids, X, 0)
+    poses = []
+    for i in range(n_kf):
+        T = np.eye(4)
+        T[0, 3] = 0.2 * i
+        Pc = X - T[:3, 3]
+        uv = Pc[:, :2] / Pc[:, 2:] * 458.0 + [367.0, 248.0]
+        ur = uv[:, 0] - 458.0 * B / Pc[:, 2]
+        m.insert_keyframe(KeyframeData(i, i, 0.1 * i, T, segment_of(i), ids, uv, ur, Pc[:, 2]))
+        poses.append(T)
+    return m, ids, np.array(poses)
+
+
+def test_window_fixes_old_observers_and_recovers_perturbed_poses() -> None:
+    m, ids, truth = _map_with_track(8)
+    d = gather(m, window=5, max_fixed=2)
+    assert list(d.kf_ids) == [3, 4, 5, 6, 7, 1, 2]  # window first, then the 2 fixed observers
+    np.testing.assert_array_equal(d.fixed, [False] * 5 + [True] * 2)
+    bumped = m.keyframe_poses()
+    bumped[5:, :3, 3] += [0.02, -0.01, 0.03]
+    m.update(np.arange(5, 8), bumped[5:], ids[:0], np.zeros((0, 3)))
+    cfg = OdometryConfig(window=5, max_fixed=2, max_iterations=20)
+    st = optimize(m, cfg, K, B, "fp64")
+    assert st is not None and st.fixed == 2 and st.rejected == 0 and st.culled == 0
+    np.testing.assert_allclose(m.keyframe_poses()[:, :3, 3], truth[:, :3, 3], atol=1e-6)
+
+
+def test_window_fixes_the_first_keyframe_of_each_segment() -> None:
+    m, _, _ = _map_with_track(6, segment_of=lambda i: 0 if i < 3 else 1)
+    d = gather(m, window=6, max_fixed=2)
+    np.testing.assert_array_equal(d.fixed, [True, False, False, True, False, False])
