@@ -104,7 +104,8 @@ def window_ba(spec: str, cfg_path: str, out: Path, window: int, max_problems: in
                                               loss=c.loss, loss_scale=c.loss_scale, schur=pre == "schur")
                 t0 = time.perf_counter()
                 s = solve(prob, SolverOptions(precision=prec, max_iterations=c.max_iterations,
-                                              cg_max_iterations=c.cg_max_iterations))
+                                              cg_max_iterations=c.cg_max_iterations,
+                                              relative_cost_tol=c.relative_cost_tol))
                 times.append(time.perf_counter() - t0)
                 its.append(s.iterations)
                 cgs.append(s.total_linear_iterations)

@@ -131,7 +131,8 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
                                   data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale, schur=schur)
     t1 = time.perf_counter()
     summary = solve(prob, SolverOptions(precision=precision, max_iterations=cfg.max_iterations,
-                                        cg_max_iterations=cfg.cg_max_iterations))
+                                        cg_max_iterations=cfg.cg_max_iterations,
+                                        relative_cost_tol=cfg.relative_cost_tol))
     t2 = time.perf_counter()
     e_left, e_right = prob.errors()
     T_cw = prob.T_cw

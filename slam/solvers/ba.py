@@ -100,6 +100,8 @@ class BundleAdjustmentProblem:
     boolean masks or index lists (fixed cameras keep their intrinsics too); schur: the
     preconditioner's S~ ('auto', 'exact', 'schur-jacobi', see ba_precond.py); schur_refresh: reuse
     the last S~ until CG needs this many more iterations than with a fresh one (0: form S every time).
+    offsets: (O,3) per observation, the observing sensor's origin in its pose's frame, same
+    orientation (a rig: a rectified stereo pair's right camera sits at (b, 0, 0) in the left one's).
     """
 
     preconditioner = "jacobi"  # used when SolverOptions.preconditioner names it; 'auto' uses make_preconditioner
@@ -112,7 +114,7 @@ class BundleAdjustmentProblem:
                  intrinsics: np.ndarray | None = None, *, projection: str = "bal",
                  optimize_intrinsics: bool = False, loss: str = "none", loss_scale: float = 1.0,
                  fixed_cameras: np.ndarray | None = None, fixed_points: np.ndarray | None = None,
-                 schur: str = "auto", schur_refresh: int = 4) -> None:
+                 schur: str = "auto", schur_refresh: int = 4, offsets: np.ndarray | None = None) -> None:
         if projection not in PROJECTIONS:
             raise ValueError(f"unknown projection '{projection}'; choose bal or pinhole")
         if loss not in LOSSES:
@@ -158,6 +160,11 @@ class BundleAdjustmentProblem:
         if np.any(orth > 1e-6) or np.any(np.linalg.det(self.R) < 0):
             c = int(np.flatnonzero((orth > 1e-6) | (np.linalg.det(self.R) < 0))[0])
             raise ProblemError(f"camera {c}: the rotation is not a rotation matrix (|R R^T - I| = {orth[c]:.2g})")
+        self.offsets = None
+        if offsets is not None:
+            self.offsets = np.array(offsets, dtype=np.float64)
+            if self.offsets.shape != (O, 3) or not np.all(np.isfinite(self.offsets)):
+                raise ProblemError(f"offsets must be finite and (O, 3) with O = {O}, got {self.offsets.shape}")
         self.fixed_cameras = _mask(fixed_cameras, C, "fixed_cameras")
         self.fixed_points = _mask(fixed_points, P, "fixed_points")
         self.optimize_intrinsics = bool(optimize_intrinsics)
@@ -228,7 +235,8 @@ class BundleAdjustmentProblem:
         R, t = _round(self.R, dtype).take(ci, axis=0), _round(self.t, dtype).take(ci, axis=0)
         k = _round(self.intrinsics, dtype).take(ci, axis=0)
         X = _round(self.points, dtype).take(pi, axis=0)
-        P = R[:, :, 0] * X[:, 0:1] + R[:, :, 1] * X[:, 1:2] + R[:, :, 2] * X[:, 2:3] + t
+        Pb = R[:, :, 0] * X[:, 0:1] + R[:, :, 1] * X[:, 1:2] + R[:, :, 2] * X[:, 2:3] + t
+        P = Pb if self.offsets is None else Pb - _round(self.offsets, dtype)  # in the observing sensor
         z = P[:, 2]
         bal = self.projection == "bal"
         s = -1.0 if bal else 1.0
@@ -261,9 +269,10 @@ class BundleAdjustmentProblem:
                 A[:, i, i] = fi / z
                 A[:, i, 2] = -fi * q / z
         out[:, :, 3:6] = A
-        # Left perturbation: dP/ddw = -hat(P), so row a of dr/dP maps to (P x a)^T.
+        # Left perturbation: dP/ddw = -hat(P), so row a of dr/dP maps to (P x a)^T. The sensor frame
+        # is the pose's frame shifted by the offset, so the rotation acts on the pose-frame point Pb.
         a0, a1, a2 = A[:, :, 0], A[:, :, 1], A[:, :, 2]
-        Px, Py, Pz = P[:, 0:1], P[:, 1:2], P[:, 2:3]
+        Px, Py, Pz = Pb[:, 0:1], Pb[:, 1:2], Pb[:, 2:3]
         out[:, :, 0] = Py * a2 - Pz * a1
         out[:, :, 1] = Pz * a0 - Px * a2
         out[:, :, 2] = Px * a1 - Py * a0

@@ -75,9 +75,9 @@ def test_recovers_ground_truth_and_keeps_the_rig_rigid(precision: str) -> None:
     assert np.abs(est[:, :3, 3] - T_wc[:, :3, 3]).max() < (1e-6 if precision == "fp64" else 2e-4)
     assert np.abs(prob.points - X).max() < (1e-5 if precision == "fp64" else 2e-3)
     assert summary.final_cost < 1e-6 * summary.initial_cost
-    C = len(T_cw)
-    np.testing.assert_allclose(prob.inner.R[C:], prob.inner.R[:C])
-    np.testing.assert_allclose(prob.inner.t[C:], prob.inner.t[:C] - [B, 0, 0])
+    # the right camera is the left one shifted by the baseline: its residuals vanish at the truth too
+    e_left, e_right = prob.errors()
+    assert np.nanmax(e_right) < (1e-6 if precision == "fp64" else 5e-3) and np.isnan(e_right).sum() == (ur != ur).sum()
 
 
 def _map_with_track(n_kf: int, segment_of=lambda i: 0) -> tuple[Map, np.ndarray, np.ndarray]:
