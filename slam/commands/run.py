@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +33,10 @@ def _default_out(spec: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill`, `docker stop`: end like Ctrl-C, writing the run folder
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the source, run the pipeline, print a summary; 130 when interrupted."""
     from slam.errors import InputError
@@ -46,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     opts, stereo = source_options(cfg.source, args.source)
     source = open_source(args.source, opts, stereo=stereo)
     out = Path(args.out) if args.out else _default_out(args.source)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
                         progress=not args.quiet, loop=not args.no_loop)

@@ -134,3 +134,29 @@ def test_euroc_head_standing_still(shared_data: Path, tmp_path: Path) -> None:
     rep = _complete(tmp_path)
     assert rep["frames"] == 95 and rep["frames_lost"] == 0
     assert rep["trajectory_extent_m"] < 0.03 and rep["keyframes"] <= 2
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_real_signal_to_the_process_writes_complete_outputs(tmp_path: Path, sig: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    # A background job inherits SIGINT ignored; restore the default so Python turns it into KeyboardInterrupt.
+    p = subprocess.Popen([sys.executable, "-m", "slam", "run", str(REPO / "configs" / "synthetic.yaml"), "--source",
+                          "synthetic:office_long", "--no-loop", "--out", str(out)],
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:  # wait for the first progress line: tracking is under way
+            if "frames/s" in line:
+                break
+        p.send_signal(getattr(signal, sig))
+        p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130
+    rep = _complete(out)
+    assert rep["interrupted"] and not rep["complete"] and rep["frames"] > 0
+    assert len(read_tum(out / "trajectory.tum")) == rep["frames"] - rep["frames_lost"]
