@@ -116,6 +116,21 @@ def test_jacobian_matches_central_differences(projection: str, intrinsics: bool)
     _assert_jacobian(p)
 
 
+def test_sensor_offsets_project_like_a_shifted_camera_and_have_exact_jacobians() -> None:
+    """A rig's second sensor: offset (0.3, -0.1, 0.05) in the pose's frame, same orientation."""
+    sc = _scene("pinhole")
+    off = np.tile([0.3, -0.1, 0.05], (len(sc["cam_idx"]), 1))
+    off[::2] = 0.0  # half the observations by the pose's own camera
+    shifted = dict(sc, t=sc["t"] - np.array([0.3, -0.1, 0.05]))  # T_sensor = [I | -o] T_pose
+    obs = np.where((off != 0).any(1)[:, None], _observe(shifted, "pinhole"), _observe(sc, "pinhole"))
+    p = _problem("pinhole", obs=obs, offsets=off)
+    assert p.reprojection_cost() < 1e-18  # against cv2.projectPoints of the shifted camera
+    _perturb(p)
+    _assert_jacobian(p)
+    with pytest.raises(ProblemError, match="offsets"):
+        _problem("pinhole", offsets=off[:-1])
+
+
 @pytest.mark.parametrize("loss", ["huber", "cauchy"])
 def test_robust_weights_and_exact_gradient(loss: str) -> None:
     obs = _observe(_scene("bal"), "bal")
