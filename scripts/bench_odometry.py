@@ -23,6 +23,7 @@ JSON records the host's CPU count and load average next to them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -38,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from slam.config import load_config, source_options  # noqa: E402
 from slam.odometry.rig_ba import StereoBundleAdjustment  # noqa: E402
-from slam.odometry.window import WindowData  # noqa: E402
-from slam.solvers.lm import SolverOptions, solve  # noqa: E402
+from slam.odometry.window import WindowData, solver_options  # noqa: E402
+from slam.solvers.lm import solve  # noqa: E402
 from slam.sources.open import open_source  # noqa: E402
 from slam.system import System  # noqa: E402
 
@@ -90,7 +91,8 @@ def window_ba(spec: str, cfg_path: str, out: Path, window: int, max_problems: in
     full = [p for p in problems if p.n_window == window]
     sel = full[:: max(1, len(full) // max_problems)][:max_problems]
     cfg = load_config(cfg_path)
-    src = open_source(spec, source_options(cfg.source, spec)[0], stereo=source_options(cfg.source, spec)[1])
+    opts, stereo = source_options(cfg.source, spec)
+    src = open_source(spec, opts, stereo=stereo)
     K, baseline = src.calibration.camera.K, float(src.calibration.baseline or 0.0)
     src.close()
     res: dict[str, Any] = {"window": window, "problems": len(sel), "of": len(full),
@@ -106,11 +108,9 @@ def window_ba(spec: str, cfg_path: str, out: Path, window: int, max_problems: in
             times, its, cgs, costs = [], [], [], []
             for p in sel:
                 prob = StereoBundleAdjustment(p.T_cw, p.points, p.cam, p.pt, p.uv, p.ur, K, baseline, p.fixed,
-                                              loss=c.loss, loss_scale=c.loss_scale, schur=pre == "schur")
+                                              loss=c.loss, loss_scale=c.loss_scale)
                 t0 = time.perf_counter()
-                s = solve(prob, SolverOptions(precision=prec, max_iterations=c.max_iterations,
-                                              cg_max_iterations=c.cg_max_iterations,
-                                              relative_cost_tol=c.relative_cost_tol))
+                s = solve(prob, solver_options(dataclasses.replace(c, preconditioner=pre), prec))
                 times.append(time.perf_counter() - t0)
                 its.append(s.iterations)
                 cgs.append(s.total_linear_iterations)

@@ -134,8 +134,7 @@ class System:
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
         self.map = Map()
-        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision,
-                                     schur=cfg.odometry.preconditioner == "schur")
+        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision)
         self.tracker = Tracker(cfg, self.rig, self.map, self.worker.submit, self.worker.pending)
         self.results: dict[int, FrameResult] = {}
         try:

@@ -11,8 +11,6 @@ with no second set of cameras to keep rigid. A right observation carries the lef
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from slam.solvers.ba import BundleAdjustmentProblem
@@ -23,7 +21,7 @@ class StereoBundleAdjustment(BundleAdjustmentProblem):
 
     def __init__(self, T_cw: np.ndarray, points: np.ndarray, cam: np.ndarray, pt: np.ndarray, uv: np.ndarray,
                  u_right: np.ndarray, K: np.ndarray, baseline: float, fixed_cameras: np.ndarray,
-                 loss: str = "huber", loss_scale: float = 2.0, schur: bool = True) -> None:
+                 loss: str = "huber", loss_scale: float = 2.0) -> None:
         self.b = float(baseline)
         stereo = np.isfinite(u_right) if self.b > 0 else np.zeros(len(cam), bool)
         self.n_left, self.n_right = len(cam), int(stereo.sum())
@@ -36,15 +34,6 @@ class StereoBundleAdjustment(BundleAdjustmentProblem):
             np.concatenate([uv, np.stack([u_right[stereo], uv[stereo, 1]], axis=1)]),
             np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), projection="pinhole", loss=loss, loss_scale=loss_scale,
             fixed_cameras=np.asarray(fixed_cameras, bool), offsets=offsets)
-        # Without the Schur preconditioner the engine's block Jacobi (lm.solve's 'jacobi') runs.
-        self._use_schur = bool(schur)
-
-    def make_preconditioner(self, J_scaled: Any, lam: float, backend: Any, policy: Any) -> Any:
-        """The engine's BA Schur preconditioner, or block Jacobi when schur=False."""
-        if not self._use_schur:
-            from slam.solvers.lm import _make_preconditioner
-            return _make_preconditioner("jacobi", self, J_scaled, lam, backend, policy)
-        return super().make_preconditioner(J_scaled, lam, backend, policy)
 
     @property
     def C(self) -> int:

@@ -115,8 +115,15 @@ def gather(the_map: Map, window: int, max_fixed: int) -> WindowData | None:
                       uv[m], ur[m], len(win))
 
 
+def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
+    """LM options of a window solve; 'schur' is the BA problem's own preconditioner (lm's 'auto')."""
+    return SolverOptions(precision=precision, max_iterations=cfg.max_iterations,
+                         cg_max_iterations=cfg.cg_max_iterations, relative_cost_tol=cfg.relative_cost_tol,
+                         preconditioner="auto" if cfg.preconditioner == "schur" else cfg.preconditioner)
+
+
 def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, precision: str,
-             schur: bool = False, observer: Callable[[WindowData], None] | None = None) -> WindowStats | None:
+             observer: Callable[[WindowData], None] | None = None) -> WindowStats | None:
     """One window bundle adjustment: gather, solve outside the lock, write back, reject and cull.
 
     `observer` sees every window problem before it is solved (benchmarks record them).
@@ -128,11 +135,9 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
     if observer is not None:
         observer(data)
     prob = StereoBundleAdjustment(data.T_cw, data.points, data.cam, data.pt, data.uv, data.ur, K, baseline,
-                                  data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale, schur=schur)
+                                  data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale)
     t1 = time.perf_counter()
-    summary = solve(prob, SolverOptions(precision=precision, max_iterations=cfg.max_iterations,
-                                        cg_max_iterations=cfg.cg_max_iterations,
-                                        relative_cost_tol=cfg.relative_cost_tol))
+    summary = solve(prob, solver_options(cfg, precision))
     t2 = time.perf_counter()
     e_left, e_right = prob.errors()
     T_cw = prob.T_cw

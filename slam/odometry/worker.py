@@ -47,12 +47,11 @@ class OdometryWorker:
     """Sliding-window bundle adjustment on its own thread."""
 
     def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, precision: str | None = None,
-                 schur: bool = False, nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
+                 nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
         self.map, self.rig, self.cfg = the_map, rig, cfg
         self.nice = nice
         self.observer = observer  # sees every window problem (benchmarks)
         self.precision = precision or cfg.precision
-        self.schur = schur
         self.queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.stats: list[WindowStats] = []
@@ -113,8 +112,7 @@ class OdometryWorker:
                 if kfs and self.error is None:
                     for kf in kfs:
                         self._insert(kf)
-                    st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.schur,
-                                  self.observer)
+                    st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.observer)
                     if st is not None:
                         self.stats.append(st)
             except BaseException as exc:  # kept for the main thread, which re-raises it

@@ -116,3 +116,27 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class DatasetSource(Source):
+    """A recorded dataset read by random access: frame(i), and ground truth as (N,4,4) with NaN rows."""
+
+    gt_poses: np.ndarray | None = None  # T_wc per frame; a NaN row: no pose within the tolerance
+
+    @abstractmethod
+    def frame(self, i: int) -> Frame:
+        """Frame i (random access; iteration reads them in order)."""
+
+    def __iter__(self) -> Iterator[Frame]:
+        return (self.frame(i) for i in range(len(self)))
+
+    def gt_pose(self, i: int) -> np.ndarray | None:
+        """A copy of frame i's ground-truth pose, or None."""
+        if self.gt_poses is None or np.isnan(self.gt_poses[i, 0, 0]):
+            return None
+        return self.gt_poses[i].copy()
+
+    @property
+    def n_ground_truth(self) -> int:
+        """Number of frames with a ground-truth pose."""
+        return 0 if self.gt_poses is None else int(np.sum(~np.isnan(self.gt_poses[:, 0, 0])))

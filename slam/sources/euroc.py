@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
 from slam.errors import FormatError, InputError
 from slam.geometry.camera import new_camera_matrix, stereo_rectify, undistort_rectify_maps
-from slam.sources.base import Calibration, CameraModel, Frame, Source
+from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.sources.common import (ProblemLog, Remap, base_info, existing, load_yaml, nearest,
                                  ordered, poses_from_quat, rate_from, read_image, read_rows,
                                  require_dir, require_file, to_float, to_int64)
@@ -82,7 +82,7 @@ class ImuData:
                      int(np.searchsorted(self.timestamps, t1, "right")))
 
 
-class EurocSource(Source):
+class EurocSource(DatasetSource):
     """Frames of an ASL `mav0/` folder; stereo pairs are matched by timestamp and rectified once."""
 
     kind = "euroc"
@@ -224,25 +224,18 @@ class EurocSource(Source):
     def __len__(self) -> int:
         return len(self._t_ns)
 
-    def __iter__(self) -> Iterator[Frame]:
-        return (self.frame(i) for i in range(len(self)))
-
     def frame(self, i: int) -> Frame:
         """Frame i (random access; iteration reads them in order)."""
         size = (self.calibration.camera.width, self.calibration.camera.height)
         f0, f1 = self._files[i]
         left = self._remaps[0](read_image(f0, cv2.IMREAD_GRAYSCALE, size))
         right = None if f1 is None else self._remaps[1](read_image(f1, cv2.IMREAD_GRAYSCALE, size))
-        gt = None
-        if self.gt_poses is not None and not np.isnan(self.gt_poses[i, 0, 0]):
-            gt = self.gt_poses[i].copy()
-        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right=right, gt_pose=gt)
+        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right=right, gt_pose=self.gt_pose(i))
 
     def info(self) -> dict[str, Any]:
         """Description for `slam info`."""
         sensors = ["cam0"] + (["cam1"] if self.is_stereo else [])
         if (self.root / "imu0" / "data.csv").is_file():
             sensors.append("imu0")
-        n_gt = 0 if self.gt_poses is None else int(np.sum(~np.isnan(self.gt_poses[:, 0, 0])))
-        return base_info(self.kind, self.calibration, len(self), n_gt, self.log, sensors=sensors,
+        return base_info(self.kind, self.calibration, len(self), self.n_ground_truth, self.log, sensors=sensors,
                          path=str(self.root))

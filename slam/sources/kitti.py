@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
 from slam.errors import FormatError, InputError
-from slam.sources.base import Calibration, CameraModel, Frame, Source
+from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.sources.common import (ProblemLog, base_info, existing, image_size, ordered, rate_from,
                                  read_image, read_rows, require_dir, require_file, to_float)
 
@@ -34,7 +34,7 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-class KittiSource(Source):
+class KittiSource(DatasetSource):
     """Frames of a KITTI odometry sequence: grayscale left (and right), poses of camera 0."""
 
     kind = "kitti"
@@ -113,23 +113,16 @@ class KittiSource(Source):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __iter__(self) -> Iterator[Frame]:
-        return (self.frame(i) for i in range(len(self)))
-
     def frame(self, i: int) -> Frame:
         """Frame i (random access; iteration reads them in order)."""
         size = (self.calibration.camera.width, self.calibration.camera.height)
         name = f"{self._ids[i]:06d}.png"
         left = read_image(self.root / "image_0" / name, cv2.IMREAD_GRAYSCALE, size)
         right = read_image(self.root / "image_1" / name, cv2.IMREAD_GRAYSCALE, size) if self.is_stereo else None
-        gt = None
-        if self.gt_poses is not None and not np.isnan(self.gt_poses[i, 0, 0]):
-            gt = self.gt_poses[i].copy()
-        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right=right, gt_pose=gt)
+        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right=right, gt_pose=self.gt_pose(i))
 
     def info(self) -> dict[str, Any]:
         """Description for `slam info`."""
-        n_gt = 0 if self.gt_poses is None else int(np.sum(~np.isnan(self.gt_poses[:, 0, 0])))
         sensors = ["image_0"] + (["image_1"] if self.is_stereo else [])
-        return base_info(self.kind, self.calibration, len(self), n_gt, self.log, sensors=sensors,
+        return base_info(self.kind, self.calibration, len(self), self.n_ground_truth, self.log, sensors=sensors,
                          path=str(self.root))

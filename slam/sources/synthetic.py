@@ -14,6 +14,7 @@ noise (synth_effects); with clean=True they are exactly the rendering.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,29 +36,25 @@ class SensorSpec:
     """A synthetic camera rig: rectified pinhole intrinsics, rate, stereo baseline, colour/depth."""
 
     name: str
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
+    intrinsics: CameraModel
     rate_hz: float
     baseline: float | None = None
     color: bool = False
     depth: bool = False
 
     def camera(self) -> CameraModel:
-        """The pinhole model of the delivered images."""
-        return CameraModel(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
+        """The pinhole model of the delivered images (a copy: a source may not alter the preset)."""
+        return dataclasses.replace(self.intrinsics)
 
 
 # Intrinsics chosen so that OpenCV's stereoRectify of the written EuRoC files gives back the same
 # pinhole camera (the loader rectifies; these values survive it to 1e-13).
 SENSORS: dict[str, SensorSpec] = {
-    "stereo": SensorSpec("stereo", 752, 480, 458.0, 458.0, 367.0, 248.0, 20.0, baseline=0.11),
-    "mono": SensorSpec("mono", 752, 480, 458.0, 458.0, 367.0, 248.0, 20.0),
-    "rgbd": SensorSpec("rgbd", 640, 480, 525.0, 525.0, 319.5, 239.5, 30.0, color=True, depth=True),
-    "kitti": SensorSpec("kitti", 1226, 370, 707.0912, 707.0912, 601.8873, 183.1104, 10.0, baseline=0.537),
+    "stereo": SensorSpec("stereo", CameraModel(752, 480, 458.0, 458.0, 367.0, 248.0), 20.0, baseline=0.11),
+    "mono": SensorSpec("mono", CameraModel(752, 480, 458.0, 458.0, 367.0, 248.0), 20.0),
+    "rgbd": SensorSpec("rgbd", CameraModel(640, 480, 525.0, 525.0, 319.5, 239.5), 30.0, color=True, depth=True),
+    "kitti": SensorSpec("kitti", CameraModel(1226, 370, 707.0912, 707.0912, 601.8873, 183.1104), 10.0,
+                        baseline=0.537),
 }
 
 
@@ -173,7 +170,7 @@ class SyntheticSource(Source):
             inv_d = float(np.median(sub)) if sub.size else 0.0
             dt = 0.01
             T1 = self.world.trajectory.poses(np.array([t + dt]))[0]
-            flow = image_flow(T, T1, dt, self.sensor.fx, self.sensor.fy, inv_d)
+            flow = image_flow(T, T1, dt, self.sensor.intrinsics.fx, self.sensor.intrinsics.fy, inv_d)
         left = self._imperfect.apply(left, t, i, 0, flow)
         right = None
         if self.T_cam0_cam1 is not None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
 from slam.errors import FormatError, InputError
-from slam.sources.base import Calibration, CameraModel, Frame, Source
+from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.sources.common import (ProblemLog, base_info, existing, nearest, ordered, poses_from_quat,
                                  rate_from, read_image, read_rows, require_dir, to_float)
 from slam.sources.video import load_calibration, undistorter
@@ -68,7 +68,7 @@ def associate(t_a: np.ndarray, t_b: np.ndarray, max_dt: float = 0.02) -> tuple[n
     return out_a_arr[s], out_b_arr[s]
 
 
-class TumSource(Source):
+class TumSource(DatasetSource):
     """Frames of a TUM RGB-D folder: BGR image, depth in metres (when depth.txt exists), ground truth."""
 
     kind = "tum"
@@ -158,9 +158,6 @@ class TumSource(Source):
     def __len__(self) -> int:
         return len(self._files)
 
-    def __iter__(self) -> Iterator[Frame]:
-        return (self.frame(i) for i in range(len(self)))
-
     def frame(self, i: int) -> Frame:
         """Frame i (random access; iteration reads them in order)."""
         cam = self.calibration.camera
@@ -174,14 +171,10 @@ class TumSource(Source):
                 raise FormatError(f"depth image must be 16-bit single-channel, got {raw.dtype} "
                                   f"with {1 if raw.ndim == 2 else raw.shape[2]} channel(s)", f_d)
             depth = self._remap(raw, nearest_neighbour=True).astype(np.float32) / np.float32(self.depth_scale)
-        gt = None
-        if self.gt_poses is not None and not np.isnan(self.gt_poses[i, 0, 0]):
-            gt = self.gt_poses[i].copy()
-        return Frame(index=i, timestamp=float(self.timestamps[i]), left=img, depth=depth, gt_pose=gt)
+        return Frame(index=i, timestamp=float(self.timestamps[i]), left=img, depth=depth, gt_pose=self.gt_pose(i))
 
     def info(self) -> dict[str, Any]:
         """Description for `slam info`."""
-        n_gt = 0 if self.gt_poses is None else int(np.sum(~np.isnan(self.gt_poses[:, 0, 0])))
         sensors = ["rgb"] + (["depth"] if self.has_depth else [])
-        return base_info(self.kind, self.calibration, len(self), n_gt, self.log, depth=self.has_depth,
+        return base_info(self.kind, self.calibration, len(self), self.n_ground_truth, self.log, depth=self.has_depth,
                          sensors=sensors, path=str(self.root))

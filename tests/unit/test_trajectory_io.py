@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -136,40 +137,19 @@ def test_missing_file(tmp_path: Path) -> None:
         read_trajectory(tmp_path / "nope.txt")
 
 
-def test_wrong_column_count_names_file_and_line(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.txt", "# header\n1 0 0 0 0 0 0 1\n\n2 0 0 0 0 0 1\n")
-    with pytest.raises(FormatError, match=r"a\.txt:4: expected 8 values \(TUM.*found 7"):
-        read_trajectory(path)
-
-
-def test_unknown_column_count(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.txt", "1 2 3 4 5\n")
-    with pytest.raises(FormatError, match=r"a\.txt:1: cannot tell the trajectory format: 5 values"):
-        read_trajectory(path)
-
-
-def test_non_numeric(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.txt", "1 0 0 0 0 0 0 1\n2 0 0 zero 0 0 0 1\n")
-    with pytest.raises(FormatError, match=r"a\.txt:2: non-numeric value 'zero'"):
-        read_tum(path)
-
-
-def test_nan_rejected(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.txt", "1 0 0 0 0 0 0 1\n2 0 nan 0 0 0 0 1\n")
-    with pytest.raises(FormatError, match=r"a\.txt:2: value is NaN"):
-        read_tum(path)
-
-
-def test_zero_quaternion(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.txt", "1 0 0 0 0 0 0 0\n")
-    with pytest.raises(FormatError, match=r"a\.txt:1: quaternion of \(near\) zero norm"):
-        read_tum(path)
-
-
-def test_decreasing_timestamps(tmp_path: Path) -> None:
-    path = _write(tmp_path / "a.txt", "1 0 0 0 0 0 0 1\n3 0 0 0 0 0 0 1\n2 0 0 0 0 0 0 1\n")
-    with pytest.raises(FormatError, match=r"a\.txt:3: timestamps must not decrease: 2\.0 s follows 3\.0 s"):
-        read_tum(path)
+@pytest.mark.parametrize("reader, text, message", [
+    (read_trajectory, "# header\n1 0 0 0 0 0 0 1\n\n2 0 0 0 0 0 1\n", r"a\.txt:4: expected 8 values \(TUM.*found 7"),
+    (read_trajectory, "1 2 3 4 5\n", r"a\.txt:1: cannot tell the trajectory format: 5 values"),
+    (read_tum, "1 0 0 0 0 0 0 1\n2 0 0 zero 0 0 0 1\n", r"a\.txt:2: non-numeric value 'zero'"),
+    (read_tum, "1 0 0 0 0 0 0 1\n2 0 nan 0 0 0 0 1\n", r"a\.txt:2: value is NaN"),
+    (read_tum, "1 0 0 0 0 0 0 0\n", r"a\.txt:1: quaternion of \(near\) zero norm"),
+    (read_tum, "1 0 0 0 0 0 0 1\n3 0 0 0 0 0 0 1\n2 0 0 0 0 0 0 1\n",
+     r"a\.txt:3: timestamps must not decrease: 2\.0 s follows 3\.0 s"),
+], ids=["column-count", "unknown-format", "non-numeric", "nan", "zero-quaternion", "decreasing-time"])
+def test_malformed_line_names_file_and_line(tmp_path: Path, reader: Callable, text: str, message: str) -> None:
+    path = _write(tmp_path / "a.txt", text)
+    with pytest.raises(FormatError, match=message):
+        reader(path)
 
 
 def test_duplicated_timestamps_warn(tmp_path: Path) -> None:
