@@ -186,7 +186,11 @@ class Tracker:
         use = lm & (z > 0)
         guess = np.where(use[:, None], proj, seeded)
         h, w = self.rig.height, self.rig.width
-        return np.clip(np.nan_to_num(guess), [0, 0], [w - 1, h - 1])
+        # Whole pixels: KLT converges from anywhere in its basin, and where it stops within its
+        # tolerance depends on the seed. A seed that moved with the last micrometre of a BA
+        # correction would make the tracks, and through them the whole run, depend on the
+        # rounding of every solve; a rounded one changes only when it crosses a pixel boundary.
+        return np.clip(np.round(np.nan_to_num(guess)), [0, 0], [w - 1, h - 1])
 
     def _estimate_pose(self, T_pred: np.ndarray) -> tuple[np.ndarray, int] | None:
         """Pose from tracked landmarks: refinement from the prediction, RANSAC PnP as fallback.
