@@ -2,9 +2,13 @@
 
 The newest N keyframes are free; older keyframes that see the window's points join as fixed
 cameras (at most `max_fixed`, those sharing most points), which holds the gauge and the scale
-(ORB-SLAM's local BA). Where a segment has no fixed keyframe, its first keyframe in the window is
-fixed. Points seen fewer than twice (counting right-image measurements) are left out: a single
-ray does not locate them.
+(ORB-SLAM's local BA). The first keyframe of every map segment stays fixed; monocular windows also
+fix the second (`gauge_keyframes` = 2), the other end of the initialization baseline, because one
+fixed camera leaves the scale free: LM's damping would then let each solve slide along that flat
+direction by an amount set by the rounding of the solve, and fp64 and mixed runs would drift
+apart in scale. Where a segment has no fixed keyframe, its first keyframe in the window is fixed.
+Points seen fewer than twice (counting right-image measurements) are left out: a single ray does
+not locate them.
 """
 
 from __future__ import annotations
@@ -62,8 +66,11 @@ class WindowStats:
     precision: dict = field(default_factory=dict)
 
 
-def gather(the_map: Map, window: int, max_fixed: int) -> WindowData | None:
-    """Select and copy the window problem; None when there is nothing to optimize."""
+def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) -> WindowData | None:
+    """Select and copy the window problem; None when there is nothing to optimize.
+
+    gauge_keyframes: the first this many keyframes of each map segment are always fixed (1 for
+    stereo and RGB-D, 2 for monocular, where one fixed camera leaves the scale free)."""
     with the_map.lock:
         K = the_map.n_keyframes
         if K < 2:
@@ -91,8 +98,8 @@ def gather(the_map: Map, window: int, max_fixed: int) -> WindowData | None:
         seg = the_map.kf_segment.a[kf_ids]
         fixed = np.zeros(len(kf_ids), bool)
         fixed[len(win):] = True
-        prev_seg = the_map.kf_segment.a[np.maximum(win - 1, 0)]
-        fixed[:len(win)] |= (win == 0) | (prev_seg != seg[:len(win)])  # first keyframe of a segment
+        all_seg = the_map.kf_segment.a[:K]  # non-decreasing: segments are numbered in keyframe order
+        fixed[:len(win)] |= win - np.searchsorted(all_seg, seg[:len(win)]) < gauge_keyframes
         for s in np.unique(seg):  # per segment, not per observation
             if not fixed[seg == s].any():
                 fixed[np.flatnonzero(seg == s)[0]] = True
@@ -129,7 +136,7 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
     `observer` sees every window problem before it is solved (benchmarks record them).
     """
     t0 = time.perf_counter()
-    data = gather(the_map, cfg.window, cfg.max_fixed)
+    data = gather(the_map, cfg.window, cfg.max_fixed, gauge_keyframes=1 if baseline > 0 else 2)
     if data is None or data.fixed.all():
         return None
     if observer is not None:

@@ -118,3 +118,12 @@ def test_window_fixes_the_first_keyframe_of_each_segment() -> None:
     m, _, _ = _map_with_track(6, segment_of=lambda i: 0 if i < 3 else 1)
     d = gather(m, window=6, max_fixed=2)
     np.testing.assert_array_equal(d.fixed, [True, False, False, True, False, False])
+
+
+def test_monocular_window_fixes_two_keyframes_of_each_segment() -> None:
+    m, _, _ = _map_with_track(7, segment_of=lambda i: 0 if i < 4 else 1)
+    d = gather(m, window=7, max_fixed=2, gauge_keyframes=2)
+    np.testing.assert_array_equal(d.fixed, [True, True, False, False, True, True, False])
+    d = gather(m, window=4, max_fixed=2, gauge_keyframes=2)  # segment 0's pair is outside the window
+    np.testing.assert_array_equal(d.kf_ids, [3, 4, 5, 6, 1, 2])
+    np.testing.assert_array_equal(d.fixed, [False, True, True, False, True, True])
