@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle-adjustment precision policy (default: the config's, normally mixed)")
     parser.add_argument("--no-loop", action="store_true", help="no loop closure (odometry only)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a recorded source at its sensor rate (default: as fast as tracking runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
-                        progress=not args.quiet, loop=not args.no_loop)
+                        progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
         result = system.run()
     finally:
         source.close()

@@ -94,6 +94,17 @@ def test_mixed_precision_run_follows_the_fp64_run(tmp_path: Path, config: str, s
     assert abs(rmx["ate"]["rmse"] - r64["ate"]["rmse"]) < 0.01 * r64["ate"]["rmse"]
 
 
+def test_realtime_playback_follows_the_sensor_clock(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = main(["run", str(REPO / "configs" / "synthetic.yaml"), "--source", "synthetic:room_loop", "--out", str(out),
+               "--no-loop", "--max-frames", "20", "--realtime", "--quiet"])
+    rep = _complete(out)
+    traj = read_tum(out / "trajectory.tum")
+    span = traj.timestamps[-1] - traj.timestamps[0]  # 19 frame periods of 50 ms
+    assert rc == 0 and rep["realtime_playback"] and rep["frames"] == 20 and rep["frames_lost"] == 0
+    assert rep["tracking_time_s"] >= span - 1e-3  # frames were not released before their time
+
+
 def test_black_frames_are_lost_then_tracking_resumes(tmp_path: Path) -> None:
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
     src = Edited(SyntheticSource("room_loop", "stereo", frames=75), blank=range(35, 55))  # 1 s of black
