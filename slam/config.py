@@ -96,6 +96,8 @@ class OdometryConfig:
     # The window is solved again at every keyframe from the last solution, so a step that lowers the
     # cost by less than this fraction is noise next to the next keyframe's change (Ceres: 1e-6 for
     # one-off problems). Measured on room_loop: the 2nd step gains ~1e-5, the 3rd ~1e-7.
+    # Monocular configs use 1e-5: there the scale is the flattest direction and stopping early
+    # leaves it where the rounding of the last step put it (fp64 and mixed then drift apart).
     relative_cost_tol: float = 1e-4
     loss: str = "huber"
     loss_scale: float = 2.0          # px
