@@ -36,13 +36,16 @@ _END = object()
 def choose_mode(sensor: str, source: Source) -> str:
     """The pipeline's sensor mode: the configured one, or stereo / rgbd / mono from the source."""
     cal = source.calibration
+    has_depth = cal.depth_scale is not None or bool(getattr(getattr(source, "sensor", None), "depth", False))
     if sensor == "auto":
         if cal.stereo:
             return "stereo"
-        has_depth = cal.depth_scale is not None or bool(getattr(getattr(source, "sensor", None), "depth", False))
         return "rgbd" if has_depth else "mono"
     if sensor == "stereo" and not cal.stereo:
         raise InputError("the configuration asks for stereo (source.sensor: stereo) but the source has one camera")
+    if sensor == "rgbd" and not has_depth:
+        raise InputError("the configuration asks for RGB-D (source.sensor: rgbd) but the source has no depth "
+                         "images (a TUM folder needs depth.txt); use a monocular configuration")
     return sensor
 
 

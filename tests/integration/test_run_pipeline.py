@@ -17,7 +17,7 @@ from slam.io.trajectory import read_tum
 from slam.map.export import read_ply_points
 from slam.odometry import window
 from slam.sources.base import Frame, Source
-from slam.sources.synthetic import SyntheticSource
+from slam.sources.synthetic import SyntheticSource, write_sequence
 from slam.system import System
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,6 +164,16 @@ def test_bad_config_is_reported_with_its_key(tmp_path: Path, capsys: pytest.Capt
     assert rc == 2
     err = capsys.readouterr().err
     assert "bad.yaml:2" in err and "'odometry.windw'" in err and "window" in err
+
+
+@pytest.mark.parametrize("config, says", [("tum_rgbd.yaml", "no depth images"), ("euroc_stereo.yaml", "one camera")])
+def test_config_that_needs_what_the_source_lacks(tmp_path: Path, capsys: pytest.CaptureFixture, config: str,
+                                                 says: str) -> None:
+    folder = write_sequence("room_loop", "tum", tmp_path / "tum", frames=3)
+    (folder / "depth.txt").unlink()  # a TUM folder with colour images only
+    rc = main(["run", str(REPO / "configs" / config), "--source", str(folder), "--out", str(tmp_path / "o")])
+    assert rc == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything ran
 
 
 @pytest.mark.filterwarnings("ignore::slam.sources.common.SourceWarning")  # 4 right images are missing
