@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial.transform import Rotation
 
 from slam.errors import InputError, ProblemError
 from slam.io.bal import BALProblem, bal_project, read_bal
 from slam.io.g2o import read_g2o
+from slam.solvers.pgo import gauge_vertices
 
 # BAL looks down -z with y up; COLMAP looks down +z with y down. Rotation by pi about x.
 _FLIP = np.diag([1.0, -1.0, -1.0])
@@ -49,19 +48,6 @@ def _import(name: str) -> Any:
 
 
 # ---------------------------------------------------------------- GTSAM pose-graph optimization
-
-
-def _gauge_vertices(edges: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    """Indices held fixed: FIX vertices, plus the first vertex (file order) of each piece without one."""
-    n = len(fixed)
-    adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    ncomp, labels = connected_components(adjacency, directed=False)
-    has_fixed = np.bincount(labels, weights=fixed.astype(float), minlength=ncomp) > 0
-    first = np.full(ncomp, n, np.int64)
-    np.minimum.at(first, labels, np.arange(n))
-    held = fixed.copy()
-    held[first[~has_fixed]] = True
-    return np.flatnonzero(held)
 
 
 def _poses_of(values: Any, ids: np.ndarray) -> np.ndarray:
@@ -85,7 +71,7 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
     ours = read_g2o(g2o_path)  # validates the file and gives ids in file order and FIX lines
     between, initial = gtsam.readG2o(str(g2o_path), True)
     graph = gtsam.NonlinearFactorGraph(between)
-    held = _gauge_vertices(ours.edges, ours.fixed)
+    held = np.union1d(np.flatnonzero(ours.fixed), gauge_vertices(ours.edges, ours.fixed)[0])  # as our PGO holds
     # Sigma 1e-6 holds the pose to ~1e-6 while keeping the prior's whitened Jacobian (1e6) far from
     # overflow; the held pose starts on its prior, so the prior's error stays ~0 (reported below).
     noise = gtsam.noiseModel.Diagonal.Sigmas(np.full(6, 1e-6))

@@ -30,8 +30,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from slam.solvers.backend import F16, Backend, pow2_scale
-from slam.solvers.cgnr import to_precision
+from slam.solvers.backend import F16, Backend
+from slam.solvers.cgnr import pow2_of_max
 
 DENSE_MAX = 2000  # largest reduced camera system that 'auto' factors densely
 
@@ -203,7 +203,7 @@ class SchurPreconditioner:
 
     def _round(self, a: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
         """a rounded to dtype (default: the precond dtype), held in the working dtype."""
-        return to_precision(np.asarray(a), np.dtype(dtype or self.dtype), self.backend).astype(self.work, copy=False)
+        return self.backend.cast(np.asarray(a), np.dtype(dtype or self.dtype)).astype(self.work, copy=False)
 
     def _sparse(self, data: np.ndarray, pattern: tuple[np.ndarray, np.ndarray],
                 shape: tuple[int, int]) -> sp.csr_matrix:
@@ -235,7 +235,7 @@ class SchurPreconditioner:
         """M v: M's values in the precond dtype, v in the vector dtype (fp16: after a power-of-two scaling)."""
         if self.vector_dtype != F16:
             return M @ v
-        s = pow2_scale(v)
+        s = pow2_of_max(v)
         return (M @ self._round(v * s, F16)) * (1.0 / s)
 
     def _sinv(self, v: np.ndarray) -> np.ndarray:

@@ -44,14 +44,11 @@ class Backend:
         # the LM driver rejects non-finite steps, so no warning per cast.
         with np.errstate(over="ignore", invalid="ignore"):
             if dtype == F16 and self.emulates_fp16:
-                return round_half(x)  # bit-identical to x.astype(float16).astype(float32), faster
+                if x.dtype == F32:
+                    return round_half(x)  # bit-identical to x.astype(float16).astype(float32), faster
+                return x.astype(F16).astype(F32)  # one rounding: fp64 -> fp32 -> fp16 could round twice
             return x.astype(dtype, copy=False)
 
-    def cast_sparse(self, m: Any, dtype: np.dtype) -> Any:
-        """Round a CSR/CSC matrix's values to `dtype` (emulated fp16: rounded values held in fp32)."""
-        out = m.copy()
-        out.data = self.cast(m.data, dtype)
-        return out
 
     def asarray(self, x: Any) -> Any:
         """Move a host array to this backend."""
@@ -93,11 +90,3 @@ def get_backend(name: str = "numpy") -> Backend:
         except RuntimeError:
             return numpy_backend()
     raise ValueError(f"unknown backend '{name}'; choose numpy, cupy or auto")
-
-
-def pow2_scale(x: Any, xp: Any = np) -> float:
-    """A power of two s with max|x|*s in [0.5, 1): scaling by it is exact in every binary format."""
-    m = float(xp.max(xp.abs(x))) if x.size else 0.0
-    if not np.isfinite(m) or m == 0.0:
-        return 1.0
-    return float(np.ldexp(1.0, -int(np.frexp(m)[1])))

@@ -22,15 +22,6 @@ from typing import Any, Callable
 import numpy as np
 
 from slam.solvers.backend import F16, Backend
-from slam.solvers.fp16 import round_half
-
-
-def to_precision(x: Any, dtype: np.dtype, backend: Backend) -> Any:
-    """x rounded to `dtype`, held in the backend's storage dtype (fast exact fp16 emulation on NumPy)."""
-    dtype = np.dtype(dtype)
-    if dtype == F16 and backend.emulates_fp16 and x.dtype == np.float32:
-        return round_half(x)  # fp64 input goes through astype: one rounding, not fp64->fp32->fp16
-    return backend.cast(x, dtype)
 
 
 def pow2_of_max(x: Any, xp: Any = np) -> float:
@@ -49,7 +40,7 @@ class ScaledSystem:
 
     J_hi: J S in the Jacobian precision (used for the predicted decrease and the gradient);
     J_mv: J S rounded to the matvec precision (used inside CGNR), J_mv_T its transpose (CSR);
-    col_scale: S (diagonal); rhs: -(J S)^T r in the vector precision; lam: LM damping on the
+    rhs: -(J S)^T r in the vector precision; lam: LM damping on the
     scaled variables (Marquardt).
     """
 
@@ -57,7 +48,6 @@ class ScaledSystem:
     J_hi: Any
     J_mv: Any
     J_mv_T: Any
-    col_scale: np.ndarray
     rhs: Any
     lam: float
     matvec_dtype: np.dtype
@@ -71,16 +61,16 @@ class ScaledSystem:
             # fp16 operands: an exact power-of-two scaling first keeps them in range (no overflow,
             # the fewest subnormals); products accumulate in fp32.
             s = pow2_of_max(p, be.xp) if self.scale_operands else 1.0
-            q = self.J_mv @ to_precision(p * s, F16, be)
+            q = self.J_mv @ be.cast(p * s, F16)
             t = pow2_of_max(q, be.xp) if self.scale_operands else 1.0
-            u = self.J_mv_T @ to_precision(q * t, F16, be)
+            u = self.J_mv_T @ be.cast(q * t, F16)
             u *= 1.0 / (s * t)
         else:
             u = self.J_mv_T @ (self.J_mv @ p.astype(self.J_mv.dtype, copy=False))
         u += self.lam * p
-        return to_precision(u, self.vector_dtype, be)
+        return be.cast(u, self.vector_dtype)
 
-    def predicted_decrease(self, y: Any, r_scaled_norm2: float = 0.0) -> float:
+    def predicted_decrease(self, y: Any) -> float:
         """Model decrease 0.5||c||^2 - 0.5||c + A y||^2 = rhs.y - 0.5||A y||^2 (in scaled units), in fp64."""
         be = self.backend
         y = np.asarray(be.to_host(y), dtype=np.float64)
@@ -114,8 +104,8 @@ def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol:
     be = system.backend
     xp = be.xp
     vdt = np.dtype(system.vector_dtype)
-    rnd = (lambda a: to_precision(a, vdt, be)) if vdt == F16 else (lambda a: a)  # noqa: E731
-    b = to_precision(system.rhs, vdt, be)
+    rnd = (lambda a: be.cast(a, vdt)) if vdt == F16 else (lambda a: a)  # noqa: E731
+    b = be.cast(system.rhs, vdt)
     x = xp.zeros_like(b)
     r = b.copy()
     bnorm = float(xp.linalg.norm(b))

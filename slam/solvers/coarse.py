@@ -30,7 +30,6 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from slam.solvers.backend import F16, F32, Backend
-from slam.solvers.cgnr import to_precision
 
 COARSE_MAX_DIM = 1536  # largest coarse matrix the solver grows to: its dense Cholesky costs ~k^3/3 per LM step
 MIN_CLUSTER = 8  # poses a cluster at least: smaller clusters turn the coarse level into a direct solve
@@ -126,4 +125,4 @@ class TwoLevel:
         """z = M_fine^-1 r + P A_c^-1 P^T r, in the vector precision."""
         z = self.fine(r)
         z = z + self.coarse(r).astype(z.dtype, copy=False)
-        return to_precision(z, self.coarse.vector_dtype, self.coarse.backend)
+        return self.coarse.backend.cast(z, self.coarse.vector_dtype)

@@ -28,7 +28,7 @@ from scipy.linalg.blas import dtrsm
 from scipy.linalg.lapack import dpotrf
 
 from slam.solvers.backend import F16, Backend
-from slam.solvers.cgnr import pow2_of_max, to_precision
+from slam.solvers.cgnr import pow2_of_max
 
 
 @dataclass
@@ -111,14 +111,14 @@ class ICFactorStats:
     shift: float
 
 
-def block_ichol(A: sp.spmatrix, bs: int, pat: BlockPattern | None = None) -> tuple[sp.csc_matrix, ICFactorStats]:
+def block_ichol(A: sp.spmatrix, bs: int) -> tuple[sp.csc_matrix, ICFactorStats]:
     """Block IC(0) of a symmetric positive definite sparse A: returns (L, stats), L on A's lower pattern.
 
     IC(0) can meet an indefinite pivot even when A is SPD (the dropped fill was holding it up).
     Then the factorization restarts on A + alpha diag(A) with growing alpha (Manteuffel's shift),
     which always succeeds for alpha large enough; the shift used is reported.
     """
-    pat = pat or block_pattern(A, bs)
+    pat = block_pattern(A, bs)
     B0 = gather_blocks(A, pat).astype(np.float64)
     symb = _symbolic_updates(pat)
     diag = B0[pat.col_ptr[:-1]].diagonal(axis1=1, axis2=2).copy()  # (n, bs)
@@ -214,7 +214,7 @@ class ICPreconditioner:
         store = backend.storage_dtype(self.dtype)
         self._store = store
         Ls = L.copy()
-        Ls.data = to_precision(np.asarray(L.data), self.dtype, backend).astype(store)
+        Ls.data = backend.cast(np.asarray(L.data), self.dtype).astype(store)
         if backend.name == "numpy":
             # Natural ordering, no pivoting: SuperLU's LU of the triangular L^T is I * L^T (no fill),
             # so its solve *is* the backward substitution, and its transposed solve the forward one.
@@ -255,11 +255,11 @@ class ICPreconditioner:
         v = v * self._outer_p if self._outer_p is not None else v.astype(self._store, copy=True)
         if self._half:
             s = pow2_of_max(v, be.xp) if self.scale_operands else 1.0
-            v = to_precision(v * s, F16, be)
+            v = be.cast(v * s, F16)
         y = self._solve(v, trans=False)
         if self._half:
             t = pow2_of_max(y, be.xp) if self.scale_operands else 1.0
-            y = to_precision(y * t, F16, be)
+            y = be.cast(y * t, F16)
         z = self._solve(y, trans=True)
         if self._half:
             z *= 1.0 / (s * t)
@@ -269,4 +269,4 @@ class ICPreconditioner:
             out = be.xp.empty_like(z)
             out[self.perm] = z
             z = out
-        return to_precision(z, self.vector_dtype, be)
+        return be.cast(z, self.vector_dtype)

@@ -20,8 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from slam.solvers.backend import Backend, get_backend, numpy_backend
-from slam.solvers.cgnr import ScaledSystem, cgnr, pow2_of_max, to_precision
-from slam.solvers.precision import PrecisionPolicy, get_policy
+from slam.solvers.cgnr import ScaledSystem, cgnr, pow2_of_max
+from slam.solvers.precision import STAGES, PrecisionPolicy, get_policy
 from slam.solvers.precond import BlockJacobi, block_diagonal
 from slam.solvers.problem import LeastSquaresProblem
 from slam.solvers.twolevel import StaticTwoLevel, scale_columns
@@ -121,11 +121,6 @@ class _Span:
         self.acc[self.stage] += time.perf_counter() - self.t0
 
 
-def _scale_columns(J: sp.csr_matrix) -> np.ndarray:
-    """Jacobi column scaling S = 1/||J_col|| (kept for callers of the old name; see twolevel.py)."""
-    return scale_columns(J)
-
-
 @dataclass
 class _Linearization:
     """One linearization in the scaled variables y (dx = S y / sigma), ready for CGNR."""
@@ -166,13 +161,13 @@ def _linearize(problem: LeastSquaresProblem, pol: PrecisionPolicy, be: Backend, 
                transpose: _Transposer) -> _Linearization:
     J, r = problem.linearize(pol.residual, pol.jacobian)
     J = sp.csr_matrix(J)
-    S = _scale_columns(J) if scaling else np.ones(J.shape[1])
+    S = scale_columns(J) if scaling else np.ones(J.shape[1])
     sigma = pow2_of_max(r) if scaling else 1.0  # residual scaling: a power of two, so exact
     host = numpy_backend()
     vals = J.data * S.astype(J.data.dtype)[J.indices] if J.dtype == np.float32 and pol.jacobian == np.float32 \
         else J.data.astype(np.float64) * S[J.indices]
-    J_hi = sp.csr_matrix((np.asarray(to_precision(vals, pol.jacobian, host)), J.indices, J.indptr), shape=J.shape)
-    data = np.asarray(to_precision(J_hi.data, pol.matvec, host))
+    J_hi = sp.csr_matrix((np.asarray(host.cast(vals, pol.jacobian)), J.indices, J.indptr), shape=J.shape)
+    data = np.asarray(host.cast(J_hi.data, pol.matvec))
     J_mv = sp.csr_matrix((data, J.indices, J.indptr), shape=J.shape)
     J_mv_T = transpose(J_mv, data)
     rc = (r.astype(np.float64) * sigma).astype(J_hi.dtype)
@@ -180,7 +175,7 @@ def _linearize(problem: LeastSquaresProblem, pol: PrecisionPolicy, be: Backend, 
     gnorm = float(np.max(np.abs(rhs))) / sigma if rhs.size else 0.0
     if be.name != "numpy":
         J_mv, J_mv_T = be.sparse.csr_matrix(J_mv), be.sparse.csr_matrix(J_mv_T)
-    rhs = be.asarray(to_precision(np.asarray(rhs, dtype=np.float64), pol.vector, be))
+    rhs = be.asarray(be.cast(np.asarray(rhs, dtype=np.float64), pol.vector))
     return _Linearization(J_hi, J_mv, J_mv_T, S, sigma, rhs, gnorm)
 
 
@@ -236,7 +231,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             # Inexact Newton: a loose forcing term far from the optimum, tighter as the gradient falls.
             cg_tol = max(opt.cg_tol_min, min(opt.cg_tol, np.sqrt(lin.gnorm / g0) * opt.cg_tol))
         while True:
-            system = ScaledSystem(be, lin.J_hi, lin.J_mv, lin.J_mv_T, lin.S, lin.rhs, lam, pol.matvec, pol.vector,
+            system = ScaledSystem(be, lin.J_hi, lin.J_mv, lin.J_mv_T, lin.rhs, lam, pol.matvec, pol.vector,
                                   scale_operands=opt.scaling)
             with timer("linear_solve"):
                 res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations, model_tol=model_tol,
@@ -311,8 +306,7 @@ def _normal_products(lin: _Linearization, D: np.ndarray, lam: float) -> np.ndarr
 
 
 def _uses_fp16(pol: PrecisionPolicy) -> bool:
-    stages = ("residual", "jacobian", "matvec", "precond", "vector", "update")
-    return any(np.dtype(getattr(pol, s)) == np.float16 for s in stages)
+    return any(np.dtype(getattr(pol, s)) == np.float16 for s in STAGES)
 
 
 def _make_preconditioner(kind: str, problem: LeastSquaresProblem, J_hi: sp.csr_matrix, lam: float,

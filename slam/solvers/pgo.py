@@ -93,17 +93,10 @@ class PoseGraphProblem:
 
     def _fix_gauge(self, gauge: str) -> np.ndarray:
         """Hold one vertex of every connected piece that has no fixed vertex (the gauge freedom)."""
-        n = self.poses.shape[0]
         if gauge == "none":
             return np.zeros(0, np.int64)
-        G = sp.coo_matrix((np.ones(len(self.edges)), (self.edges[:, 0], self.edges[:, 1])), shape=(n, n))
-        ncomp, labels = connected_components(G, directed=False)
-        has_fixed = np.bincount(labels, weights=self.fixed.astype(float), minlength=ncomp) > 0
-        first = np.full(ncomp, n, np.int64)
-        np.minimum.at(first, labels, np.arange(n))
-        add = first[~has_fixed]
+        add, self.n_components = gauge_vertices(self.edges, self.fixed)
         self.fixed[add] = True
-        self.n_components = ncomp
         return add
 
     def _build_pattern(self) -> None:
@@ -256,11 +249,19 @@ class PoseGraphProblem:
             prod = _round(self.poses[free], dtype).astype(work) @ _round(delta, dtype).astype(work)
             self.poses[free] = _round(prod.astype(np.float64), dtype)
 
-    def edge_costs(self) -> np.ndarray:
-        """Per-edge 1/2 e^T Omega e in fp64 (for reports and outlier inspection)."""
-        e, _ = self._errors(np.float64)
-        r = np.einsum("mab,mb->ma", self.W, e)
-        return 0.5 * np.sum(r * r, axis=1)
+
+def gauge_vertices(edges: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, int]:
+    """(vertices to hold, number of connected pieces): the first vertex of each piece without a fixed one.
+
+    The GTSAM comparison (slam.eval.peers) holds the same vertices, so both solve the same problem.
+    """
+    n = len(fixed)
+    G = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    ncomp, labels = connected_components(G, directed=False)
+    has_fixed = np.bincount(labels, weights=np.asarray(fixed, float), minlength=ncomp) > 0
+    first = np.full(ncomp, n, np.int64)
+    np.minimum.at(first, labels, np.arange(n))
+    return first[~has_fixed], int(ncomp)
 
 
 def from_pose_graph(graph: Any, group: str = "se3") -> PoseGraphProblem:
