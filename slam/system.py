@@ -27,7 +27,7 @@ from slam.frontend.state import FrameResult
 from slam.frontend.tracker import Tracker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
-from slam.odometry.worker import OdometryWorker
+from slam.odometry.worker import OdometryWorker, timing_stats
 from slam.sources.base import Frame, Source
 
 _END = object()
@@ -231,14 +231,6 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, float) * 1e3
-    if a.size == 0:
-        return {"count": 0}
-    return {"mean": float(a.mean()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
-            "max": float(a.max()), "total_s": float(a.sum() / 1e3), "count": int(a.size)}
-
-
 def _ranges(idx: list[int]) -> list[list[int]]:
     """[[first, last], ...] of runs of consecutive frame indices."""
     if not idx:
@@ -254,8 +246,8 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
     """report.json: frames, lost frames, keyframes, fps, per-stage timings, BA statistics, ATE."""
     tr = system.tracker
     lost = [r.index for r in res if not r.ok]
-    stages = {k: _ms(v) for k, v in tr.times.items()}
-    stages["read"] = _ms(read_times)
+    stages = {k: timing_stats(v) for k, v in tr.times.items()}
+    stages["read"] = timing_stats(read_times)
     report: dict[str, Any] = {
         "source": system.spec, "source_kind": getattr(system.source, "kind", "unknown"), "sensor": system.mode,
         "resolution": [system.rig.width, system.rig.height], "baseline_m": system.rig.baseline,
@@ -295,9 +287,7 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
             _plot(system.out / "trajectory.png", ref, ev, [ok[i].timestamp for i in gt_idx], system)
         except InputError as exc:  # degenerate (e.g. the camera never moved): no alignment possible
             report["ate"] = {"align": method, "matched": len(gt_idx), "error": str(exc), "path_length_m": length}
-        est_ext = np.ptp(poses[:, :3, 3], axis=0)
-        report["trajectory_extent_m"] = float(np.linalg.norm(est_ext))
-    elif len(poses):
+    if len(poses):
         report["trajectory_extent_m"] = float(np.linalg.norm(np.ptp(poses[:, :3, 3], axis=0)))
     return report
 

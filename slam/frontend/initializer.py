@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slam.frontend.triangulation import parallax_cos, reprojection_error, triangulate
+from slam.frontend.triangulation import checked_triangulation
+from slam.geometry import lie
 from slam.solvers.ba import BundleAdjustmentProblem
 from slam.solvers.lm import SolverOptions, solve
 
@@ -62,25 +63,6 @@ def _f_score(F: np.ndarray, a: np.ndarray, b: np.ndarray, sigma: float) -> float
     return s
 
 
-def _check(R: np.ndarray, t: np.ndarray, a: np.ndarray, b: np.ndarray, K: np.ndarray,
-           sigma: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """(number of good points, points, good mask, parallax degrees) of one motion hypothesis."""
-    T1 = np.eye(4)
-    T2 = np.eye(4)
-    T2[:3, :3], T2[:3, 3] = R, t
-    X = triangulate(T1, T2, a, b, K)
-    finite = np.isfinite(X).all(axis=1)
-    X = np.where(finite[:, None], X, 0.0)
-    e1, z1 = reprojection_error(T1, X, a, K)
-    e2, z2 = reprojection_error(T2, X, b, K)
-    cos = parallax_cos(X, np.zeros(3), -R.T @ t)
-    par = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-    thr = 2.0 * sigma  # chi2 4 sigma^2 as in ORB-SLAM's CheckRT
-    ok = finite & (z1 > 0) & (z2 > 0) & (e1 < thr) & (e2 < thr)
-    good = ok & (par > 0.36)  # map points need some parallax (ORB-SLAM: cos < 0.99998); counting uses all
-    return int(ok.sum()), X, good, par
-
-
 def _refine(T: np.ndarray, X: np.ndarray, good: np.ndarray, a: np.ndarray, b: np.ndarray, K: np.ndarray,
             sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Two-view bundle adjustment of the RANSAC motion and the good points (first camera fixed).
@@ -96,11 +78,9 @@ def _refine(T: np.ndarray, X: np.ndarray, good: np.ndarray, a: np.ndarray, b: np
                                    [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], projection="pinhole", loss="huber",
                                    loss_scale=2.0 * sigma, fixed_cameras=np.array([True, False]))
     solve(prob, SolverOptions(precision="fp64", max_iterations=10))
-    T_out = np.eye(4)
-    T_out[:3, :3], T_out[:3, 3] = prob.R[1], prob.t[1]
     X_out = X.copy()
     X_out[good] = prob.points
-    return T_out, X_out
+    return prob.poses()[1], X_out
 
 
 def two_view(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_points: int = 60, min_parallax_deg: float = 1.0,
@@ -133,13 +113,16 @@ def two_view(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_points: int = 60, 
     hyps = [(R, t / max(np.linalg.norm(t), 1e-12)) for R, t in hyps if np.linalg.norm(t) > 1e-9]
     if not hyps:
         return None
-    results = [_check(R, t, a[inl], b[inl], K, sigma) for R, t in hyps]
+    Ts = [lie.se3_from_Rt(R, t) for R, t in hyps]
+    # ORB-SLAM's CheckRT: in front of both cameras, within 2 sigma (chi2 4 sigma^2), parallax above
+    # 0.36 deg (cos < 0.99998)
+    results = [checked_triangulation(np.eye(4), T, a[inl], b[inl], K, 2.0 * sigma, 0.36) for T in Ts]
     # rank by points in front with some parallax: for a plane the wrong decomposition also puts
     # most points in front, but farther away, so with less parallax
-    counts = np.array([int(r[2].sum()) for r in results])
+    counts = np.array([int(r[1].sum()) for r in results])
     best = int(np.argmax(counts))
     second = np.sort(counts)[-2] if len(counts) > 1 else 0
-    _, X, good, par = results[best]
+    X, good, par = results[best]
     if counts[best] < min_points or second > 0.7 * counts[best]:
         return None  # too few points, or two motions explain the matches about equally
     k = min(min_points, int(good.sum())) - 1
@@ -148,10 +131,7 @@ def two_view(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_points: int = 60, 
     par_k = float(np.sort(par[good])[::-1][k])
     if par_k < min_parallax_deg or good.sum() < min_points:
         return None
-    R, t = hyps[best]
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
-    T, X = _refine(T, X, good, a[inl], b[inl], K, sigma)
+    T, X = _refine(Ts[best], X, good, a[inl], b[inl], K, sigma)
     scale = 1.0 / float(np.median(X[good, 2]))
     T[:3, 3] *= scale
     pts = np.full((len(a), 3), np.nan)

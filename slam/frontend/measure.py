@@ -12,8 +12,6 @@ from slam.frontend.features import Pyramid, build_pyramid, orb_descriptors, to_g
 from slam.frontend.stereo import depth_lookup, stereo_match
 from slam.sources.base import Frame
 
-MODES = ("stereo", "rgbd", "mono")
-
 
 @dataclass
 class Rig:
@@ -45,12 +43,9 @@ class Measurement:
     desc_ok: np.ndarray | None
 
 
-def measure(frame: Frame, gray: np.ndarray, pyr: Pyramid, uv: np.ndarray, depth_guess: np.ndarray,
-            rig: Rig, cfg: FrontendConfig, orb: cv2.ORB | None) -> Measurement:
-    """Depth and descriptors of features uv (N,2) in a keyframe.
-
-    depth_guess: expected depth per feature from the map (NaN: unknown), seeds stereo matching.
-    """
+def measure(frame: Frame, gray: np.ndarray, pyr: Pyramid, uv: np.ndarray, rig: Rig, cfg: FrontendConfig,
+            orb: cv2.ORB | None) -> Measurement:
+    """Depth and descriptors of features uv (N,2) in a keyframe (stereo search is unseeded)."""
     n = len(uv)
     depth = np.full(n, np.nan)
     u_right = np.full(n, np.nan)

@@ -228,9 +228,8 @@ class Tracker:
             self.keyframe_reasons[d.reason] = self.keyframe_reasons.get(d.reason, 0) + 1
         return d.make
 
-    def _make_keyframe(self, frame: Frame, gray: np.ndarray, pyr: Pyramid,
-                       new_ids: np.ndarray | None = None, new_points: np.ndarray | None = None,
-                       detect_new: bool = True, chain: bool = True) -> KeyframeData:
+    def _make_keyframe(self, frame: Frame, gray: np.ndarray, pyr: Pyramid, detect_new: bool = True,
+                       chain: bool = True) -> KeyframeData:
         """Detect features in empty cells, measure depth and descriptors, hand the keyframe on."""
         f, tr = self.f, self.tracks
         if detect_new:
@@ -240,21 +239,15 @@ class Tracker:
                 tr.add(self.map.allocate_ids(len(fresh)), fresh)
         uv = tr.uv.astype(np.float64)
         T_wc = inv(self.T_cw)
-        z_guess = np.full(len(tr), np.nan)
         lm = np.isfinite(tr.xyz[:, 0])
-        if lm.any():
-            z_guess[lm] = (tr.xyz[lm] @ self.T_cw[2, :3] + self.T_cw[2, 3])
-        m = measure(frame, gray, pyr, uv, z_guess, self.rig, f, self.orb)
+        m = measure(frame, gray, pyr, uv, self.rig, f, self.orb)
         fill = ~lm & np.isfinite(m.depth)  # provisional positions until the worker's landmarks arrive
         if fill.any():
             tr.xyz[fill] = backproject(uv[fill], m.depth[fill], self.K, T_wc)
             tr.xyz_kf[fill] = self.next_kf
         prov = tr.xyz_kf >= 0  # everything not yet in the map goes to the worker, in this keyframe's frame
         tr.xyz_kf[prov] = self.next_kf
-        tri_ids, tri_pts = tr.ids[prov], tr.xyz[prov]
-        if new_ids is not None:
-            tri_ids, tri_pts = np.concatenate([new_ids, tri_ids]), np.concatenate([new_points, tri_pts])
-        new_ids, new_points = tri_ids, tri_pts
+        new_ids, new_points = tr.ids[prov], tr.xyz[prov]
         ref = self.kf_id if chain and self.kf_id in self.kf_poses else -1
         T_ref_kf = inv(self.kf_poses[ref]) @ T_wc if ref >= 0 else None
         kf = KeyframeData(
@@ -312,7 +305,7 @@ class Tracker:
                      f.quality_level, f.border)
         if len(pts) < 2 * f.min_inliers:
             return self._lost(frame, "init")
-        m = measure(frame, gray, pyr, pts.astype(np.float64), np.full(len(pts), np.nan), self.rig, f, None)
+        m = measure(frame, gray, pyr, pts.astype(np.float64), self.rig, f, None)
         if np.isfinite(m.depth).sum() < 2 * f.min_inliers:
             return self._lost(frame, "init")
         self._start_segment()

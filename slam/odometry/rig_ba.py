@@ -36,17 +36,9 @@ class StereoBundleAdjustment(BundleAdjustmentProblem):
             fixed_cameras=np.asarray(fixed_cameras, bool), offsets=offsets)
 
     @property
-    def C(self) -> int:
-        """Number of keyframes."""
-        return len(self.R)
-
-    @property
     def T_cw(self) -> np.ndarray:
         """(C,4,4) current left camera poses (world-to-camera)."""
-        T = np.tile(np.eye(4), (self.C, 1, 1))
-        T[:, :3, :3] = self.R
-        T[:, :3, 3] = self.t
-        return T
+        return self.poses()
 
     def errors(self) -> tuple[np.ndarray, np.ndarray]:
         """Per observation: left reprojection error (px) and right one (NaN for mono), fp64."""

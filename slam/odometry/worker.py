@@ -28,6 +28,15 @@ from slam.odometry.window import WindowData, WindowStats, optimize
 _STOP = object()
 
 
+def timing_stats(seconds: list[float]) -> dict[str, float]:
+    """Milliseconds: mean, median, p95, max, total (in s) and count of a list of durations (report.json)."""
+    a = np.asarray(seconds, float) * 1e3
+    if a.size == 0:
+        return {"count": 0}
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+            "max": float(a.max()), "total_s": float(a.sum() / 1e3), "count": int(a.size)}
+
+
 class WorkerError(RuntimeError):
     """The odometry worker stopped with an exception (the original is the __cause__)."""
 
@@ -156,17 +165,12 @@ class OdometryWorker:
 
     def summary(self) -> dict:
         """BA statistics for report.json (times in milliseconds)."""
-        def ms(v: list[float]) -> dict:
-            a = np.asarray(v, float) * 1e3
-            return {} if a.size == 0 else {"mean": float(a.mean()), "median": float(np.median(a)),
-                                           "p95": float(np.percentile(a, 95)), "max": float(a.max()),
-                                           "total_s": float(a.sum() / 1e3), "count": int(a.size)}
         s = self.stats
         return {
             "precision": self.precision, "solves": len(s),
             "window": self.cfg.window,
-            "solve_ms": ms([x.solve_s for x in s]), "build_ms": ms([x.build_s for x in s]),
-            "write_ms": ms([x.write_s for x in s]), "insert_ms": ms(self.insert_times),
+            "solve_ms": timing_stats([x.solve_s for x in s]), "build_ms": timing_stats([x.build_s for x in s]),
+            "write_ms": timing_stats([x.write_s for x in s]), "insert_ms": timing_stats(self.insert_times),
             "iterations_mean": float(np.mean([x.iterations for x in s])) if s else 0.0,
             "cg_iterations_mean": float(np.mean([x.cg_iterations for x in s])) if s else 0.0,
             "keyframes_mean": float(np.mean([x.keyframes for x in s])) if s else 0.0,
