@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from slam.commands.solver_cli import add_solver_arguments, options_from_args, print_summary, write_json
+from slam.commands.solver_cli import (add_solver_arguments, options_from_args, print_summary, solve_and_write,
+                                     write_json)
 from slam.io.bal import read_bal, write_bal
 from slam.solvers.ba import BundleAdjustmentProblem, default_options
-from slam.solvers.lm import solve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,15 +25,8 @@ def run(args: argparse.Namespace) -> int:
     bal = read_bal(args.problem)
     problem = BundleAdjustmentProblem.from_bal(bal, loss=args.loss, loss_scale=args.loss_scale)
     opt = options_from_args(args, default_options(args.precision))
-    summary = None
-    try:
-        summary = solve(problem, opt)
-    except KeyboardInterrupt:
-        pass
-    if args.out:
-        write_bal(args.out, problem.to_bal())
+    summary = solve_and_write(problem, opt, args.out, lambda out: write_bal(out, problem.to_bal()))
     if summary is None:
-        print(f"interrupted: wrote the current estimate{' to ' + args.out if args.out else ''}")
         return 130
     stats = summary.as_dict()
     stats.update({"problem": str(args.problem), "cameras": int(len(bal.cameras)), "points": int(len(bal.points)),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slam.eval.metrics import ErrorStats, ate_errors
 from slam.eval.synthetic_problems import grid_pose_graph
 from slam.io.g2o import write_g2o
 from slam.solvers.lm import SolverOptions, solve
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     for name in PRESETS:
         problem = from_pose_graph(graph)
         s = solve(problem, SolverOptions(precision=name))
-        rmse = float(np.sqrt(np.mean(np.sum((problem.poses[:, :3, 3] - gt[:, :3, 3]) ** 2, axis=1))))
+        rmse = ErrorStats.of(ate_errors(gt[:, :3, 3], problem.poses[:, :3, 3])).rmse
         ref = s.final_cost if name == "fp64" else ref
         gap = "-" if ref is None or name == "fp64" else f"{(s.final_cost - ref) / ref:+.1e}"
         fp16 = "emulated" if s.precision["emulated_fp16"] else "-"
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
               f"{s.total_linear_iterations:5d} {s.time_s:9.3f}  {fp16}")
         results[name] = problem.poses
         write_g2o(out / f"result_{name}.g2o", graph, poses=problem.poses)
-    init_rmse = float(np.sqrt(np.mean(np.sum((graph.poses[:, :3, 3] - gt[:, :3, 3]) ** 2, axis=1))))
+    init_rmse = ErrorStats.of(ate_errors(gt[:, :3, 3], graph.poses[:, :3, 3])).rmse
     print(f"initial guess (dead reckoning) position RMSE: {init_rmse:.4f} m")
     if not args.no_plot:
         _plot(out / "demo.png", gt, graph.poses, results["mixed"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from slam.commands.solver_cli import add_solver_arguments, options_from_args, print_summary, write_json
+from slam.commands.solver_cli import (add_solver_arguments, options_from_args, print_summary, solve_and_write,
+                                     write_json)
 from slam.io.g2o import read_g2o, write_g2o
-from slam.solvers.lm import solve
 from slam.solvers.pgo import from_pose_graph
 
 
@@ -22,15 +22,8 @@ def run(args: argparse.Namespace) -> int:
     graph = read_g2o(args.problem)
     problem = from_pose_graph(graph)
     opt = options_from_args(args)
-    interrupted = False
-    try:
-        summary = solve(problem, opt)
-    except KeyboardInterrupt:
-        interrupted, summary = True, None
-    if args.out:
-        write_g2o(args.out, graph, poses=problem.poses)
+    summary = solve_and_write(problem, opt, args.out, lambda out: write_g2o(out, graph, poses=problem.poses))
     if summary is None:
-        print(f"interrupted: wrote the current estimate{' to ' + args.out if args.out else ''}")
         return 130
     stats = summary.as_dict()
     stats.update({"problem": str(args.problem), "vertices": int(len(graph.poses)), "edges": int(len(graph.edges)),
@@ -38,4 +31,4 @@ def run(args: argparse.Namespace) -> int:
                   "components": int(problem.n_components)})
     print_summary(summary, f"slam pgo {args.problem}: {len(graph.poses)} poses, {len(graph.edges)} edges")
     write_json(args.json, stats)
-    return 130 if interrupted else 0
+    return 0

@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from slam.errors import InputError
 from slam.solvers.backend import get_backend
-from slam.solvers.lm import SolverOptions, Summary
+from slam.solvers.lm import SolverOptions, Summary, solve
+from slam.solvers.problem import LeastSquaresProblem
 from slam.solvers.precision import PRESETS
 
 
@@ -43,6 +44,21 @@ def options_from_args(args: argparse.Namespace, base: SolverOptions | None = Non
 def _progress(info: dict[str, Any]) -> None:
     print(f"  iter {info['iteration']:3d}  cost {info['cost']:.10g}  lambda {info['lambda']:.2e}  "
           f"cg {info['cg_iterations']}", file=sys.stderr, flush=True)
+
+
+def solve_and_write(problem: LeastSquaresProblem, opt: SolverOptions, out: str | None,
+                    write: Callable[[str], None]) -> Summary | None:
+    """Solve, then write the estimate to `out` (if given) even after Ctrl-C; None when interrupted."""
+    summary = None
+    try:
+        summary = solve(problem, opt)
+    except KeyboardInterrupt:
+        pass
+    if out:
+        write(out)
+    if summary is None:
+        print(f"interrupted: wrote the current estimate{' to ' + out if out else ''}")
+    return summary
 
 
 def print_summary(summary: Summary, title: str) -> None:

@@ -80,12 +80,7 @@ def open_source(spec: str, config: dict[str, Any] | None = None, stereo: bool | 
         raise InputError(f"stereo requested but a {kind} source has one camera", spec)
 
     if kind == "synthetic":
-        try:
-            module = importlib.import_module("slam.sources.synthetic")  # lazily: heavy and optional
-        except ModuleNotFoundError as exc:
-            if exc.name != "slam.sources.synthetic":
-                raise
-            raise InputError("synthetic scenes are not available in this version", spec) from None
+        module = importlib.import_module("slam.sources.synthetic")  # lazily: the renderer is heavy
         kwargs: dict[str, Any] = {}
         sensor = cfg.get("sensor") or {True: "stereo", False: "mono", None: None}[stereo]
         if sensor is not None:

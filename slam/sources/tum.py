@@ -95,7 +95,6 @@ class TumSource(DatasetSource):
                               f"{max_dt} s and are skipped")
             self.timestamps = t_rgb[ia]
             self._files = [(f_rgb[a], f_d[b]) for a, b in zip(ia, ib)]
-            self.depth_timestamps = t_d[ib]
         else:
             self.timestamps = t_rgb
             self._files = [(f, None) for f in f_rgb]
@@ -146,11 +145,11 @@ class TumSource(DatasetSource):
         vals = to_float(rows, slice(0, 8), path, lines, what)
         order = ordered(vals[:, 0], path, lines, self.log)
         vals = vals[order]
-        self.gt_index = nearest(self.timestamps, vals[:, 0], max_dt)
+        gt_index = nearest(self.timestamps, vals[:, 0], max_dt)
         T = poses_from_quat(vals[:, 1:4], vals[:, 4:8])
         poses = np.full((len(self.timestamps), 4, 4), np.nan)
-        ok = self.gt_index >= 0
-        poses[ok] = T[self.gt_index[ok]]
+        ok = gt_index >= 0
+        poses[ok] = T[gt_index[ok]]
         if not ok.all():
             self.log.warn(f"{path}: {int((~ok).sum())} frame(s) have no ground-truth pose closer than {max_dt} s")
         return poses

@@ -13,7 +13,7 @@ from slam.errors import FormatError, InputError
 from slam.geometry.camera import MODELS, new_camera_matrix, undistort_rectify_maps
 from slam.sources.base import Calibration, CameraModel, Frame, Source
 from slam.sources.common import (IMAGE_EXTENSIONS, ProblemLog, Remap, base_info, image_size,
-                                 load_yaml, read_image, require_dir, require_file)
+                                 load_yaml, rate_from, read_image, require_dir, require_file)
 from slam.sources.euroc import camera_from_sensor_yaml
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
@@ -182,7 +182,7 @@ class ImageFolderSource(Source):
         self.log = ProblemLog(strict=False)
         self.timestamps = self._timestamps(rate)
         cam, self._remap = undistorter(raw, alpha)
-        self.calibration = Calibration(camera=cam, rate_hz=float(rate or self._rate_from_names()), raw_cameras=[raw])
+        self.calibration = Calibration(camera=cam, rate_hz=float(rate or rate_from(self.timestamps, 1.0)), raw_cameras=[raw])
 
     def _timestamps(self, rate: float | None) -> np.ndarray:
         if rate:
@@ -196,9 +196,6 @@ class ImageFolderSource(Source):
         if np.any(np.diff(t) <= 0):
             raise InputError("numeric file names are not strictly increasing timestamps; give a rate", self.path)
         return t
-
-    def _rate_from_names(self) -> float:
-        return 1.0 / float(np.median(np.diff(self.timestamps))) if len(self.timestamps) > 1 else 1.0
 
     def __len__(self) -> int:
         return len(self.files)

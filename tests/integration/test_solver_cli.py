@@ -107,3 +107,17 @@ def test_ba_cli_ladybug_reaches_target(shared_data: Path, tmp_path: Path, precis
     assert cost == pytest.approx(s["final_cost"], rel=1e-9)
     assert cost <= 1.3360e4
     assert cost <= 1.01 * 13344.3  # mixed within 1% of the fp64 optimum region
+
+
+def test_pgo_cli_interrupt_writes_the_estimate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    graph, _ = grid_pose_graph(3, 2, seed=1)
+    src, out, stats = tmp_path / "g.g2o", tmp_path / "r.g2o", tmp_path / "s.json"
+    write_g2o(src, graph)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("slam.commands.solver_cli.solve", interrupted)
+    assert main(["pgo", str(src), "--out", str(out), "--json", str(stats), "--quiet"]) == 130
+    np.testing.assert_allclose(read_g2o(out).poses, graph.poses, atol=1e-12)  # the estimate as it was
+    assert not stats.exists()
