@@ -21,20 +21,6 @@ def project(T_cw: np.ndarray, X: np.ndarray, K: np.ndarray) -> tuple[np.ndarray,
     return uv, z
 
 
-def orthonormalize(T: np.ndarray) -> np.ndarray:
-    """The rigid transforms nearest to T (...,4,4) (SVD projection of the rotation blocks onto SO(3)).
-
-    Chained products such as the constant-velocity prediction V T multiply rounding errors, which
-    grow geometrically from frame to frame unless every new pose is projected back.
-    """
-    u, _, vt = np.linalg.svd(T[..., :3, :3])
-    d = np.ones(u.shape[:-1])
-    d[..., 2] = np.linalg.det(u @ vt)
-    out = np.array(T, dtype=np.float64, copy=True)
-    out[..., :3, :3] = (u * d[..., None, :]) @ vt
-    return out
-
-
 def _gauss_newton(T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray, huber: float,
                   iterations: int) -> np.ndarray:
     """Huber-weighted Gauss-Newton on the reprojection error of all given matches."""
@@ -84,7 +70,7 @@ def refine_pose(T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray, 
         proj, z = project(T, X, K)
         err = np.linalg.norm(proj - uv, axis=1)
         inl = (err < threshold) & (z > 0)
-    return orthonormalize(T), inl
+    return lie.orthonormalize(T), inl
 
 
 def pnp_ransac(X: np.ndarray, uv: np.ndarray, K: np.ndarray, threshold: float, iterations: int = 200,

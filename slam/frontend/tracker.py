@@ -22,7 +22,8 @@ from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
 from slam.frontend.measure import Rig, measure
 from slam.frontend.mono_init import MonoInitializer
-from slam.frontend.pose import orthonormalize, pnp_ransac, project, refine_pose
+from slam.frontend.pose import pnp_ransac, project, refine_pose
+from slam.geometry.lie import orthonormalize
 from slam.frontend.relocalizer import relocalize
 from slam.frontend.state import FrameResult, Tracks, inv
 from slam.frontend.stereo import backproject

@@ -419,3 +419,17 @@ def sim3_left_jacobian_inv(xi: np.ndarray) -> np.ndarray:
 def sim3_right_jacobian_inv(xi: np.ndarray) -> np.ndarray:
     """(N,7) -> (N,7,7) J_r^-1 = d Log(Exp(xi) Exp(d)) / dd at 0, the inverse of sim3_right_jacobian."""
     return np.linalg.inv(sim3_right_jacobian(xi))
+
+
+def orthonormalize(T: np.ndarray) -> np.ndarray:
+    """The rigid transforms nearest to T (...,4,4) (SVD projection of the rotation blocks onto SO(3)).
+
+    Chained products such as the constant-velocity prediction V T multiply rounding errors, which
+    grow geometrically from frame to frame unless every new pose is projected back.
+    """
+    u, _, vt = np.linalg.svd(T[..., :3, :3])
+    d = np.ones(u.shape[:-1])
+    d[..., 2] = np.linalg.det(u @ vt)
+    out = np.array(T, dtype=np.float64, copy=True)
+    out[..., :3, :3] = (u * d[..., None, :]) @ vt
+    return out

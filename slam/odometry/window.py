@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 
 from slam.config import OdometryConfig
-from slam.frontend.pose import orthonormalize
 from slam.geometry import lie
 from slam.map.map import ALIVE, Map
 from slam.odometry.rig_ba import StereoBundleAdjustment
@@ -103,7 +102,7 @@ def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) 
         for s in np.unique(seg):  # per segment, not per observation
             if not fixed[seg == s].any():
                 fixed[np.flatnonzero(seg == s)[0]] = True
-        T_cw = orthonormalize(lie.se3_inverse(the_map.kf_pose.a[kf_ids]))  # chained products drift off SO(3)
+        T_cw = lie.orthonormalize(lie.se3_inverse(the_map.kf_pose.a[kf_ids]))  # chained products drift off SO(3)
         obs_kf = the_map.obs_kf.a[rows]
         obs_lm = the_map.obs_lm.a[rows]
         uv = the_map.obs_uv.a[rows].copy()
@@ -158,7 +157,7 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
     cull = behind | (good_meas < 2) | ~np.isfinite(X).all(axis=1)
     free = ~data.fixed
     with the_map.lock:
-        the_map.update(data.kf_ids[free], orthonormalize(lie.se3_inverse(T_cw[free])), data.point_ids[~cull], X[~cull])
+        the_map.update(data.kf_ids[free], lie.orthonormalize(lie.se3_inverse(T_cw[free])), data.point_ids[~cull], X[~cull])
         if bad.any():
             the_map.reject_observations(data.rows[bad])
         if cull.any():

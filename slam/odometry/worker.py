@@ -19,7 +19,7 @@ import numpy as np
 
 from slam.config import OdometryConfig
 from slam.frontend.measure import Rig
-from slam.frontend.pose import orthonormalize
+from slam.geometry.lie import orthonormalize
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
 from slam.odometry.landmarks import from_measurements, triangulate_tracks

@@ -14,7 +14,6 @@ import numpy as np
 import yaml
 
 from slam.errors import FormatError, InputError
-from slam.geometry.quaternion import quat_to_rot
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -236,15 +235,6 @@ def nearest(t_query: np.ndarray, t_ref: np.ndarray, max_dt: float) -> np.ndarray
     pick = np.where(np.abs(t_ref[lo] - t_query) <= np.abs(t_ref[hi] - t_query), lo, hi)
     # Strictly below max_dt, as the TUM tools (associate.py) do.
     return np.where(np.abs(t_ref[pick] - t_query) < max_dt, pick, -1).astype(np.int64)
-
-
-def poses_from_quat(p: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
-    """(N, 4, 4) homogeneous poses from positions (N, 3) and xyzw quaternions (N, 4)."""
-    T = np.tile(np.eye(4), (len(p), 1, 1))
-    if len(p):
-        T[:, :3, :3] = quat_to_rot(q_xyzw)
-        T[:, :3, 3] = p
-    return T
 
 
 def rate_from(t: np.ndarray, fallback: float = 0.0) -> float:

@@ -13,8 +13,9 @@ import numpy as np
 from slam.errors import FormatError, InputError
 from slam.geometry.camera import new_camera_matrix, stereo_rectify, undistort_rectify_maps
 from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
+from slam.io.trajectory import poses_from_tq
 from slam.sources.common import (ProblemLog, Remap, base_info, existing, load_yaml, nearest,
-                                 ordered, poses_from_quat, rate_from, read_image, read_rows,
+                                 ordered, rate_from, read_image, read_rows,
                                  require_dir, require_file, to_float, to_int64)
 
 DISTORTION_NAMES = {"radial-tangential": "radtan", "radtan": "radtan", "plumb_bob": "radtan",
@@ -196,7 +197,7 @@ class EurocSource(DatasetSource):
         order = ordered(t, csv, lines, self.log)
         t, vals = t[order], vals[order]
         q_xyzw = vals[:, [4, 5, 6, 3]]  # ASL stores w first
-        T_world_body = poses_from_quat(vals[:, :3], q_xyzw)
+        T_world_body = poses_from_tq(vals[:, :3], q_xyzw)
         idx = nearest(self.timestamps, t * 1e-9, max_dt)
         poses = np.full((len(idx), 4, 4), np.nan)
         ok = idx >= 0

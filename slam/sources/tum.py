@@ -11,7 +11,8 @@ import numpy as np
 
 from slam.errors import FormatError, InputError
 from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
-from slam.sources.common import (ProblemLog, base_info, existing, nearest, ordered, poses_from_quat,
+from slam.io.trajectory import poses_from_tq
+from slam.sources.common import (ProblemLog, base_info, existing, nearest, ordered,
                                  rate_from, read_image, read_rows, require_dir, to_float)
 from slam.sources.video import load_calibration, undistorter
 
@@ -146,7 +147,7 @@ class TumSource(DatasetSource):
         order = ordered(vals[:, 0], path, lines, self.log)
         vals = vals[order]
         gt_index = nearest(self.timestamps, vals[:, 0], max_dt)
-        T = poses_from_quat(vals[:, 1:4], vals[:, 4:8])
+        T = poses_from_tq(vals[:, 1:4], vals[:, 4:8])
         poses = np.full((len(self.timestamps), 4, 4), np.nan)
         ok = gt_index >= 0
         poses[ok] = T[gt_index[ok]]
