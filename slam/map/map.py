@@ -156,6 +156,36 @@ class Map:
             self.lm_pos.a[lm_ids[live]] = positions[live]
             self.version += 1
 
+    def apply_correction(self, kf_ids: np.ndarray, poses: np.ndarray, scales: np.ndarray | None = None) -> int:
+        """Set new T_world_cam for kf_ids and move every landmark anchored to them; returns the new version.
+
+        One locked step (loop closure, global BA): each alive landmark whose reference keyframe r is
+        in kf_ids keeps its coordinates in r's camera frame, scaled by s_r for Sim(3) corrections of
+        monocular maps (scale drift changes depths, not bearings): p' = T_new_r (s_r T_old_r^-1 p).
+        """
+        kf_ids = np.asarray(kf_ids, np.int64)
+        poses = np.asarray(poses, np.float64).reshape(-1, 4, 4)
+        if len(kf_ids) != len(poses):
+            raise ValueError(f"{len(kf_ids)} keyframe ids but {len(poses)} poses")
+        s = np.ones(len(kf_ids)) if scales is None else np.asarray(scales, np.float64).reshape(-1)
+        with self.lock:
+            if len(kf_ids) and (kf_ids.min() < 0 or kf_ids.max() >= self.kf_time.n):
+                raise ValueError("correction of a keyframe that is not in the map")
+            slot = np.full(self.kf_time.n, -1, np.int64)
+            slot[kf_ids] = np.arange(len(kf_ids))
+            ref = self.lm_ref_kf.view
+            moved = np.flatnonzero((self.lm_state.view == ALIVE) & (ref >= 0))
+            moved = moved[slot[ref[moved]] >= 0]
+            if moved.size:
+                k = slot[ref[moved]]
+                T_old = self.kf_pose.a[kf_ids[k]]
+                p = self.lm_pos.a[moved] - T_old[:, :3, 3]
+                p_cam = np.einsum("nji,nj->ni", T_old[:, :3, :3], p) * s[k, None]
+                self.lm_pos.a[moved] = np.einsum("nij,nj->ni", poses[k, :3, :3], p_cam) + poses[k, :3, 3]
+            self.kf_pose.a[kf_ids] = poses
+            self.version += 1
+            return self.version
+
     def reject_observations(self, rows: np.ndarray) -> None:
         """Mark observation rows as outliers (kept in the table, ignored from now on)."""
         with self.lock:
@@ -206,6 +236,38 @@ class Map:
             ids = np.unique(self.obs_lm.a[rows][self.obs_ok.a[rows]])
             ids = ids[(self.lm_state.a[ids] == ALIVE) & self.lm_has_desc.a[ids]]
             return ids, self.lm_pos.a[ids].copy(), self.lm_desc.a[ids].copy()
+
+    def keyframe_observations(self, kf_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(landmark ids, pixel uv (N,2), right u (N,)) of a keyframe's inlier observations of alive landmarks."""
+        with self.lock:
+            r0, r1 = self.kf_obs.a[kf_id]
+            lm = self.obs_lm.a[r0:r1]
+            keep = self.obs_ok.a[r0:r1] & (self.lm_state.a[lm] == ALIVE)
+            return lm[keep].copy(), self.obs_uv.a[r0:r1][keep].copy(), self.obs_ur.a[r0:r1][keep].copy()
+
+    def landmarks(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(positions (N,3), states, reference keyframes, descriptors (N,32) zero where none) of ids."""
+        with self.lock:
+            ids = np.asarray(ids, np.int64)
+            return (self.lm_pos.a[ids].copy(), self.lm_state.a[ids].copy(), self.lm_ref_kf.a[ids].copy(),
+                    np.where(self.lm_has_desc.a[ids, None], self.lm_desc.a[ids], 0).astype(np.uint8))
+
+    def covisible(self, kf_id: int, min_shared: int = 1) -> dict[int, int]:
+        """{keyframe: shared landmarks} of the keyframes covisible with kf_id (a copy)."""
+        with self.lock:
+            return {k: n for k, n in self.covisibility.get(kf_id, {}).items() if n >= min_shared}
+
+    def covisibility_edges(self, min_shared: int) -> np.ndarray:
+        """(E,3) int rows [i, j, shared] with i < j of every covisibility pair sharing >= min_shared landmarks."""
+        with self.lock:
+            rows = [(i, j, n) for i, d in self.covisibility.items() for j, n in d.items() if i < j and n >= min_shared]
+        return np.array(rows, np.int64).reshape(-1, 3)
+
+    def keyframe_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(poses (K,4,4) T_world_cam, timestamps, source frame indices, segments) of all keyframes."""
+        with self.lock:
+            return (self.kf_pose.view.copy(), self.kf_time.view.copy(), self.kf_frame.view.copy(),
+                    self.kf_segment.view.copy())
 
     def snapshot(self) -> MapSnapshot:
         """A copy of keyframes and alive landmarks, taken under the lock."""
