@@ -1,0 +1,124 @@
+"""CSR matrix-vector products on the GPU with values and operands natively in fp16, fp32 or fp64.
+
+cupyx.scipy.sparse (and cuSPARSE through it) accepts only fp32/fp64/complex values, so CGNR's fp16
+products J v and J^T u would silently run on fp32 copies. This kernel keeps the matrix and the
+vector in their stage dtype in device memory (half the bytes of fp32 for fp16, which is the point
+of the fp16 stage: these products are memory-bound) and accumulates in fp32 (fp64 for fp64
+matrices), as GPU half-precision kernels do and as the NumPy backend emulates. A group of G
+threads (a power of two up to a warp, from the mean row length) shares each row and reduces with
+warp shuffles. CuPy only; imported lazily by the CuPy backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+_SOURCE = r"""
+#include <cuda_fp16.h>
+__device__ __forceinline__ float ld(const __half v) { return __half2float(v); }
+__device__ __forceinline__ float ld(const float v) { return v; }
+__device__ __forceinline__ double ld(const double v) { return v; }
+
+extern "C" __global__ void csr_spmv(const long long n_rows, const int* __restrict__ indptr,
+                                    const int* __restrict__ indices, const VAL_T* __restrict__ data,
+                                    const VAL_T* __restrict__ x, ACC_T* __restrict__ y) {
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long row = tid / GROUP;
+    const int lane = (int)(tid % GROUP);
+    ACC_T sum = 0;
+    if (row < n_rows) {
+        const int end = indptr[row + 1];
+        for (int k = indptr[row] + lane; k < end; k += GROUP) {
+            sum += (ACC_T)ld(data[k]) * (ACC_T)ld(x[indices[k]]);
+        }
+    }
+    // Every lane of the warp takes part in the shuffles (rows past the end carry zeros).
+    for (int off = GROUP / 2; off > 0; off >>= 1) {
+        sum += __shfl_down_sync(0xffffffffu, sum, off, GROUP);
+    }
+    if (row < n_rows && lane == 0) {
+        y[row] = sum;
+    }
+}
+"""
+
+_C_TYPES = {"float16": "__half", "float32": "float", "float64": "double"}
+_THREADS = 256
+_kernels: dict[tuple[str, int], Any] = {}
+
+
+def accumulate_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype products with `dtype` values are accumulated and returned in (fp32 for fp16)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def _kernel(dtype: np.dtype, group: int) -> Any:
+    import cupy
+
+    key = (np.dtype(dtype).name, group)
+    if key not in _kernels:
+        acc = _C_TYPES[accumulate_dtype(dtype).name]
+        src = (f"#define VAL_T {_C_TYPES[key[0]]}\n#define ACC_T {acc}\n#define GROUP {group}\n") + _SOURCE
+        _kernels[key] = cupy.RawKernel(src, "csr_spmv")
+    return _kernels[key]
+
+
+def group_size(indptr: np.ndarray) -> int:
+    """Threads per row: the power of two nearest half the mean row length, within [1, 32]."""
+    n = max(len(indptr) - 1, 1)
+    mean = float(indptr[-1] - indptr[0]) / n
+    g = 1
+    while g < 32 and 2 * g <= mean:
+        g *= 2
+    return g
+
+
+class DeviceCSR:
+    """A CSR matrix held on the GPU in fp16, fp32 or fp64; `A @ x` returns fp32 (fp64 for fp64 values)."""
+
+    def __init__(self, A: sp.spmatrix, dtype: np.dtype) -> None:
+        import cupy
+
+        A = sp.csr_matrix(A)  # no sort_indices: the kernel does not need it, and it would permute
+        # the caller's arrays in place (a problem's J shares its fixed index pattern between linearizations)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in _C_TYPES:
+            raise ValueError(f"DeviceCSR holds float16, float32 or float64 values, not {self.dtype}")
+        self.shape = A.shape
+        self.nnz = A.nnz
+        self.indptr = cupy.asarray(A.indptr.astype(np.int32, copy=False))
+        self.indices = cupy.asarray(A.indices.astype(np.int32, copy=False))
+        # One rounding from the host values (fp64 or already-rounded fp32) to the stage dtype.
+        self.data = cupy.asarray(np.asarray(A.data).astype(self.dtype))
+        self.group = group_size(A.indptr)
+        self.out_dtype = accumulate_dtype(self.dtype)
+
+    def __matmul__(self, x: Any) -> Any:
+        """A x with x cast to the matrix dtype (exact when x already is), accumulated in out_dtype."""
+        import cupy
+
+        if x.ndim != 1 or x.shape[0] != self.shape[1]:
+            raise ValueError(f"DeviceCSR {self.shape} @ vector of shape {x.shape}")
+        x = cupy.ascontiguousarray(x, dtype=self.dtype)
+        m = self.shape[0]
+        y = cupy.empty(m, dtype=self.out_dtype)
+        if m == 0:
+            return y
+        if self.nnz == 0:
+            y.fill(0)
+            return y
+        threads = m * self.group
+        grid = (threads + _THREADS - 1) // _THREADS
+        _kernel(self.dtype, self.group)((grid,), (_THREADS,),
+                                        (np.int64(m), self.indptr, self.indices, self.data, x, y))
+        return y
+
+    def get(self) -> sp.csr_matrix:
+        """The matrix back on the host (values in its dtype; fp16 as float32 holding the fp16 values)."""
+        data = self.data.get()
+        if data.dtype == np.float16:
+            data = data.astype(np.float32)
+        return sp.csr_matrix((data, self.indices.get(), self.indptr.get()), shape=self.shape)
