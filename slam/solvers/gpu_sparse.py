@@ -122,3 +122,87 @@ class DeviceCSR:
         if data.dtype == np.float16:
             data = data.astype(np.float32)
         return sp.csr_matrix((data, self.indices.get(), self.indptr.get()), shape=self.shape)
+
+
+class TriangularSolver:
+    """x = A^-1 b for a sparse triangular A on the GPU, with cuSPARSE's analysis done once per factor.
+
+    cupyx's spsolve_triangular analyses the matrix again on every call (the analysis costs more
+    than the solve); the static IC(0) factor never changes within a problem, so the descriptors,
+    workspace and analysis are kept and each call is one cusparseSpSM_solve on a persistent
+    right-hand side. fp32 or fp64 (cuSPARSE has no fp16 triangular solve). A residual check of
+    one solve at construction guards the reuse; `fallback` tells whether it failed and calls go
+    through spsolve_triangular instead.
+    """
+
+    def __init__(self, A: sp.spmatrix, lower: bool, dtype: np.dtype) -> None:
+        import cupy
+        import cupyx.scipy.sparse as csps
+
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"cuSPARSE triangular solves take float32 or float64, not {self.dtype}")
+        self.lower = lower
+        self.A = csps.csr_matrix(sp.csr_matrix(A, dtype=self.dtype))
+        self.A.sum_duplicates()
+        n = self.A.shape[0]
+        self._b = cupy.zeros((n, 1), dtype=self.dtype, order="F")
+        self._c = cupy.zeros((n, 1), dtype=self.dtype, order="F")
+        self.fallback = False
+        try:
+            self._analyse()
+            v = cupy.asarray(np.random.default_rng(0).normal(size=n).astype(self.dtype))
+            x = self(v)
+            res = float(cupy.linalg.norm(self.A @ x - v) / cupy.linalg.norm(v))
+            self.fallback = not (np.isfinite(res) and res < (1e-3 if self.dtype == np.float32 else 1e-10))
+        except Exception:  # an older CuPy without the low-level SpSM bindings
+            self.fallback = True
+
+    def _analyse(self) -> None:
+        import cupy
+        from cupy._core import _dtype
+        from cupy.cuda import device
+        from cupy_backends.cuda.libs import cusparse as lib
+        from cupyx import cusparse
+
+        self._lib = lib
+        self._handle = device.get_cusparse_handle()
+        self._mat_a = cusparse.SpMatDescriptor.create(self.A)
+        self._mat_b = cusparse.DnMatDescriptor.create(self._b)
+        self._mat_c = cusparse.DnMatDescriptor.create(self._c)
+        self._mat_a.set_attribute(lib.CUSPARSE_SPMAT_FILL_MODE,
+                                  lib.CUSPARSE_FILL_MODE_LOWER if self.lower else lib.CUSPARSE_FILL_MODE_UPPER)
+        self._mat_a.set_attribute(lib.CUSPARSE_SPMAT_DIAG_TYPE, lib.CUSPARSE_DIAG_TYPE_NON_UNIT)
+        self._alpha = np.array(1.0, dtype=self.dtype)
+        self._cuda_dtype = _dtype.to_cuda_dtype(self.dtype)
+        self._op = lib.CUSPARSE_OPERATION_NON_TRANSPOSE
+        self._descr = lib.spSM_createDescr()
+        size = lib.spSM_bufferSize(self._handle, self._op, self._op, self._alpha.ctypes.data, self._mat_a.desc,
+                                   self._mat_b.desc, self._mat_c.desc, self._cuda_dtype,
+                                   lib.CUSPARSE_SPSM_ALG_DEFAULT, self._descr)
+        self._buf = cupy.empty(max(int(size), 1), dtype=cupy.int8)
+        lib.spSM_analysis(self._handle, self._op, self._op, self._alpha.ctypes.data, self._mat_a.desc,
+                          self._mat_b.desc, self._mat_c.desc, self._cuda_dtype, lib.CUSPARSE_SPSM_ALG_DEFAULT,
+                          self._descr, self._buf.data.ptr)
+
+    def __call__(self, v: Any) -> Any:
+        """A^-1 v in the solver's dtype (a new array)."""
+        if self.fallback:
+            from cupyx.scipy.sparse.linalg import spsolve_triangular
+
+            return spsolve_triangular(self.A, v.astype(self.dtype, copy=False), lower=self.lower).astype(self.dtype)
+        self._b[:, 0] = v
+        self._c.fill(0)  # SpSM expects a zeroed output (as cupyx.cusparse.spsm notes)
+        self._lib.spSM_solve(self._handle, self._op, self._op, self._alpha.ctypes.data, self._mat_a.desc,
+                             self._mat_b.desc, self._mat_c.desc, self._cuda_dtype, self._lib.CUSPARSE_SPSM_ALG_DEFAULT,
+                             self._descr, self._buf.data.ptr)
+        return self._c[:, 0].copy()
+
+    def __del__(self) -> None:
+        descr = getattr(self, "_descr", None)
+        if descr is not None:
+            try:
+                self._lib.spSM_destroyDescr(descr)
+            except Exception:  # interpreter shutdown: the library may be gone already
+                pass
+            self._descr = None

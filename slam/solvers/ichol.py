@@ -228,8 +228,10 @@ class ICPreconditioner:
             self._lu = spla.splu(Ls.T.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
                                  options=dict(SymmetricMode=True))
         else:
-            self._L = backend.sparse.csr_matrix(Ls.tocsr())
-            self._LT = backend.sparse.csr_matrix(Ls.T.tocsr())
+            from slam.solvers.gpu_sparse import TriangularSolver  # analysis once per factor
+
+            self._fwd = TriangularSolver(Ls.tocsr(), lower=True, dtype=store)
+            self._bwd = TriangularSolver(Ls.T.tocsr(), lower=False, dtype=store)
 
     @property
     def outer(self) -> np.ndarray | None:
@@ -249,11 +251,7 @@ class ICPreconditioner:
         be = self.backend
         if be.name == "numpy":
             return self._lu.solve(v, trans="N" if trans else "T")
-        from cupyx.scipy.sparse.linalg import spsolve_triangular
-
-        A = self._LT if trans else self._L
-        # spsolve_triangular needs b in A's dtype and returns fp32 promoted to fp64 (SciPy's rule).
-        return spsolve_triangular(A, v.astype(A.dtype, copy=False), lower=not trans).astype(A.dtype, copy=False)
+        return (self._bwd if trans else self._fwd)(v)
 
     def __call__(self, r: Any) -> Any:
         """z = M^-1 r."""
