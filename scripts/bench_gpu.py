@@ -14,7 +14,8 @@ synchronize on the GPU. Savings of mixed over fp32 are 1 - t_mixed / t_fp32, set
 article's >= 41% (BA linear solve) and 26% (PGO).
 
     python scripts/bench_gpu.py [--backend cupy|numpy|auto] [--repeat 3] [--precisions fp64,fp32,mixed]
-                                [--cases ladybug-49,windows,sphere2500,parking-garage,loop-2000,loop-20000]
+                                [--cases ladybug-49,windows,sphere2500,parking-garage,loop-2000,loop-10000,
+                                         sphere2500-jacobi,ba-linear-500k,ba-linear-4000k]
                                 [--windows FILE.npz] [--out DIR] [--quick]
     python scripts/bench_gpu.py --record-windows FILE.npz [--record-count 8]
 
@@ -46,7 +47,8 @@ from slam.solvers.pgo import PoseGraphProblem  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ARTICLE = {"ba_linear": 0.41, "pgo": 0.26}  # savings of mixed over fp32 the article reports
-ALL_CASES = ("ladybug-49", "windows", "sphere2500", "parking-garage", "loop-2000", "loop-20000")
+ALL_CASES = ("ladybug-49", "windows", "sphere2500", "parking-garage", "loop-2000", "loop-10000",
+             "sphere2500-jacobi", "ba-linear-500k", "ba-linear-4000k")
 
 
 # ----------------------------------------------------------------------------------- problems
@@ -81,6 +83,74 @@ def loop_graph(n: int, laps: int = 5, seed: int = 0, sigma_rot: float = 0.01,
     return PoseGraphProblem(X, edges, Z, info)
 
 
+def synthetic_ba(n_obs: int, per_point: int = 8, n_cams: int = 1000, seed: int = 0) -> Any:
+    """A large BAL-convention BA problem: points in a cube seen by `per_point` random cameras each
+    (0.5 px noise on the true projections, start perturbed); for the linear-solve scaling case."""
+    from slam.solvers.ba import BundleAdjustmentProblem
+
+    rng = np.random.default_rng(seed)
+    P = max(n_obs // per_point, 1)
+    X = rng.uniform(-1.0, 1.0, size=(P, 3))
+    w = rng.normal(scale=0.15, size=(n_cams, 3))
+    t = np.column_stack([rng.normal(scale=0.5, size=(n_cams, 2)), np.full(n_cams, -6.0)])
+    k = np.column_stack([rng.uniform(400, 600, n_cams), np.full(n_cams, -0.3), np.full(n_cams, 0.2)])
+    ci = rng.integers(0, n_cams, P * per_point)
+    pi = np.repeat(np.arange(P), per_point)
+    truth = BundleAdjustmentProblem((w, t), X, ci, pi, np.zeros((ci.size, 2)), k, projection="bal")
+    obs = truth.residuals() + rng.normal(scale=0.5, size=(ci.size, 2))
+    p = BundleAdjustmentProblem((w, t), X + rng.normal(scale=0.02, size=X.shape), ci, pi, obs, k, projection="bal")
+    return p
+
+
+def bench_linear(name: str, n_obs: int, precisions: list[str], be: Backend, repeat: int,
+                 iterations: int = 30, lam: float = 1e-3) -> dict[str, Any]:
+    """The BA linear solve alone at scale: one linearization of synthetic_ba(n_obs), then CGNR with
+    block Jacobi for a fixed number of iterations (tol 0), and the product (J^T J + lam I) p alone;
+    median of `repeat` timed runs after a warm-up, per precision."""
+    from slam.solvers import lm as lm_mod
+    from slam.solvers.cgnr import ScaledSystem, cgnr
+    from slam.solvers.precision import get_policy
+    from slam.solvers.precond import BlockJacobi, block_diagonal
+
+    prob = synthetic_ba(n_obs)
+    out: dict[str, Any] = {"case": name, "observations": n_obs, "unknowns": prob.n_params, "results": {}}
+    for prec in [p for p in precisions if p != "fp64"]:
+        pol = get_policy(prec)
+        lin = lm_mod._linearize(prob, pol, be, True, lm_mod._Transposer())
+        out["nnz"] = int(lin.J_hi.nnz)
+        pre = BlockJacobi(block_diagonal(lin.J_hi, prob.groups), prob.groups, lam, be, pol.vector)
+        sysm = ScaledSystem(be, lin.J_hi, lin.J_mv, lin.J_mv_T, lin.rhs, lam, pol.matvec, pol.vector)
+        p = be.asarray(np.random.default_rng(1).normal(size=prob.n_params).astype(pol.vector))
+
+        def timed(f: Callable[[], Any], n: int) -> list[float]:
+            f()  # warm-up
+            ts = []
+            for _ in range(n):
+                be.synchronize()
+                t0 = time.perf_counter()
+                f()
+                be.synchronize()
+                ts.append(time.perf_counter() - t0)
+            return ts
+        res_box: list[Any] = []
+        cg = timed(lambda: res_box.append(cgnr(sysm, pre, tol=0.0, maxiter=iterations)), repeat)
+        mv = timed(lambda: [sysm.normal_matvec(p) for _ in range(10)], repeat)
+        its = res_box[-1].iterations
+        out["results"][prec] = {"linear_s": float(np.median(cg)), "linear_all_s": cg, "cg_iterations": its,
+                                "ms_per_cg_iteration": 1e3 * float(np.median(cg)) / max(its, 1),
+                                "matvec_ms": 1e2 * float(np.median(mv)), "whole_s": float(np.median(cg)),
+                                "final_cost": float("nan"), "lm_iterations": 0,
+                                "precision": {**pol.as_dict(), "emulated_stages": be.emulated_stages(pol)}}
+        print(f"  {name:15s} {prec:6s} CG {its} its {out['results'][prec]['ms_per_cg_iteration']:.3f} ms/it, "
+              f"(J^T J + lam I) p {out['results'][prec]['matvec_ms']:.3f} ms", flush=True)
+    r = out["results"]
+    if "fp32" in r and "mixed" in r:
+        out["saving_linear"] = 1.0 - r["mixed"]["ms_per_cg_iteration"] / r["fp32"]["ms_per_cg_iteration"]
+        out["saving_whole"] = out["saving_linear"]
+        out["saving_matvec"] = 1.0 - r["mixed"]["matvec_ms"] / r["fp32"]["matvec_ms"]
+    return out
+
+
 def _g2o(name: str) -> Callable[[], Any]:
     def build() -> Any:
         from slam.io.g2o import read_g2o
@@ -101,6 +171,11 @@ def _bal(name: str) -> Callable[[], Any]:
 
 def _pgo_options(precision: str, backend: str) -> SolverOptions:
     return SolverOptions(precision=precision, backend=backend)
+
+
+def _pgo_jacobi_options(precision: str, backend: str) -> SolverOptions:
+    """PGO with block Jacobi instead of the static IC(0): no triangular solves, many more CG iterations."""
+    return SolverOptions(precision=precision, backend=backend, preconditioner="jacobi", cg_max_iterations=2000)
 
 
 def _ba_options(precision: str, backend: str) -> SolverOptions:
@@ -249,6 +324,8 @@ def _cases(names: list[str], windows: Path | None, quick: bool) -> dict[str, tup
             cases[name] = (b[:2] if quick else b, o)
         elif name in ("sphere2500", "parking-garage", "smallGrid3D"):
             cases[name] = ([_g2o(name)], _pgo_options)
+        elif name.endswith("-jacobi") and name[:-7] in ("sphere2500", "parking-garage", "smallGrid3D"):
+            cases[name] = ([_g2o(name[:-7])], _pgo_jacobi_options)
         elif name.startswith("loop-"):
             n = int(name.split("-", 1)[1])
             cases[name] = ([lambda n=n: loop_graph(n)], _pgo_options)
@@ -268,12 +345,13 @@ def _table(results: list[dict[str, Any]]) -> str:
             gap = r.get("cost_gap_to_fp64")
             lines.append(f"| {c['case']} | {prec} | {r['whole_s']:.3f} | {r['linear_s']:.3f} | {r['final_cost']:.6e} | "
                          f"{'' if gap is None else f'{gap:+.1e}'} | {r['lm_iterations']} | {r['cg_iterations']} |")
-    lines += ["", "| case | saving linear solve (mixed vs fp32) | saving whole solve | article |",
-              "| --- | ---: | ---: | --- |"]
+    lines += ["", "| case | saving linear solve (mixed vs fp32) | saving whole solve | saving (J^T J + lam I) p | article |",
+              "| --- | ---: | ---: | ---: | --- |"]
     for c in results:
         if "saving_linear" in c:
             art = ">= 41% (BA linear solve)" if c["kind"] == "ba" else "26% (PGO)"
-            lines.append(f"| {c['case']} | {100 * c['saving_linear']:+.1f}% | {100 * c['saving_whole']:+.1f}% | {art} |")
+            mv = f"{100 * c['saving_matvec']:+.1f}%" if "saving_matvec" in c else ""
+            lines.append(f"| {c['case']} | {100 * c['saving_linear']:+.1f}% | {100 * c['saving_whole']:+.1f}% | {mv} | {art} |")
     return "\n".join(lines)
 
 
@@ -286,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=",".join(ALL_CASES))
     ap.add_argument("--windows", type=Path, default=None, help="recorded odometry windows (.npz)")
     ap.add_argument("--out", type=Path, default=Path("bench_gpu_out"))
-    ap.add_argument("--quick", action="store_true", help="two windows, loop-2000 only of the generated graphs")
+    ap.add_argument("--quick", action="store_true", help="two windows, no loop-10000 nor ba-linear-4000k")
     ap.add_argument("--record-windows", type=Path, default=None, help="record odometry windows to this .npz and exit")
     ap.add_argument("--record-count", type=int, default=8)
     args = ap.parse_args(argv)
@@ -298,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     be = get_backend(args.backend)
     names = [c for c in args.cases.split(",") if c]
     if args.quick:
-        names = [c for c in names if c != "loop-20000"]
+        names = [c for c in names if c not in ("loop-10000", "ba-linear-4000k")]
     precisions = [p for p in args.precisions.split(",") if p]
     info = device_info(be)
     print(f"backend {be.name}: " + ", ".join(f"{k} {v}" for k, v in info.items() if k in ("gpu", "cupy", "cuda_runtime",
@@ -314,12 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         try:
-            builders, options = _cases([name], args.windows, args.quick)[name]
-            res = bench_case(name, builders, options, precisions, be, args.repeat, args.reference_repeat)
+            if name.startswith("ba-linear-"):  # ba-linear-<thousands of observations>k
+                res = bench_linear(name, 1000 * int(name[len("ba-linear-"):].rstrip("k")), precisions, be,
+                                   max(args.repeat, 3))
+            else:
+                builders, options = _cases([name], args.windows, args.quick)[name]
+                res = bench_case(name, builders, options, precisions, be, args.repeat, args.reference_repeat)
         except Exception as exc:  # one failing case must not lose the others
             traceback.print_exc()
             res = {"case": name, "error": f"{type(exc).__name__}: {exc}"}
-        res["kind"] = "ba" if name in ("ladybug-49", "windows") else "pgo"
+        res["kind"] = "ba" if name in ("ladybug-49", "windows") or name.startswith("ba-") else "pgo"
         res["bench_s"] = time.perf_counter() - t0
         doc["cases"].append(res)
         path.write_text(json.dumps(doc, indent=1, default=str))

@@ -206,3 +206,67 @@ class TriangularSolver:
             except Exception:  # interpreter shutdown: the library may be gone already
                 pass
             self._descr = None
+
+
+# fp16 operands with a power-of-two scale computed on the device: the same scale as
+# cgnr.pow2_of_max (s with max|x| s in [0.5, 1), 1 for zero or non-finite) and the same roundings
+# as the NumPy path, without the two host round trips pow2_of_max costs per call (CG is
+# latency-bound on the GPU at the sizes of our problems).
+_POW2 = ("__device__ double pow2_of_max(double m) { if (!(m > 0.0) || isinf(m) || isnan(m)) return 1.0; "
+         "int e; frexp(m, &e); return ldexp(1.0, -e); }\n")
+_elementwise: dict[str, Any] = {}
+
+
+def _ew(name: str) -> Any:
+    import cupy
+
+    if name not in _elementwise:
+        if name == "amax":
+            _elementwise[name] = cupy.ReductionKernel("T x", "T y", "abs(x)", "max(a, b)", "y = a", "0", "amax_abs")
+        elif name == "half":
+            _elementwise[name] = cupy.ElementwiseKernel(
+                "T x, T m", "float16 y", "float v = (float)((double)x * pow2_of_max((double)m)); y = v;",
+                "scaled_to_half", preamble=_POW2)
+        else:
+            _elementwise[name] = cupy.ElementwiseKernel(
+                "T a, T b", "float32 u",
+                "u = (float)((double)u / (pow2_of_max((double)a) * pow2_of_max((double)b)));",
+                "unscale_pair", preamble=_POW2)
+    return _elementwise[name]
+
+
+def abs_max(x: Any) -> Any:
+    """max |x| as a 0-d device array (no host synchronization)."""
+    return _ew("amax")(x)
+
+
+def scaled_half(x: Any, m: Any) -> Any:
+    """fp16(x * s), s = the power of two of pow2_of_max for the maximum m (a 0-d device array)."""
+    return _ew("half")(x, m)
+
+
+def unscale(u: Any, ma: Any, mb: Any) -> Any:
+    """u /= s_a s_b in place (float32 u), the scales of scaled_half for maxima ma and mb."""
+    return _ew("unscale")(ma, mb, u)
+
+
+DEVICE_SCALING_ERROR: str | None = None  # why the device-side scaling is unavailable (None: it works)
+
+
+def half_normal_product(J: DeviceCSR, JT: DeviceCSR, p: Any) -> Any | None:
+    """J^T (J p) in fp32 with both operands scaled by powers of two and rounded to fp16 on the device.
+
+    Returns None, once and for all (DEVICE_SCALING_ERROR says why; the tests check it is unset),
+    when these kernels cannot be built here, and the caller takes the host-scaled path.
+    """
+    global DEVICE_SCALING_ERROR
+    if DEVICE_SCALING_ERROR is not None:
+        return None
+    try:
+        mp = abs_max(p)
+        q = J @ scaled_half(p, mp)
+        mq = abs_max(q)
+        return unscale(JT @ scaled_half(q, mq), mp, mq)
+    except Exception as exc:  # CompileException on an unusual toolchain: correctness first
+        DEVICE_SCALING_ERROR = f"{type(exc).__name__}: {exc}"
+        return None

@@ -147,6 +147,7 @@ def test_normal_matvec_runs_native_fp16_and_matches_the_emulation(cp, shared_dat
         assert u.dtype == np.float32
         out[name] = be.to_host(u)
     assert seen and all(d == np.float16 and x == np.float16 for d, x in seen)
+    assert gpu_sparse.DEVICE_SCALING_ERROR is None  # the scaling ran on the device, not the host fallback
     # Same fp16 operands, fp32 accumulation in another order: J p may round differently to fp16.
     assert _rel(out["cupy"], out["numpy"]) < 2e-3
 
