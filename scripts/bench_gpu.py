@@ -345,13 +345,14 @@ def _table(results: list[dict[str, Any]]) -> str:
             gap = r.get("cost_gap_to_fp64")
             lines.append(f"| {c['case']} | {prec} | {r['whole_s']:.3f} | {r['linear_s']:.3f} | {r['final_cost']:.6e} | "
                          f"{'' if gap is None else f'{gap:+.1e}'} | {r['lm_iterations']} | {r['cg_iterations']} |")
-    lines += ["", "| case | saving linear solve (mixed vs fp32) | saving whole solve | saving (J^T J + lam I) p | article |",
-              "| --- | ---: | ---: | ---: | --- |"]
+    lines += ["", "| case | saving linear solve (mixed vs fp32) | saving whole solve | saving (J^T J + lam I) p "
+                  "| article |", "| --- | ---: | ---: | ---: | --- |"]
     for c in results:
         if "saving_linear" in c:
             art = ">= 41% (BA linear solve)" if c["kind"] == "ba" else "26% (PGO)"
             mv = f"{100 * c['saving_matvec']:+.1f}%" if "saving_matvec" in c else ""
-            lines.append(f"| {c['case']} | {100 * c['saving_linear']:+.1f}% | {100 * c['saving_whole']:+.1f}% | {mv} | {art} |")
+            lines.append(f"| {c['case']} | {100 * c['saving_linear']:+.1f}% | {100 * c['saving_whole']:+.1f}% "
+                         f"| {mv} | {art} |")
     return "\n".join(lines)
 
 

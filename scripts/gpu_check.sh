@@ -48,5 +48,5 @@ timeout "${BENCH_TIMEOUT:-900}" $PY scripts/bench_gpu.py --backend "${BACKEND:-c
     "${win_args[@]}" "$@" 2>&1 | tee "$OUT_DIR/bench_gpu.log"
 bench_rc=${PIPESTATUS[0]}
 
-echo "== gpu_check: tests rc=$test_rc, benchmark rc=$bench_rc (124: stopped by its timeout)"
+echo "== gpu_check: tests rc=$test_rc, benchmark rc=$bench_rc (rc 124: that part hit its timeout)"
 [ "$test_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
