@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="play a recorded source at its sensor rate (default: as fast as tracking runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--calibration", metavar="CAMERA.yaml",
+                        help="camera calibration (video, image folder, camera, stream; `slam calibrate` writes it); "
+                             "overrides the config's source.calibration")
 
 
 def _default_out(spec: str) -> Path:
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from slam.system import System
 
     cfg = load_config(args.config)
+    if args.calibration is not None:
+        cfg.source.calibration = args.calibration
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.viewer == "open3d":
