@@ -52,7 +52,7 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def progress_text(st: ProgressStats) -> str:
+def progress_text(st: ProgressStats, eta: bool = True) -> str:
     """The line's text (no newline)."""
     tot = f"/{st.total}" if st.total else ""
     pct = f" ({100.0 * st.frames / st.total:.0f}%)" if st.total else ""
@@ -61,9 +61,9 @@ def progress_text(st: ProgressStats) -> str:
         cam = "?" if st.input_fps is None else f"{st.input_fps:.1f}"
         parts.append(f"camera {cam} frames/s, dropped {st.dropped}")
     parts += [f"keyframes {st.keyframes}", f"loops {st.loops}", f"lost {st.lost}"]
-    eta = st.eta_s
-    if eta is not None:
-        parts.append(f"ETA {format_duration(eta)}")
+    left = st.eta_s if eta else None
+    if left is not None:
+        parts.append(f"ETA {format_duration(left)}")
     return "  ".join(parts)
 
 
@@ -104,6 +104,6 @@ class ProgressLine:
             if self._drawn:
                 self.stream.write("\r" + _ERASE)
         else:
-            self.stream.write(self.prefix + "done " + progress_text(stats) + "\n")
+            self.stream.write(self.prefix + "done " + progress_text(stats, eta=False) + "\n")
         self.stream.flush()
         self._drawn = False
