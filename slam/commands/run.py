@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     if "ate" in rep and "rmse" in rep["ate"]:
         a = rep["ate"]
         line += f"; ATE RMSE {a['rmse']:.4f} m ({a['align']}, {a['rmse_percent_of_path']:.2f}% of {a['path_length_m']:.1f} m)"
+    if "live" in rep:
+        lv = rep["live"]
+        cam = "?" if lv["input_fps"] is None else f"{lv['input_fps']:.1f}"
+        line += f"; live: camera {cam} frames/s, {lv['frames_dropped']} of {lv['frames_received']} frames dropped"
     print(line)
     _pictures_and_exports(out, args, T_body_cam)
     print(f"slam run: wrote {out}")

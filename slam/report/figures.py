@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from slam.eval.plots import top_view_axes
 from slam.report.run_data import RunData, keyframe_position
 

@@ -44,7 +44,8 @@ def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> 
 
 def _image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"<figure><img alt='{_e(alt)}' src='data:image/png;base64,{data}'><figcaption>{_e(alt)}</figcaption></figure>"
+    return (f"<figure><img alt='{_e(alt)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{_e(alt)}</figcaption></figure>")
 
 
 def summary_rows(rep: dict[str, Any], n_loops: int) -> list[tuple[str, Any]]:

@@ -3,7 +3,6 @@ frame checked against body poses built independently of the conversion."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
