@@ -145,6 +145,14 @@ class LatestFrameReader(Prefetcher):
         self.q.put_nowait(item)
         return not self.stop_event.is_set()
 
+    def stop(self) -> None:
+        """Stop the source's own grabber too: a stalled camera must not hold the reader in a read."""
+        self.stop_event.set()
+        stop_source = getattr(self.source, "stop", None)
+        if callable(stop_source):
+            stop_source()
+        super().stop()
+
     @property
     def input_fps(self) -> float | None:
         """Rate at which frames arrived from the source (None before two frames)."""

@@ -83,6 +83,28 @@ def test_slow_tracking_drops_frames_instead_of_queueing(tmp_path: Path) -> None:
     assert "camera" in shown and "dropped" in shown and "\n" not in shown and shown.endswith("\r\x1b[K")
 
 
+def test_interrupting_a_live_run_writes_the_run_folder(tmp_path: Path) -> None:
+    """Ctrl-C during an endless live source: the run ends at once and the folder is complete."""
+    cam = FakeCamera(n=10**9, rate_hz=100.0)
+    system = System(load_config(REPO / "configs" / "webcam.yaml"), cam, "endless", tmp_path, progress=False)
+    process, calls = system.tracker.process, []
+
+    def interrupted_after_20(frame: Frame):
+        calls.append(frame.index)
+        if len(calls) == 20:
+            raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, turned into it by slam run) raises
+        return process(frame)
+
+    system.tracker.process = interrupted_after_20
+    t0 = time.monotonic()
+    res = system.run()
+    assert res.interrupted and time.monotonic() - t0 < 30
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["interrupted"] and rep["frames"] == 19 and rep["live"]["frames_received"] >= 20
+    for name in ("trajectory.tum", "keyframes.tum", "map.ply", "loops.json"):
+        assert (tmp_path / name).is_file()
+
+
 def test_recorded_source_is_never_dropped(tmp_path: Path) -> None:
     """A recorded source (live False) is read ahead through the bounded queue and nothing is skipped."""
     cam = FakeCamera(n=60, rate_hz=600.0)
