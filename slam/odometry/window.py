@@ -63,6 +63,7 @@ class WindowStats:
     rejected: int
     culled: int
     precision: dict = field(default_factory=dict)
+    stage_s: dict = field(default_factory=dict)  # the solver's time per stage (residual, jacobian, ...)
 
 
 def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) -> WindowData | None:
@@ -166,4 +167,4 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
     return WindowStats(int(len(data.kf_ids) - data.fixed.sum()), int(data.fixed.sum()), len(X), len(data.rows),
                        t1 - t0, t2 - t1, t3 - t2, summary.iterations, summary.total_linear_iterations,
                        summary.initial_cost, summary.final_cost, int(bad.sum()), int(cull.sum()),
-                       summary.precision)
+                       summary.precision, dict(summary.stage_times))

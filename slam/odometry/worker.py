@@ -180,4 +180,5 @@ class OdometryWorker:
             "culled_landmarks": int(sum(x.culled for x in s)),
             "landmarks_created": self.landmarks_created,
             "solver_precision": s[-1].precision if s else {},
+            "stage_ms": {k: 1e3 * float(np.mean([x.stage_s.get(k, 0.0) for x in s])) for k in s[-1].stage_s} if s else {},
         }

@@ -1,0 +1,156 @@
+"""The study file: which scenes, sensors, seeds, precisions and loop settings to run.
+
+```yaml
+name: quick
+scenes: [room_loop]           # synthetic scenes (`slam simulate --list`)
+sensors: [stereo, rgbd, mono]
+seeds: [0, 1]                 # renderings (textures, noise)
+precisions: [fp64, fp32, mixed, fp16]   # odometry (and loop-closure) precision of each run
+loop: [false, true]           # runs without and with loop closure
+loop_precisions: [mixed]      # loop-closing runs only in these (default: all of `precisions`)
+frames: 200                   # frames per run (null: the whole sequence)
+pgo_precisions: [fp64, fp32, mixed]     # every PGO problem of a loop run is re-solved in each
+config: {odometry: {window: 20}}        # run-config overrides applied to every run
+```
+
+The runs are the product scenes x sensors x seeds x precisions x loop (loop-closing runs only in
+loop_precisions). Every run is deterministic
+(tracking waits for bundle adjustment and loop closure), so a run's id names its result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slam.errors import FormatError, InputError
+
+# The run configuration of each sensor: the same settings as configs/euroc_stereo.yaml,
+# configs/tum_rgbd.yaml and configs/euroc_mono.yaml (a test keeps them equal; configs/ is not
+# installed with the package). Study runs add odometry.blocking and loop.blocking: deterministic.
+SENSOR_CONFIGS: dict[str, dict[str, Any]] = {
+    "stereo": {"source": {"sensor": "stereo"}, "frontend": {"max_features": 250, "max_depth": 20.0},
+               "keyframes": {"max_rate_hz": 10.0}, "odometry": {"window": 20, "precision": "mixed"}},
+    "rgbd": {"source": {"sensor": "rgbd"}, "frontend": {"max_features": 250, "max_depth": 6.0, "rgbd_baseline": 0.08},
+             "keyframes": {"max_rate_hz": 10.0}, "odometry": {"window": 20, "precision": "mixed"}},
+    "mono": {"source": {"sensor": "mono"}, "frontend": {"max_features": 250, "init_min_flow": 8.0},
+             "keyframes": {"max_rate_hz": 10.0},
+             "odometry": {"relative_cost_tol": 1.0e-5, "window": 20, "precision": "mixed"}},
+}
+SENSOR_FILES = {"stereo": "euroc_stereo.yaml", "rgbd": "tum_rgbd.yaml", "mono": "euroc_mono.yaml"}
+PRECISIONS = ("fp64", "fp32", "mixed", "fp16")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: everything that decides its result."""
+
+    scene: str
+    sensor: str
+    seed: int
+    precision: str
+    loop: bool
+    frames: int | None
+    pgo_precisions: tuple[str, ...] = ("fp64", "fp32", "mixed")
+    config: str = "{}"  # run-config overrides as canonical YAML (hashable, part of the id)
+
+    @property
+    def id(self) -> str:
+        """A file-name-safe name that identifies the run within its study."""
+        return (f"{self.scene}-{self.sensor}-s{self.seed}-{self.precision}-{'loop' if self.loop else 'vo'}"
+                f"-{self.frames or 'all'}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain settings for study.json."""
+        d = asdict(self)
+        d["pgo_precisions"] = list(self.pgo_precisions)
+        d["config"] = yaml.safe_load(self.config) or {}
+        return d
+
+
+@dataclass
+class StudySpec:
+    """A parsed study file."""
+
+    name: str = "study"
+    scenes: list[str] = field(default_factory=lambda: ["room_loop"])
+    sensors: list[str] = field(default_factory=lambda: ["stereo"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    precisions: list[str] = field(default_factory=lambda: list(PRECISIONS))
+    loop: list[bool] = field(default_factory=lambda: [False])
+    loop_precisions: list[str] | None = None
+    frames: int | None = None
+    pgo_precisions: list[str] = field(default_factory=lambda: ["fp64", "fp32", "mixed"])
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def runs(self) -> list[RunSpec]:
+        """Every run of the study, in a fixed order."""
+        cfg = yaml.safe_dump(self.config, sort_keys=True)
+        loop_prec = self.precisions if self.loop_precisions is None else self.loop_precisions
+        return [RunSpec(sc, se, sd, p, lp, self.frames, tuple(self.pgo_precisions), cfg)
+                for sc, se, sd, p, lp in itertools.product(self.scenes, self.sensors, self.seeds,
+                                                           self.precisions, self.loop)
+                if not lp or p in loop_prec]
+
+
+_LISTS = {"scenes": str, "sensors": str, "seeds": int, "precisions": str, "loop": bool, "pgo_precisions": str,
+          "loop_precisions": str}
+
+
+def _check_list(key: str, value: Any, kind: type, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise InputError(f"key '{key}' must be a non-empty list, got {value!r}", where)
+    for v in value:
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise InputError(f"key '{key}': every entry must be {kind.__name__}, got {v!r}", where)
+    return value
+
+
+def study_from_dict(data: Any, where: str = "<study>") -> StudySpec:
+    """A StudySpec from a mapping; unknown keys and bad values are errors naming the key."""
+    from slam.sources.synthetic import list_scenes  # lazily: the renderer is heavy
+
+    if not isinstance(data, dict):
+        raise FormatError("a study file must be a mapping of keys", where)
+    allowed = {f for f in StudySpec.__dataclass_fields__}
+    spec = StudySpec()
+    for key, value in data.items():
+        if key not in allowed:
+            raise InputError(f"unknown key '{key}'; allowed: {', '.join(sorted(allowed))}", where)
+        if key in _LISTS:
+            value = _check_list(key, value, _LISTS[key], where)
+        elif key == "name" and not (isinstance(value, str) and value):
+            raise InputError(f"key 'name' must be a non-empty string, got {value!r}", where)
+        elif key == "frames" and value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                                       or value < 10):
+            raise InputError(f"key 'frames' must be an integer >= 10 or null, got {value!r}", where)
+        elif key == "config" and not isinstance(value, dict):
+            raise InputError(f"key 'config' must be a mapping of run-config sections, got {value!r}", where)
+        setattr(spec, key, value)
+    for key, allowed_values in (("sensors", tuple(SENSOR_CONFIGS)), ("precisions", PRECISIONS),
+                                ("pgo_precisions", PRECISIONS), ("loop_precisions", PRECISIONS),
+                                ("scenes", tuple(list_scenes()))):
+        bad = [v for v in getattr(spec, key) or [] if v not in allowed_values]
+        if bad:
+            raise InputError(f"key '{key}': {bad[0]!r} is not one of {', '.join(allowed_values)}", where)
+    from slam.config import config_from_dict  # overrides must be a valid run config on their own
+    config_from_dict(spec.config, f"{where} (key 'config')")
+    return spec
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read a study YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such study file", p)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise FormatError(f"invalid YAML: {getattr(exc, 'problem', exc)}", p,
+                          None if mark is None else mark.line + 1) from None
+    return study_from_dict(data, str(p))
