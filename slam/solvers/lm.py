@@ -56,7 +56,12 @@ class SolverOptions:
     coarse_clusters: int = -1
     coarse_grow_after: int = 40
     recycle_steps: int = 2            # 'ichol': previous LM steps added to the exact subspace step
-    ichol_order: str = "auto"         # 'ichol': block order of the static IC(0): auto (the problem's), natural, rcm
+    ichol_order: str = "auto"         # 'ichol' with fill 'zero': block order of the static IC(0): auto (the problem's), natural, rcm
+    # 'ichol': 'amd' factors the static matrix completely in a minimum-degree block order (at most
+    # ichol_max_fill times A's nonzeros, smallest entries dropped beyond), no coarse level;
+    # 'zero' is block IC(0) on A's pattern with the coarse level (fillchol.py, twolevel.py).
+    ichol_fill: str = "amd"
+    ichol_max_fill: float = 12.0
     # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
     # only to study what fp16 does without them.
     scaling: bool = True
@@ -199,7 +204,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
     two_level = StaticTwoLevel(problem, be, pol, scaling=opt.scaling, order=opt.ichol_order,
                                clusters=opt.coarse_clusters, grow_after=opt.coarse_grow_after,
-                               recycle=opt.recycle_steps) if precond_kind == "ichol" and not custom else None
+                               recycle=opt.recycle_steps, fill=opt.ichol_fill,
+                               max_fill=opt.ichol_max_fill) if precond_kind == "ichol" and not custom else None
     termination = "" if np.isfinite(cost) else "non-finite initial cost"
     accepted = rejected = 0
     g0 = None

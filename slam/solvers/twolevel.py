@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from slam.solvers.backend import Backend
+from slam.solvers.fillchol import static_cholesky
 from slam.solvers.coarse import COARSE_MAX_DIM, MIN_CLUSTER, CoarseCorrection, TwoLevel
 from slam.solvers.ichol import ICPreconditioner, block_ichol, permute_blocks, rcm_block_order
 from slam.solvers.precision import PrecisionPolicy
@@ -29,15 +30,16 @@ def scale_columns(J: sp.csr_matrix) -> np.ndarray:
 
 
 def build_ichol(problem: Any, J_hi: sp.csr_matrix, S: np.ndarray, lam: float, backend: Backend,
-                policy: PrecisionPolicy, scaling: bool = True,
-                order: str = "auto") -> tuple[ICPreconditioner, float, np.ndarray]:
+                policy: PrecisionPolicy, scaling: bool = True, order: str = "auto",
+                fill: str = "zero", max_fill: float = 12.0) -> tuple[ICPreconditioner, float, np.ndarray]:
     """Block IC(0) of a scaled, damped normal matrix; the one place J^T J is formed (once per problem).
 
     Problems that know an iterate-independent Jacobian (pose graphs: the one at zero residual)
     provide static_jacobian(); otherwise the given (first) linearization J_hi = J S is used. Block
     order 'auto' is the problem's block_order() (pose graphs: file order for an odometry chain,
     else reverse Cuthill-McKee), natural without one. Returns the preconditioner, the diagonal
-    shift IC(0) needed, and the column scaling it was built in.
+    shift IC(0) needed, and the column scaling it was built in. fill 'amd': the (complete, up to
+    max_fill times A's nonzeros) Cholesky factor in a minimum-degree block order instead (fillchol.py).
     """
     if len(problem.groups) != 1:
         raise ValueError("the ichol preconditioner needs one uniform block group (a pose graph)")
@@ -50,6 +52,11 @@ def build_ichol(problem: Any, J_hi: sp.csr_matrix, S: np.ndarray, lam: float, ba
     else:
         J = sp.csr_matrix(J_hi, dtype=np.float64)
     A = (J.T @ J).tocsr() + lam * sp.eye(J.shape[1], format="csr")
+    if fill == "amd":
+        L, perm, st = static_cholesky(A, bs, max_fill)
+        return ICPreconditioner(L, backend, policy.precond, policy.vector, perm=perm), st.shift, S
+    if fill != "zero":
+        raise ValueError(f"unknown ichol_fill '{fill}'; choose amd or zero")
     if order == "auto":
         blocks = problem.block_order() if hasattr(problem, "block_order") else None
     elif order == "rcm":
@@ -73,9 +80,10 @@ class StaticTwoLevel:
     """Static IC(0) plus an optional coarse level, with the bookkeeping LM iterations need."""
 
     def __init__(self, problem: Any, backend: Backend, policy: PrecisionPolicy, *, scaling: bool = True,
-                 order: str = "auto", clusters: int = -1, grow_after: int = 40, recycle: int = 2) -> None:
+                 order: str = "auto", clusters: int = -1, grow_after: int = 40, recycle: int = 2,
+                 fill: str = "amd", max_fill: float = 12.0) -> None:
         self.problem, self.backend, self.policy = problem, backend, policy
-        self.scaling, self.order = scaling, order
+        self.scaling, self.order, self.fill, self.max_fill = scaling, order, fill, max_fill
         self.grow_after, self.recycle = grow_after, recycle
         self.n_clusters = self._initial_clusters(clusters)
         self.ic: ICPreconditioner | None = None
@@ -100,7 +108,7 @@ class StaticTwoLevel:
         """The preconditioner for the linearization J_hi = J S (called once per linearization)."""
         if self.ic is None:
             self.ic, self.shift, self.S0 = build_ichol(self.problem, J_hi, S, lam, self.backend, self.policy,
-                                                       self.scaling, self.order)
+                                                       self.scaling, self.order, self.fill, self.max_fill)
             self.ic.scale_operands = self.scaling
         self.ic.outer = self.S0 / S  # maps the current column scaling onto the one L was built in
         if self.n_clusters <= 0:
