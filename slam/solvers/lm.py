@@ -195,7 +195,14 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     with timer("residual"):
         initial_cost = problem.cost(np.float64)
         cost = initial_cost if pol.residual == np.float64 else problem.cost(pol.residual)
-    history = [cost]
+    # What is reported is measured in fp64 on the state that is kept, so that the last iteration's
+    # cost, final_cost and the written result agree. LM itself compares steps by the residual
+    # precision's cost; near the optimum of a small problem fp32 rounding of that cost can exceed
+    # the decreases it judges, and an accepted step may then raise the fp64 cost: the solve keeps
+    # the accepted state of lowest fp64 cost (one extra fp64 cost per accepted step, none in fp64).
+    exact = pol.residual == np.float64
+    history = [float(initial_cost)]
+    best_cost, best_state = float(initial_cost), None
     lam, nu = opt.initial_lambda, 2.0
     lin_its: list[int] = []
     lams: list[float] = []
@@ -263,9 +270,19 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                 nu = 2.0
                 rel = actual / max(cost, 1e-300)
                 cost = new_cost
-                history.append(cost)
+                if exact:
+                    cost64 = cost
+                else:
+                    with timer("residual"):
+                        cost64 = problem.cost(np.float64)
+                    if cost64 < best_cost:
+                        best_state = None  # the current state is the best: nothing to restore
+                    elif best_state is None:
+                        best_state = state  # the state before this step had the lowest fp64 cost
+                best_cost = min(best_cost, cost64)
+                history.append(cost64)
                 if opt.callback is not None:
-                    opt.callback({"iteration": it, "cost": cost, "lambda": lam, "cg_iterations": res.iterations})
+                    opt.callback({"iteration": it, "cost": cost64, "lambda": lam, "cg_iterations": res.iterations})
                 if two_level is not None:
                     two_level.accepted(lin.S * y / lin.sigma, rel, res.iterations)
                 if rel < opt.relative_cost_tol or actual <= opt.absolute_cost_tol:
@@ -291,6 +308,9 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
 
     with timer("residual"):
         final_cost = problem.cost(np.float64)
+        if best_state is not None and best_cost < final_cost:
+            problem.set_state(best_state)
+            final_cost = problem.cost(np.float64)
     precision = {**pol.as_dict(), "backend": be.name, "emulated_fp16": be.emulates_fp16 and _uses_fp16(pol)}
     coarse_size = two_level.coarse_size if two_level is not None else 0
     if coarse_size:
