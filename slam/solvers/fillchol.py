@@ -18,6 +18,7 @@ to their column's diagonal), which keeps L L^T symmetric positive definite whate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,8 +50,12 @@ def min_degree_block_order(A: sp.spmatrix, bs: int) -> np.ndarray:
     return order
 
 
-def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0) -> tuple[sp.csc_matrix, np.ndarray, FillStats]:
-    """(L, scalar perm, stats) with L L^T ~= A[perm][:, perm] for an SPD A with square blocks bs.
+def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0,
+                    keep_lu: np.dtype | None = None) -> tuple[sp.csc_matrix | None, np.ndarray, FillStats, Any]:
+    """(L, scalar perm, stats, lu) with L L^T ~= A[perm][:, perm] for an SPD A with square blocks bs.
+
+    keep_lu (fp64 or fp32): when the complete factor fits the budget, return SuperLU's object itself
+    in that precision (lu, which applies (L D L^T)^-1 in one call) and L = None; else lu is None.
 
     L is the complete Cholesky factor in a minimum-degree block order when it has at most
     max_fill times the nonzeros of A's lower triangle; otherwise its smallest entries (relative to
@@ -76,16 +81,67 @@ def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0) -> tuple[sp
     else:
         raise np.linalg.LinAlgError("static Cholesky failed even with a diagonal shift: the matrix is not "
                                     "positive definite")
+    nnz_a = int((A.nnz + A.shape[0]) // 2)
+    budget = int(max_fill * nnz_a)
+    if keep_lu is not None and lu.L.nnz <= budget:
+        if np.dtype(keep_lu) != np.float64:  # factored again in single precision: fp32 solves
+            try:
+                lu32 = spla.splu(M.astype(keep_lu), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                                 options=dict(SymmetricMode=True))
+                ok = bool(np.all(lu32.U.diagonal() > 0)) and np.array_equal(lu32.perm_r, np.arange(M.shape[0]))
+            except RuntimeError:
+                ok = False
+            if ok:
+                return None, perm, FillStats(nnz_a, int(lu32.L.nnz), alpha, 0), lu32
+        else:
+            return None, perm, FillStats(nnz_a, int(lu.L.nnz), alpha, 0), lu
     L = sp.csc_matrix(lu.L)
     L.data *= np.repeat(np.sqrt(d), np.diff(L.indptr))  # unit-lower L times D^1/2 (column scaling)
     L.eliminate_zeros()
-    nnz_a = int((A.nnz + A.shape[0]) // 2)
-    budget = int(max_fill * nnz_a)
     dropped = 0
     if L.nnz > budget:
         L, dropped = _drop_smallest(L, budget)
     L.sort_indices()
-    return L, perm, FillStats(nnz_a, int(L.nnz), alpha, dropped)
+    return L, perm, FillStats(nnz_a, int(L.nnz), alpha, dropped), None
+
+
+class LUPreconditioner:
+    """z = (L D L^T)^-1 r with SuperLU's own factor object: the fp64/fp32 path of the static factor.
+
+    Same contract as ichol.ICPreconditioner (perm, outer, scale_operands), NumPy backend only. The
+    factor is SuperLU's of the permuted static matrix in the precond dtype (fp32: factored again in
+    single precision, so both triangular solves run in fp32), applied in one solve call.
+    """
+
+    def __init__(self, lu: Any, perm: np.ndarray, dtype: np.dtype, vector_dtype: np.dtype) -> None:
+        self._lu, self.perm = lu, perm
+        self.dtype, self.vector_dtype = np.dtype(dtype), np.dtype(vector_dtype)
+        self.scale_operands = True  # no fp16 operands here; kept for the common interface
+        self._outer_p: np.ndarray | None = None
+        self._outer: np.ndarray | None = None
+
+    @property
+    def outer(self) -> np.ndarray | None:
+        """Diagonal map from the current scaled variables to the ones the factor was built in."""
+        return self._outer
+
+    @outer.setter
+    def outer(self, value: np.ndarray | None) -> None:
+        self._outer = value
+        self._outer_p = None if value is None else np.asarray(value, dtype=self.dtype)[self.perm]
+
+    def __call__(self, r: Any) -> Any:
+        """z = M^-1 r."""
+        v = np.asarray(r)[self.perm].astype(self.dtype, copy=False)
+        if self._outer_p is not None:
+            v = v * self._outer_p
+        z = self._lu.solve(v)
+        if self._outer_p is not None:
+            z *= self._outer_p
+        out = np.empty_like(z)
+        out[self.perm] = z
+        return out.astype(self.vector_dtype, copy=False)
+
 
 
 def _drop_smallest(L: sp.csc_matrix, budget: int) -> tuple[sp.csc_matrix, int]:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from slam.solvers.backend import Backend
-from slam.solvers.fillchol import static_cholesky
+from slam.solvers.fillchol import LUPreconditioner, static_cholesky
 from slam.solvers.coarse import COARSE_MAX_DIM, MIN_CLUSTER, CoarseCorrection, TwoLevel
 from slam.solvers.ichol import ICPreconditioner, block_ichol, permute_blocks, rcm_block_order
 from slam.solvers.precision import PrecisionPolicy
@@ -53,7 +53,10 @@ def build_ichol(problem: Any, J_hi: sp.csr_matrix, S: np.ndarray, lam: float, ba
         J = sp.csr_matrix(J_hi, dtype=np.float64)
     A = (J.T @ J).tocsr() + lam * sp.eye(J.shape[1], format="csr")
     if fill == "amd":
-        L, perm, st = static_cholesky(A, bs, max_fill)
+        direct = backend.name == "numpy" and np.dtype(policy.precond) in (np.float32, np.float64)
+        L, perm, st, lu = static_cholesky(A, bs, max_fill, keep_lu=np.dtype(policy.precond) if direct else None)
+        if lu is not None:
+            return LUPreconditioner(lu, perm, policy.precond, policy.vector), st.shift, S
         return ICPreconditioner(L, backend, policy.precond, policy.vector, perm=perm), st.shift, S
     if fill != "zero":
         raise ValueError(f"unknown ichol_fill '{fill}'; choose amd or zero")
