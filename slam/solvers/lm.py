@@ -56,6 +56,9 @@ class SolverOptions:
     coarse_clusters: int = -1
     coarse_grow_after: int = 40
     recycle_steps: int = 2            # 'ichol': previous LM steps added to the exact subspace step
+    # fp16 products without the 'ichol' subspace step: rounds of mixed-precision refinement of the
+    # CG step with Jacobian-precision products (_refine); 0: none (ba.default_options uses 1).
+    refine_steps: int = 0
     ichol_order: str = "auto"         # 'ichol' with fill 'zero': block order of the static IC(0): auto (the problem's), natural, rcm
     # 'ichol': 'amd' factors the static matrix completely in a minimum-degree block order (at most
     # ichol_max_fill times A's nonzeros, smallest entries dropped beyond), no coarse level;
@@ -252,6 +255,10 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             lin_its.append(res.iterations)
             lams.append(lam)
             y = be.to_host(res.x).astype(np.float64)
+            if two_level is None and opt.refine_steps > 0 and np.dtype(pol.matvec) == np.float16:
+                with timer("linear_solve"):
+                    y = _refine(y, np.asarray(be.to_host(lin.rhs), dtype=np.float64), lambda D: _normal_products(lin, D, lam),
+                                pre, be, pol, opt.refine_steps)
             if two_level is not None:
                 with timer("linear_solve"):
                     y = two_level.refine(y, np.asarray(be.to_host(lin.rhs), dtype=np.float64), lin.S, lin.sigma,
@@ -329,6 +336,33 @@ def _normal_products(lin: _Linearization, D: np.ndarray, lam: float) -> np.ndarr
     J = lin.J_hi
     AD = np.asarray(J @ D.astype(J.dtype), dtype=np.float64)
     return np.asarray(J.T @ AD.astype(J.dtype), dtype=np.float64) + lam * D
+
+
+def _refine(y: np.ndarray, rhs: np.ndarray, normal: Callable[[np.ndarray], np.ndarray], pre: Any, be: Backend,
+            pol: PrecisionPolicy, rounds: int) -> np.ndarray:
+    """Mixed-precision refinement of a CG step whose products ran in fp16.
+
+    Each round measures the residual g = rhs - N y of the normal equations with Jacobian-precision
+    products (fp32 in 'mixed'), preconditions it, and replaces y by the model optimum over
+    span(y, M^-1 g), in fp64: what fp16 products could not resolve (curvature below fp16's relative
+    precision) is corrected with two fp32 products per round, and the model decrease can only grow.
+    """
+    for _ in range(rounds):
+        Ny = normal(y[:, None])[:, 0]
+        g = rhs - Ny
+        z = g if pre is None else np.asarray(be.to_host(pre(be.asarray(be.cast(g, pol.vector)))), dtype=np.float64)
+        if not np.all(np.isfinite(z)) or not np.any(z):
+            break
+        D = np.column_stack([y, z])
+        ND = np.column_stack([Ny, normal(z[:, None])[:, 0]])
+        G = D.T @ ND
+        G = 0.5 * (G + G.T)
+        w, V = np.linalg.eigh(G)
+        keep = w > 1e-12 * max(float(w.max()), 0.0)
+        if not np.any(keep):
+            break
+        y = D @ (V[:, keep] @ ((V[:, keep].T @ (D.T @ rhs)) / w[keep]))
+    return y
 
 
 def _uses_fp16(pol: PrecisionPolicy) -> bool:
