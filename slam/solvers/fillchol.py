@@ -39,19 +39,28 @@ class FillStats:
 
 def min_degree_block_order(A: sp.spmatrix, bs: int) -> np.ndarray:
     """A minimum-degree order of the blocks of A (SuperLU's MMD on A + A^T of the block graph)."""
+    return block_order_and_fill(A, bs)[0]
+
+
+def block_order_and_fill(A: sp.spmatrix, bs: int) -> tuple[np.ndarray, float]:
+    """(minimum-degree block order, blocks of the complete factor in it / blocks of A's lower triangle).
+
+    Both come from one LU of the small block graph (n blocks, not n * bs unknowns): the fill
+    ratio says, before any numeric work, whether the complete factor is cheap.
+    """
     n = A.shape[0] // bs
     G = sp.csc_matrix(_block_sum(sp.csr_matrix(A), bs, n))
     G.data[:] = 1.0
-    # Diagonally dominant values: the LU below only serves to read the column order it chose.
+    # Diagonally dominant values: the LU below only serves to read the order it chose and its fill.
     G = (G + sp.diags(np.asarray(abs(G).sum(axis=1)).ravel() + 1.0)).tocsc()
     lu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
     order = np.empty(n, np.int64)
     order[lu.perm_c] = np.arange(n)  # perm_c[j] = position of column j
-    return order
+    return order, float(lu.L.nnz) / max((G.nnz + n) // 2, 1)
 
 
-def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0,
-                    keep_lu: np.dtype | None = None) -> tuple[sp.csc_matrix | None, np.ndarray, FillStats, Any]:
+def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0, keep_lu: np.dtype | None = None,
+                    order: np.ndarray | None = None) -> tuple[sp.csc_matrix | None, np.ndarray, FillStats, Any]:
     """(L, scalar perm, stats, lu) with L L^T ~= A[perm][:, perm] for an SPD A with square blocks bs.
 
     keep_lu (fp64 or fp32): when the complete factor fits the budget, return SuperLU's object itself
@@ -62,7 +71,7 @@ def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0,
     the column's diagonal) are dropped down to that budget. A non-positive pivot (A only
     semidefinite to rounding) restarts on A + alpha diag(A), alpha growing, as IC(0) does.
     """
-    order = min_degree_block_order(A, bs)
+    order = min_degree_block_order(A, bs) if order is None else order
     perm = (order[:, None] * bs + np.arange(bs)).ravel()
     Ap = sp.csc_matrix(sp.csr_matrix(A)[perm][:, perm])
     diag = Ap.diagonal()

@@ -61,9 +61,10 @@ class SolverOptions:
     refine_steps: int = 0
     ichol_order: str = "auto"         # 'ichol' with fill 'zero': block order of the static IC(0): auto (the problem's), natural, rcm
     # 'ichol': 'amd' factors the static matrix completely in a minimum-degree block order (at most
-    # ichol_max_fill times A's nonzeros, smallest entries dropped beyond), no coarse level;
-    # 'zero' is block IC(0) on A's pattern with the coarse level (fillchol.py, twolevel.py).
-    ichol_fill: str = "amd"
+    # ichol_max_fill times A's nonzeros, smallest entries dropped beyond); 'zero' is block IC(0) on
+    # A's pattern; 'auto' takes 'amd' when its fill is small (twolevel.AUTO_MAX_FILL), else 'zero'.
+    # The coarse level goes on top of either (fillchol.py, twolevel.py).
+    ichol_fill: str = "auto"
     ichol_max_fill: float = 12.0
     # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
     # only to study what fp16 does without them.
@@ -326,7 +327,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
         initial_cost=float(initial_cost), final_cost=float(final_cost), cost_history=[float(c) for c in history],
         iterations=it, linear_iterations=lin_its, time_s=time.perf_counter() - t_start, stage_times=dict(timer.t),
         precision=precision, termination=termination, accepted_steps=accepted, rejected_steps=rejected,
-        preconditioner="problem" if custom else precond_kind,
+        preconditioner="problem" if custom else (f"ichol ({two_level.fill_used})" if two_level is not None
+                                                  else precond_kind),
         ichol_shift=two_level.shift if two_level is not None else 0.0, lambda_history=lams,
         coarse_size=coarse_size)
 

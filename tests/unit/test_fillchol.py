@@ -73,3 +73,23 @@ def test_budget_drops_the_smallest_entries_and_stays_positive_definite() -> None
     r = np.random.default_rng(2).normal(size=A.shape[0])
     z = pre(r)
     np.testing.assert_allclose(M @ z[perm], r[perm], atol=1e-8 * np.abs(r).max())
+
+
+def test_auto_fill_takes_the_complete_factor_only_where_it_is_cheap() -> None:
+    """A chain with few loops (parking-garage-like) factors with little fill; a 3-D lattice does not."""
+    from slam.eval.hard_graphs import torus_graph
+    from slam.solvers.fillchol import block_order_and_fill
+    from slam.solvers.lm import SolverOptions, solve
+
+    chain, _ = torus_graph(laps=2, per_lap=60, seed=1)
+    chain.edges, chain.measurements, chain.information = (a[:130] for a in (chain.edges, chain.measurements,
+                                                                            chain.information))
+    lattice, _ = lattice_graph(6, 6, 6, loop_fraction=1.0, seed=2)
+    ratios = {}
+    for name, g in (("chain", chain), ("lattice", lattice)):
+        J = sp.csr_matrix(from_pose_graph(g).static_jacobian())
+        ratios[name] = block_order_and_fill((J.T @ J).tocsr(), 6)[1]
+        s = solve(from_pose_graph(g), SolverOptions(precision="fp64", max_iterations=2))
+        ratios[name + " run"] = s.preconditioner
+    assert ratios["chain"] <= 2.0 < ratios["lattice"]
+    assert ratios["chain run"] == "ichol (amd)" and ratios["lattice run"] == "ichol (zero)"
