@@ -6,7 +6,9 @@ import argparse
 
 from slam.commands.solver_cli import (add_solver_arguments, options_from_args, print_summary, solve_and_write,
                                      write_json)
+from slam.errors import InputError
 from slam.io.g2o import read_g2o, write_g2o
+from slam.solvers.information import DEFAULT_FLOOR, repair_information
 from slam.solvers.pgo import from_pose_graph
 
 
@@ -14,12 +16,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `slam pgo`."""
     parser.add_argument("problem", metavar="PROBLEM.g2o", help="3-D pose graph (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX)")
     parser.add_argument("--out", metavar="RESULT.g2o", help="write the optimized graph (full precision)")
+    parser.add_argument("--repair-information", action="store_true",
+                        help="project information matrices that are not positive definite onto the nearest "
+                             "positive definite one (eigenvalues clamped to --information-floor times the largest) "
+                             "instead of refusing the file")
+    parser.add_argument("--information-floor", type=float, default=DEFAULT_FLOOR, metavar="REL",
+                        help=f"eigenvalue floor of the repair, relative to each matrix's largest (default {DEFAULT_FLOOR:g})")
     add_solver_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read, optimize, report, write; outputs are written even when interrupted."""
-    graph = read_g2o(args.problem)
+    graph = read_g2o(args.problem, check_information=not args.repair_information)
+    repaired = []
+    if args.repair_information:
+        try:
+            graph.information, repaired = repair_information(graph.information, args.information_floor)
+        except ValueError as exc:
+            raise InputError(f"--repair-information: {exc}", args.problem) from None
+        if len(repaired):
+            print(f"repaired {len(repaired)} of {len(graph.edges)} information matrices (not positive definite; "
+                  f"eigenvalues clamped to >= {args.information_floor:g} x the largest), first at line "
+                  f"{int(graph.edge_lines[repaired[0]]) if graph.edge_lines is not None else '?'}")
     problem = from_pose_graph(graph)
     opt = options_from_args(args)
     summary = solve_and_write(problem, opt, args.out, lambda out: write_g2o(out, graph, poses=problem.poses))
@@ -29,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     stats.update({"problem": str(args.problem), "vertices": int(len(graph.poses)), "edges": int(len(graph.edges)),
                   "gauge_vertices": [int(graph.ids[i]) for i in problem.gauge_vertices],
                   "components": int(problem.n_components)})
+    if args.repair_information:
+        stats.update({"repaired_information": int(len(repaired)), "information_floor": float(args.information_floor)})
     print_summary(summary, f"slam pgo {args.problem}: {len(graph.poses)} poses, {len(graph.edges)} edges")
     write_json(args.json, stats)
     return 0

@@ -90,7 +90,12 @@ def two_view(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_points: int = 60, 
         return None
     a = np.ascontiguousarray(a, np.float64)
     b = np.ascontiguousarray(b, np.float64)
-    E, mask_e = cv2.findEssentialMat(a, b, K, method=cv2.RANSAC, prob=0.999, threshold=sigma)
+    try:
+        E, mask_e = cv2.findEssentialMat(a, b, K, method=cv2.RANSAC, prob=0.999, threshold=sigma)
+    except cv2.error:
+        # OpenCV 5.1's five-point solver asserts on degenerate samples (a pure rotation, where
+        # every essential matrix is degenerate) instead of returning no model: nothing to initialize.
+        return None
     H, mask_h = cv2.findHomography(a, b, cv2.RANSAC, 2.0 * sigma)
     if E is None or H is None or E.shape[0] < 3:
         return None

@@ -41,6 +41,12 @@ from slam.solvers.precision import PrecisionPolicy
 from slam.solvers.precond import BlockJacobi, block_diagonal
 
 PROJECTIONS = {"bal": 3, "pinhole": 4}  # convention -> number of intrinsics
+# Tangent of a point: 'xyz' moves X directly; 'inverse_depth' moves (bearing, 1/distance) seen from
+# the point's anchor camera centre c: X = c + b / rho with |b| = 1, perturbed as
+# X(d) = c + (b + d1 e1 + d2 e2) / (rho + d3) (e1, e2 orthonormal to b). A far point drifting
+# outward along its ray is a nearly linear move of rho towards 0, which Gauss-Newton takes in one
+# step, where in xyz the projection's 1/depth curvature holds LM to a slow tail.
+POINT_CHARTS = ("xyz", "inverse_depth")
 LOSSES = ("none", "huber", "cauchy")
 
 
@@ -59,13 +65,16 @@ def robust_loss(name: str, s: np.ndarray, scale: float) -> tuple[np.ndarray, np.
 
 
 def default_options(precision: str | PrecisionPolicy = "mixed", **overrides: Any) -> SolverOptions:
-    """SolverOptions for BA: the engine's defaults, with CG capped at 100 iterations.
+    """SolverOptions for BA: the engine's defaults, with CG capped at 100 iterations and one refinement round.
 
     With the Schur preconditioner CG needs 1-10 iterations per step; needing 100 means fp16
     products cannot resolve the system further (small LM damping in mixed/fp16), and more
     iterations only cost time. CG stops on the model decrease (the class's cg_model_tol).
     """
     overrides.setdefault("cg_max_iterations", 100)
+    # One round of mixed-precision refinement of each fp16 CG step (lm._refine): on dubrovnik-3-7 in
+    # inverse depth, 'mixed' otherwise crawls at 5% per LM step and ends at 7.6e-3 after 100.
+    overrides.setdefault("refine_steps", 1)
     return SolverOptions(precision=precision, **overrides)
 
 
@@ -102,6 +111,7 @@ class BundleAdjustmentProblem:
     the last S~ until CG needs this many more iterations than with a fresh one (0: form S every time).
     offsets: (O,3) per observation, the observing sensor's origin in its pose's frame, same
     orientation (a rig: a rectified stereo pair's right camera sits at (b, 0, 0) in the left one's).
+    point_chart: 'xyz' or 'inverse_depth' (see POINT_CHARTS; from_bal uses inverse depth).
     """
 
     preconditioner = "jacobi"  # used when SolverOptions.preconditioner names it; 'auto' uses make_preconditioner
@@ -114,13 +124,16 @@ class BundleAdjustmentProblem:
                  intrinsics: np.ndarray | None = None, *, projection: str = "bal",
                  optimize_intrinsics: bool = False, loss: str = "none", loss_scale: float = 1.0,
                  fixed_cameras: np.ndarray | None = None, fixed_points: np.ndarray | None = None,
-                 schur: str = "auto", schur_refresh: int = 4, offsets: np.ndarray | None = None) -> None:
+                 schur: str = "auto", schur_refresh: int = 4, offsets: np.ndarray | None = None,
+                 point_chart: str = "xyz") -> None:
         if projection not in PROJECTIONS:
             raise ValueError(f"unknown projection '{projection}'; choose bal or pinhole")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
         if loss != "none" and not (np.isfinite(loss_scale) and loss_scale > 0):
             raise ProblemError(f"loss_scale must be a positive number of pixels, got {loss_scale}")
+        if point_chart not in POINT_CHARTS:
+            raise ValueError(f"unknown point_chart '{point_chart}'; choose one of {', '.join(POINT_CHARTS)}")
         if schur not in ("auto", "exact", "schur-jacobi"):
             raise ValueError(f"unknown schur '{schur}'; choose auto, exact or schur-jacobi")
         self.projection, self.loss, self.loss_scale, self.schur = projection, loss, float(loss_scale), schur
@@ -186,12 +199,21 @@ class BundleAdjustmentProblem:
         self._last_precond: SchurPreconditioner | None = None
         self._fresh_its = 0
         self.schur_refresh = schur_refresh
+        self.point_chart = point_chart
+        # Inverse-depth chart: each point is seen from an anchor, the centre of the first camera
+        # that observes it, as it is when the problem is built (fixed, so the point's columns
+        # stay its own and the Schur structure is unchanged).
+        first = np.full(P, O, np.int64)
+        np.minimum.at(first, self.pt_idx, np.arange(O))
+        anchor_cam = self.cam_idx[np.minimum(first, O - 1)]
+        self._anchor = -np.einsum("cji,cj->ci", self.R[anchor_cam], self.t[anchor_cam])  # camera centre -R^T t
 
     @classmethod
     def from_bal(cls, bal: BALProblem, **kwargs: Any) -> "BundleAdjustmentProblem":
         """Problem in the BAL convention from a BALProblem; f, k1, k2 are unknowns unless optimize_intrinsics=False."""
         cam = bal.cameras
         kwargs.setdefault("optimize_intrinsics", True)  # as in BAL's definition and Ceres's BAL example
+        kwargs.setdefault("point_chart", "inverse_depth")
         return cls((cam[:, :3], cam[:, 3:6]), bal.points, bal.cam_idx, bal.pt_idx, bal.observations,
                    cam[:, 6:9], projection="bal", **kwargs)
 
@@ -286,7 +308,23 @@ class BundleAdjustmentProblem:
                 out[:, 0, 6], out[:, 1, 7] = px, py
                 out[:, 0, 8] = out[:, 1, 9] = 1.0
         out[:, :, d:] = np.matmul(A, R)
+        if self.point_chart == "inverse_depth":
+            out[:, :, d:] = np.matmul(out[:, :, d:], _round(self._chart()[3], dtype).take(pi, axis=0))
         return r, out
+
+    def _chart(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(b, e1, e2, dX/d(d1, d2, d3)) of every point in the inverse-depth chart, in fp64."""
+        v = self.points - self._anchor
+        dist = np.linalg.norm(v, axis=1)
+        dist = np.where(dist > 0, dist, 1.0)  # a point on its anchor: any bearing will do
+        b = v / dist[:, None]
+        # e1: b x (the axis b is least aligned with), e2 = b x e1: an orthonormal frame for any b.
+        axis = np.eye(3)[np.argmin(np.abs(b), axis=1)]
+        e1 = np.cross(b, axis)
+        e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+        e2 = np.cross(b, e1)
+        M = np.stack([e1 * dist[:, None], e2 * dist[:, None], -b * (dist * dist)[:, None]], axis=2)
+        return b, e1, e2, M
 
     def _weights(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-observation rho(|r|^2) and the IRLS row weight sqrt(rho') (None without a loss)."""
@@ -349,7 +387,22 @@ class BundleAdjustmentProblem:
                 if self.optimize_intrinsics:
                     self.intrinsics[cams] = back(op(self.intrinsics[cams]) + op(d[:, 6:]))
             if pts.any():
-                self.points[pts] = back(op(self.points[pts]) + op(dx[self.n_cam_params:].reshape(-1, 3)))
+                dp = dx[self.n_cam_params:].reshape(-1, 3)
+                if self.point_chart == "inverse_depth":
+                    b, e1, e2, _ = self._chart()
+                    b, e1, e2 = b[pts], e1[pts], e2[pts]
+                    v = self.points[pts] - self._anchor[pts]
+                    rho = 1.0 / np.linalg.norm(v, axis=1)
+                    # A step through rho = 0 passes through infinity to the far side of the anchor.
+                    # Both projections are blind to the sign of P (p = +-P.xy / P.z), so the cost is
+                    # continuous there: a point that fits best "beyond infinity" crosses over instead
+                    # of crawling outward for ever (as in xyz) or being stopped at rho = 0.
+                    rho_new = rho + dp[:, 2]
+                    rho_new = np.where(rho_new == 0.0, 1e-300, rho_new)
+                    bearing = b + dp[:, 0:1] * e1 + dp[:, 1:2] * e2
+                    self.points[pts] = back(op(self._anchor[pts]) + op(bearing / rho_new[:, None]))
+                else:
+                    self.points[pts] = back(op(self.points[pts]) + op(dp))
 
     def make_preconditioner(self, J_scaled: sp.csr_matrix, lam: float, backend: Backend,
                             policy: PrecisionPolicy) -> SchurPreconditioner | BlockJacobi:

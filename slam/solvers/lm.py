@@ -56,7 +56,16 @@ class SolverOptions:
     coarse_clusters: int = -1
     coarse_grow_after: int = 40
     recycle_steps: int = 2            # 'ichol': previous LM steps added to the exact subspace step
-    ichol_order: str = "auto"         # 'ichol': block order of the static IC(0): auto (the problem's), natural, rcm
+    # fp16 products without the 'ichol' subspace step: rounds of mixed-precision refinement of the
+    # CG step with Jacobian-precision products (_refine); 0: none (ba.default_options uses 1).
+    refine_steps: int = 0
+    ichol_order: str = "auto"         # 'ichol' with fill 'zero': block order of the static IC(0): auto (the problem's), natural, rcm
+    # 'ichol': 'amd' factors the static matrix completely in a minimum-degree block order (at most
+    # ichol_max_fill times A's nonzeros, smallest entries dropped beyond); 'zero' is block IC(0) on
+    # A's pattern; 'auto' takes 'amd' when its fill is small (twolevel.AUTO_MAX_FILL), else 'zero'.
+    # The coarse level goes on top of either (fillchol.py, twolevel.py).
+    ichol_fill: str = "auto"
+    ichol_max_fill: float = 12.0
     # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
     # only to study what fp16 does without them.
     scaling: bool = True
@@ -199,7 +208,14 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     with timer("residual"):
         initial_cost = problem.cost(np.float64)
         cost = initial_cost if pol.residual == np.float64 else problem.cost(pol.residual)
-    history = [cost]
+    # What is reported is measured in fp64 on the state that is kept, so that the last iteration's
+    # cost, final_cost and the written result agree. LM itself compares steps by the residual
+    # precision's cost; near the optimum of a small problem fp32 rounding of that cost can exceed
+    # the decreases it judges, and an accepted step may then raise the fp64 cost: the solve keeps
+    # the accepted state of lowest fp64 cost (one extra fp64 cost per accepted step, none in fp64).
+    exact = pol.residual == np.float64
+    history = [float(initial_cost)]
+    best_cost, best_state = float(initial_cost), None
     lam, nu = opt.initial_lambda, 2.0
     lin_its: list[int] = []
     lams: list[float] = []
@@ -208,7 +224,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
     two_level = StaticTwoLevel(problem, be, pol, scaling=opt.scaling, order=opt.ichol_order,
                                clusters=opt.coarse_clusters, grow_after=opt.coarse_grow_after,
-                               recycle=opt.recycle_steps) if precond_kind == "ichol" and not custom else None
+                               recycle=opt.recycle_steps, fill=opt.ichol_fill,
+                               max_fill=opt.ichol_max_fill) if precond_kind == "ichol" and not custom else None
     termination = "" if np.isfinite(cost) else "non-finite initial cost"
     accepted = rejected = 0
     g0 = None
@@ -248,6 +265,10 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             lin_its.append(res.iterations)
             lams.append(lam)
             y = be.to_host(res.x).astype(np.float64)
+            if two_level is None and opt.refine_steps > 0 and np.dtype(pol.matvec) == np.float16:
+                with timer("linear_solve"):
+                    y = _refine(y, np.asarray(be.to_host(lin.rhs), dtype=np.float64), lambda D: _normal_products(lin, D, lam),
+                                pre, be, pol, opt.refine_steps)
             if two_level is not None:
                 with timer("linear_solve"):
                     y = two_level.refine(y, np.asarray(be.to_host(lin.rhs), dtype=np.float64), lin.S, lin.sigma,
@@ -266,9 +287,19 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                 nu = 2.0
                 rel = actual / max(cost, 1e-300)
                 cost = new_cost
-                history.append(cost)
+                if exact:
+                    cost64 = cost
+                else:
+                    with timer("residual"):
+                        cost64 = problem.cost(np.float64)
+                    if cost64 < best_cost:
+                        best_state = None  # the current state is the best: nothing to restore
+                    elif best_state is None:
+                        best_state = state  # the state before this step had the lowest fp64 cost
+                best_cost = min(best_cost, cost64)
+                history.append(cost64)
                 if opt.callback is not None:
-                    opt.callback({"iteration": it, "cost": cost, "lambda": lam, "cg_iterations": res.iterations})
+                    opt.callback({"iteration": it, "cost": cost64, "lambda": lam, "cg_iterations": res.iterations})
                 if two_level is not None:
                     two_level.accepted(lin.S * y / lin.sigma, rel, res.iterations)
                 if rel < opt.relative_cost_tol or actual <= opt.absolute_cost_tol:
@@ -294,6 +325,9 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
 
     with timer("residual"):
         final_cost = problem.cost(np.float64)
+        if best_state is not None and best_cost < final_cost:
+            problem.set_state(best_state)
+            final_cost = problem.cost(np.float64)
     precision = {**pol.as_dict(), "backend": be.name, "emulated_fp16": be.emulates_fp16 and _uses_fp16(pol),
                  "emulated_stages": be.emulated_stages(pol)}
     coarse_size = two_level.coarse_size if two_level is not None else 0
@@ -303,7 +337,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
         initial_cost=float(initial_cost), final_cost=float(final_cost), cost_history=[float(c) for c in history],
         iterations=it, linear_iterations=lin_its, time_s=time.perf_counter() - t_start, stage_times=dict(timer.t),
         precision=precision, termination=termination, accepted_steps=accepted, rejected_steps=rejected,
-        preconditioner="problem" if custom else precond_kind,
+        preconditioner="problem" if custom else (f"ichol ({two_level.fill_used})" if two_level is not None
+                                                  else precond_kind),
         ichol_shift=two_level.shift if two_level is not None else 0.0, lambda_history=lams,
         coarse_size=coarse_size)
 
@@ -313,6 +348,33 @@ def _normal_products(lin: _Linearization, D: np.ndarray, lam: float) -> np.ndarr
     J = lin.J_hi
     AD = np.asarray(J @ D.astype(J.dtype), dtype=np.float64)
     return np.asarray(J.T @ AD.astype(J.dtype), dtype=np.float64) + lam * D
+
+
+def _refine(y: np.ndarray, rhs: np.ndarray, normal: Callable[[np.ndarray], np.ndarray], pre: Any, be: Backend,
+            pol: PrecisionPolicy, rounds: int) -> np.ndarray:
+    """Mixed-precision refinement of a CG step whose products ran in fp16.
+
+    Each round measures the residual g = rhs - N y of the normal equations with Jacobian-precision
+    products (fp32 in 'mixed'), preconditions it, and replaces y by the model optimum over
+    span(y, M^-1 g), in fp64: what fp16 products could not resolve (curvature below fp16's relative
+    precision) is corrected with two fp32 products per round, and the model decrease can only grow.
+    """
+    for _ in range(rounds):
+        Ny = normal(y[:, None])[:, 0]
+        g = rhs - Ny
+        z = g if pre is None else np.asarray(be.to_host(pre(be.asarray(be.cast(g, pol.vector)))), dtype=np.float64)
+        if not np.all(np.isfinite(z)) or not np.any(z):
+            break
+        D = np.column_stack([y, z])
+        ND = np.column_stack([Ny, normal(z[:, None])[:, 0]])
+        G = D.T @ ND
+        G = 0.5 * (G + G.T)
+        w, V = np.linalg.eigh(G)
+        keep = w > 1e-12 * max(float(w.max()), 0.0)
+        if not np.any(keep):
+            break
+        y = D @ (V[:, keep] @ ((V[:, keep].T @ (D.T @ rhs)) / w[keep]))
+    return y
 
 
 def _uses_fp16(pol: PrecisionPolicy) -> bool:

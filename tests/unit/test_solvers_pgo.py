@@ -15,6 +15,7 @@ from slam.io.g2o import read_g2o
 from slam.solvers.backend import numpy_backend
 from slam.solvers.cgnr import ScaledSystem, cgnr
 from slam.solvers.coarse import CoarseCorrection, TwoLevel
+from slam.solvers.fillchol import LUPreconditioner
 from slam.solvers.fp16 import round_half
 from slam.solvers.ichol import ICPreconditioner, block_ichol, block_pattern
 from slam.solvers.lm import SolverOptions, solve
@@ -334,6 +335,12 @@ def test_dtypes_reaching_each_kernel(monkeypatch, shared_data: Path, preset: str
         precond_log.append((v.dtype, _is_half(v), self._lu.U.dtype, _is_half(self._lu.U.data)))
         return orig_solve(self, v, trans)
 
+    orig_lu = LUPreconditioner.__call__
+
+    def spy_lu(self, r):  # fp64/fp32: SuperLU's own factor in the precond dtype, both solves in one call
+        precond_log.append((self.dtype, False, self._lu.U.dtype, False))
+        return orig_lu(self, r)
+
     orig_retract = PoseGraphProblem.retract
 
     def spy_retract(self, dx, dtype):
@@ -342,6 +349,7 @@ def test_dtypes_reaching_each_kernel(monkeypatch, shared_data: Path, preset: str
 
     monkeypatch.setattr(ScaledSystem, "normal_matvec", spy_matvec)
     monkeypatch.setattr(ICPreconditioner, "_solve", spy_solve)
+    monkeypatch.setattr(LUPreconditioner, "__call__", spy_lu)
     monkeypatch.setattr(PoseGraphProblem, "retract", spy_retract)
     _, s = _solve_benchmark(shared_data, "smallGrid3D", preset, max_iterations=2)
     products = [e for e in matvec_log if e[0] != "out"]
