@@ -21,7 +21,7 @@ QUICK = {"name": "quick", "scenes": ["room_loop"], "sensors": ["stereo"], "seeds
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `slam study`."""
-    parser.add_argument("study", nargs="?", metavar="STUDY.yaml", help="study file (see configs/study_*.yaml)")
+    parser.add_argument("study", nargs="?", metavar="STUDY.yaml", help="study file (see configs/study/*.yaml)")
     parser.add_argument("--quick", action="store_true", help="the built-in small study (a few minutes)")
     parser.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")

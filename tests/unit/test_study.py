@@ -88,3 +88,9 @@ def test_quick_study_is_valid() -> None:
     runs = spec.runs()
     assert {r.precision for r in runs if not r.loop} == {"fp64", "fp32", "mixed", "fp16"}
     assert any(r.loop for r in runs)
+
+
+@pytest.mark.parametrize("name,runs", [("full", 720), ("medium", 90)])
+def test_shipped_study_files_load(name: str, runs: int) -> None:
+    spec = load_study(Path(__file__).resolve().parents[2] / "configs" / "study" / f"{name}.yaml")
+    assert len(spec.runs()) == runs
