@@ -267,6 +267,11 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "loop_closure": "disabled (--no-loop)" if not system.loop else "not available in this version",
         "config": system.cfg.as_dict(),
     }
+    if tr.mono is not None:  # monocular: why frames did not initialize (a run that never does says why)
+        last = tr.mono.last_rejection
+        report["initialization"] = {
+            "rejections": dict(tr.mono.rejections),
+            "last_rejection": None if last is None else {"reason": last.reason, "detail": last.detail}}
     gt_idx = [i for i, r in enumerate(ok) if r.gt_pose is not None]
     all_gt = [r for r in res if r.gt_pose is not None]
     if len(gt_idx) >= 3:

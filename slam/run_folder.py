@@ -1,0 +1,43 @@
+"""The run folder of `slam run`: which files a run writes, and making a folder ready for a new run.
+
+A run writes a fixed set of files, some only sometimes (groundtruth.tum and trajectory.png need
+ground truth). Writing a run into the folder of an earlier one must not leave the earlier run's
+files beside the new ones (a KITTI run's ground truth next to an EuRoC trajectory), so the
+earlier run's files are removed first. A folder that holds anything else is not taken over
+unless asked (--overwrite): it may be a dataset or someone's work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slam.errors import InputError
+
+# Every file a run may write (System._write_outputs, build_report).
+RUN_FILES = ("trajectory.tum", "keyframes.tum", "map.ply", "loops.json", "report.json", "groundtruth.tum",
+             "trajectory.png")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True when folder holds a run's report.json, or nothing but files a run writes."""
+    names = {p.name for p in folder.iterdir()}
+    return "report.json" in names or names <= set(RUN_FILES)
+
+
+def prepare_run_folder(folder: str | Path, overwrite: bool = False) -> Path:
+    """Create folder, or empty it of an earlier run's files; refuse a non-empty folder that is not
+    a run folder unless overwrite (then only the run's own file names are removed there too)."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise InputError("the run folder exists and is not a folder", out)
+    if out.is_dir() and not overwrite and not is_run_folder(out):
+        shown = sorted(p.name for p in out.iterdir())
+        raise InputError(f"the run folder is not empty and holds no earlier run ({', '.join(shown[:5])}"
+                         f"{' ...' if len(shown) > 5 else ''}); choose another --out or pass --overwrite "
+                         "to write the run's files into it", out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        f = out / name
+        if f.is_file() or f.is_symlink():
+            f.unlink()
+    return out
