@@ -99,14 +99,16 @@ def detect(gray: np.ndarray, existing: np.ndarray, n_target: int, cols: int, row
     strongest corners (goodFeaturesToTrack order) are kept.
     """
     h, w = gray.shape[:2]
+    if min(h, w) <= 2 * border:
+        return np.zeros((0, 2), np.float32)  # no pixel inside the border
     existing = np.asarray(existing)[finite_rows(existing)] if len(existing) else existing
     n_cells = cols * rows
     quota = np.full(n_cells, int(np.ceil(n_target / n_cells)), np.int64)
     if len(existing):
         quota -= np.bincount(cell_index(existing, (h, w), cols, rows), minlength=n_cells)
     need = int(np.clip(quota, 0, None).sum())
-    if need == 0 or n_target - len(existing) <= 0 or min(h, w) <= 2 * border:
-        return np.zeros((0, 2), np.float32)  # nothing wanted, or no pixel inside the border
+    if need == 0 or n_target - len(existing) <= 0:
+        return np.zeros((0, 2), np.float32)
     mask = np.zeros((h, w), np.uint8)
     mask[border:h - border, border:w - border] = 255
     if len(existing):

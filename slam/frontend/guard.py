@@ -29,7 +29,8 @@ def finite_rows(*arrays: np.ndarray) -> np.ndarray:
     """(N,) True where the row is finite in every array (each (N,...) with the same N)."""
     ok = np.ones(len(arrays[0]), bool)
     for a in arrays:
-        ok &= np.isfinite(np.asarray(a, np.float64).reshape(len(a), -1)).all(axis=1)
+        a = np.asarray(a, np.float64)
+        ok &= np.isfinite(a.reshape(len(a), int(np.prod(a.shape[1:])))).all(axis=1)
     return ok
 
 
