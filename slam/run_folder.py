@@ -24,9 +24,9 @@ def is_run_folder(folder: Path) -> bool:
     return "report.json" in names or names <= set(RUN_FILES)
 
 
-def prepare_run_folder(folder: str | Path, overwrite: bool = False) -> Path:
-    """Create folder, or empty it of an earlier run's files; refuse a non-empty folder that is not
-    a run folder unless overwrite (then only the run's own file names are removed there too)."""
+def check_run_folder(folder: str | Path, overwrite: bool = False) -> None:
+    """Refuse (InputError) a path that is a file, or a non-empty folder that holds no earlier run
+    unless overwrite."""
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise InputError("the run folder exists and is not a folder", out)
@@ -35,6 +35,11 @@ def prepare_run_folder(folder: str | Path, overwrite: bool = False) -> Path:
         raise InputError(f"the run folder is not empty and holds no earlier run ({', '.join(shown[:5])}"
                          f"{' ...' if len(shown) > 5 else ''}); choose another --out or pass --overwrite "
                          "to write the run's files into it", out)
+
+
+def clear_run_files(folder: str | Path) -> Path:
+    """Create folder, or remove from it every file a run writes (an earlier run's); other files stay."""
+    out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         f = out / name

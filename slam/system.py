@@ -28,6 +28,7 @@ from slam.frontend.tracker import Tracker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.odometry.worker import OdometryWorker, timing_stats
+from slam.run_folder import clear_run_files
 from slam.sources.base import Frame, Source
 
 _END = object()
@@ -151,7 +152,7 @@ class System:
 
     def run(self) -> RunResult:
         """Process the source; outputs are written whatever happens (then errors are re-raised)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        clear_run_files(self.out)  # an earlier run's files in this folder must not outlive this run
         interrupted, error = False, None
         t_start = time.perf_counter()
         reader = Prefetcher(self.source, self.cfg.source.prefetch, self.max_frames)

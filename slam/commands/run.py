@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from slam.config import load_config, source_options
-from slam.run_folder import prepare_run_folder
+from slam.run_folder import check_run_folder
 from slam.solvers.precision import PRESETS
 
 
@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
+        check_run_folder(out, args.overwrite)
         system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
                         progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
-        prepare_run_folder(out, args.overwrite)  # only once the source and configuration are known good
         result = system.run()
     finally:
         source.close()
