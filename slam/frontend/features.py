@@ -53,6 +53,9 @@ def klt(src: Pyramid, dst: Pyramid, pts: np.ndarray, guess: np.ndarray | None = 
     n = len(pts)
     if n == 0:
         return np.zeros((0, 2), np.float32), np.zeros(0, bool)
+    if src.image.size == 0 or src.image.shape != dst.image.shape:
+        # not a pair of frames: nothing to track (OpenCV 4.14 never returns on an empty image)
+        return np.asarray(pts, np.float32).copy(), np.zeros(n, bool)
     fin = finite_rows(pts) if guess is None else finite_rows(pts, guess)
     if not fin.all():  # NaN makes OpenCV assert or return garbage: track the finite points only
         out, ok = np.asarray(pts, np.float32).copy(), np.zeros(n, bool)
@@ -72,7 +75,7 @@ def klt(src: Pyramid, dst: Pyramid, pts: np.ndarray, guess: np.ndarray | None = 
     bwd = None if fwd is None else attempt(
         cv2.calcOpticalFlowPyrLK, dst.image, src.image, fwd[0], p0.copy(), winSize=win, maxLevel=levels,
         criteria=_KLT_CRITERIA, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-    if bwd is None:  # images OpenCV cannot track on (empty, different sizes): every track is lost
+    if bwd is None:  # images OpenCV cannot track on: every track is lost
         return p0.reshape(-1, 2).copy(), np.zeros(n, bool)
     (p1, st, _), (pb, st_b, _) = fwd, bwd
     p1 = p1.reshape(-1, 2)
