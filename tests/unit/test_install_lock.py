@@ -40,7 +40,7 @@ def test_lock_pins_every_dependency_exactly() -> None:
 
 
 def test_this_environment_has_the_locked_versions() -> None:
-    """What `make test` runs in; `make test-other-opencv` swaps OpenCV only (checked to be >= 4.9)."""
+    """What `make test` runs in; `make test-other-opencv` swaps OpenCV only (checked to be >= 4.10)."""
     pins = _lock()
     wrong = []
     for dist in metadata.distributions():
@@ -49,7 +49,7 @@ def test_this_environment_has_the_locked_versions() -> None:
             wrong.append(f"{name} {dist.version} (locked {pins[name]})")
     assert not wrong, "not the locked versions (run `make venv`): " + ", ".join(wrong)
     major, minor = (int(x) for x in cv2.__version__.split(".")[:2])
-    assert (major, minor) >= (4, 9), cv2.__version__
+    assert (major, minor) >= (4, 10), cv2.__version__
 
 
 def test_makefile_installs_from_the_lock() -> None:
