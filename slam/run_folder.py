@@ -13,9 +13,12 @@ from pathlib import Path
 
 from slam.errors import InputError
 
-# Every file a run may write (System._write_outputs, build_report).
-RUN_FILES = ("trajectory.tum", "keyframes.tum", "map.ply", "loops.json", "report.json", "groundtruth.tum",
-             "trajectory.png")
+# Every file a run may write: System._write_outputs and build_report (the pipeline), then
+# slam/report (pictures, report.html) and slam/report/export.py (--trajectory-format, --frame body).
+_TRAJECTORIES = tuple(f"{name}{frame}{ext}" for name in ("trajectory", "keyframes", "groundtruth")
+                      for frame in ("", "_body") for ext in (".tum", ".kitti", "_times.txt", ".csv"))
+RUN_FILES = _TRAJECTORIES + ("map.ply", "loops.json", "report.json", "trajectory.png", "top_view.png", "error.png",
+                             "report.html")
 
 
 def is_run_folder(folder: Path) -> bool:

@@ -50,15 +50,20 @@ def test_run_folder_rules(tmp_path: Path) -> None:
 def test_run_into_an_earlier_run_folder_leaves_no_stale_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = write_sequence("room_loop", "tum", tmp_path / "tum", frames=8)
     out = tmp_path / "run"
-    args = ["run", str(REPO / "configs" / "tum_rgbd.yaml"), "--source", str(data), "--out", str(out), "--quiet"]
+    args = ["run", str(REPO / "configs" / "tum_rgbd.yaml"), "--source", str(data), "--out", str(out), "--quiet",
+            "--trajectory-format", "kitti"]
     assert main(args) == 0
-    assert (out / "groundtruth.tum").is_file() and "ate" in _report(out)
+    first = {p.name for p in out.iterdir()}
+    assert {"groundtruth.tum", "groundtruth.kitti", "trajectory.png", "error.png"} <= first and "ate" in _report(out)
+    assert first <= set(RUN_FILES), first - set(RUN_FILES)  # RUN_FILES names everything a run writes
     (out / "notes.txt").write_text("mine")
     (data / "groundtruth.txt").unlink()  # the next source has no ground truth
     assert main(args) == 0
     names = {p.name for p in out.iterdir()}
-    assert "groundtruth.tum" not in names and "trajectory.png" not in names  # the earlier run's are gone
-    assert {"trajectory.tum", "report.json", "notes.txt"} <= names and "ate" not in _report(out)
+    assert not names & {"groundtruth.tum", "groundtruth.kitti", "groundtruth_times.txt", "trajectory.png",
+                        "error.png"}  # the earlier run's are gone
+    assert {"trajectory.tum", "trajectory.kitti", "report.json", "report.html", "notes.txt"} <= names
+    assert "ate" not in _report(out)
 
 
 def test_run_refuses_a_folder_that_holds_no_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

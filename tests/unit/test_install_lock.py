@@ -98,4 +98,4 @@ def test_readme_documents_the_lock_and_the_run_folder() -> None:
     for name in ("trajectory.tum", "keyframes.tum", "map.ply", "loops.json", "report.json", "groundtruth.tum",
                  "trajectory.png"):
         assert f"`{name}`" in run_folder, name
-    assert "first tracked frame: its pose is the identity" in run_folder
+    assert "the world is the camera of the first tracked frame (its pose is the identity" in run_folder
