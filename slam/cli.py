@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from slam.errors import InputError
 
@@ -45,6 +46,21 @@ def _load(name: str):
         raise
 
 
+def _warning_printer(command: str):
+    """A warnings.showwarning that prints one line `slam CMD: warning: ...` without source paths.
+
+    Our own warnings (dataset problems a source worked around, skipped lines of a file) are
+    UserWarnings whose message names the file; anything else is shown with its kind so that it
+    can be reported.
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+        text = str(message) if issubclass(category, UserWarning) else f"{category.__name__}: {message}"
+        print(f"slam {command}: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `slam` console script; returns the process exit status."""
     parser = build_parser()
@@ -53,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         parser.error(f"command '{args.command}' is not available in this version")
     try:
-        return int(module.run(args) or 0)
+        with warnings.catch_warnings():  # restores the caller's display of warnings afterwards
+            warnings.showwarning = _warning_printer(args.command)
+            return int(module.run(args) or 0)
     except InputError as exc:
         print(f"slam {args.command}: error: {exc}", file=sys.stderr)
         return 2

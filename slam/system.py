@@ -29,6 +29,7 @@ from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.odometry.worker import OdometryWorker, timing_stats
 from slam.progress import ProgressLine, ProgressStats
+from slam.run_folder import clear_run_files
 from slam.sources.base import Frame, Source
 
 _END = object()
@@ -203,7 +204,7 @@ class System:
 
     def run(self) -> RunResult:
         """Process the source; outputs are written whatever happens (then errors are re-raised)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        clear_run_files(self.out)  # an earlier run's files in this folder must not outlive this run
         interrupted, error = False, None
         t_start = time.perf_counter()
         reader = (LatestFrameReader(self.source, self.max_frames) if self.live
@@ -325,6 +326,11 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "loop_closure": "disabled (--no-loop)" if not system.loop else "not available in this version",
         "config": system.cfg.as_dict(),
     }
+    if tr.mono is not None:  # monocular: why frames did not initialize (a run that never does says why)
+        last = tr.mono.last_rejection
+        report["initialization"] = {
+            "rejections": dict(tr.mono.rejections),
+            "last_rejection": None if last is None else {"reason": last.reason, "detail": last.detail}}
     if isinstance(system.reader, LatestFrameReader):
         own = int(getattr(system.source, "dropped_frames", 0) or 0)
         report["live"] = {"frames_received": system.reader.frames_read + own,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from slam.config import load_config, source_options
 from slam.report.export import check_body_frame
+from slam.run_folder import check_run_folder
 from slam.solvers.precision import PRESETS
 
 
@@ -20,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run configuration (configs/*.yaml); default: built-in defaults, sensor from the source")
     parser.add_argument("--source", required=True, metavar="SPEC",
                         help="dataset folder (EuRoC/TUM/KITTI), video, image folder, camera:N, URL or synthetic:SCENE")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<source>-<time>)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="run folder (default: runs/<source>-<time>); an earlier run's files there are "
+                             "replaced, a folder holding anything else is refused unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out that is not a run folder (only the run's own files "
+                             "are replaced)")
     parser.add_argument("--viewer", choices=("open3d", "none"), default="none", help="live 3-D viewer (default none)")
     parser.add_argument("--precision", choices=list(PRESETS), default=None,
                         help="bundle-adjustment precision policy (default: the config's, normally mixed)")
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
+        check_run_folder(out, args.overwrite)
         system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
                         progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
         T_body_cam = source.calibration.T_body_cam
@@ -103,8 +110,25 @@ def run(args: argparse.Namespace) -> int:
         cam = "?" if lv["input_fps"] is None else f"{lv['input_fps']:.1f}"
         line += f"; live: camera {cam} frames/s, {lv['frames_dropped']} of {lv['frames_received']} frames dropped"
     print(line)
+    if rep["keyframes"] == 0 and not result.interrupted and result.error is None:
+        print(f"slam run: warning: {never_initialized(rep)}", file=sys.stderr)
     _pictures_and_exports(out, args, T_body_cam)
     print(f"slam run: wrote {out}")
     if result.error is not None:
         raise result.error
     return 130 if result.interrupted else 0
+
+
+def never_initialized(report: dict) -> str:
+    """Why a run made no map, from its report: the initializer's refusals, most frequent first."""
+    init = report.get("initialization")
+    if init is None:  # stereo / RGB-D: a map starts at the first frame with enough features with depth
+        return ("no map was started: no frame had enough features with a depth (stereo match or depth "
+                "image); check the calibration and the sensor mode")
+    counts = sorted(init["rejections"].items(), key=lambda kv: -kv[1])
+    if not counts:
+        return "no map was started: no frame could be tried for initialization"
+    last = init["last_rejection"]
+    why = ", ".join(f"{reason} ({n} frames)" for reason, n in counts)
+    return (f"the monocular map never initialized: {why}; last: {last['detail']}. A monocular start needs "
+            "the camera to move sideways, not only turn, over a textured scene (report.json: initialization)")

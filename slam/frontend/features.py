@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from slam.frontend.guard import attempt, finite_rows
+
 _KLT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
 ORB_BORDER = 16  # ORB needs a 31x31 patch around a keypoint
 
@@ -51,18 +53,31 @@ def klt(src: Pyramid, dst: Pyramid, pts: np.ndarray, guess: np.ndarray | None = 
     n = len(pts)
     if n == 0:
         return np.zeros((0, 2), np.float32), np.zeros(0, bool)
+    if src.image.size == 0 or src.image.shape != dst.image.shape:
+        # not a pair of frames: nothing to track (OpenCV 4.14 never returns on an empty image)
+        return np.asarray(pts, np.float32).copy(), np.zeros(n, bool)
+    fin = finite_rows(pts) if guess is None else finite_rows(pts, guess)
+    if not fin.all():  # NaN makes OpenCV assert or return garbage: track the finite points only
+        out, ok = np.asarray(pts, np.float32).copy(), np.zeros(n, bool)
+        if fin.any():
+            out[fin], ok[fin] = klt(src, dst, pts[fin], None if guess is None else guess[fin], fb_threshold)
+        return out, ok
     p0 = np.ascontiguousarray(pts, dtype=np.float32).reshape(-1, 1, 2)
     win = (src.window, src.window)
     levels = src.levels
     if guess is not None:
         p1 = np.ascontiguousarray(guess, dtype=np.float32).reshape(-1, 1, 2).copy()
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(src.image, dst.image, p0, p1, winSize=win, maxLevel=levels,
-                                             criteria=_KLT_CRITERIA, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        fwd = attempt(cv2.calcOpticalFlowPyrLK, src.image, dst.image, p0, p1, winSize=win, maxLevel=levels,
+                      criteria=_KLT_CRITERIA, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
     else:
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(src.image, dst.image, p0, None, winSize=win, maxLevel=levels,
-                                             criteria=_KLT_CRITERIA)
-    pb, st_b, _ = cv2.calcOpticalFlowPyrLK(dst.image, src.image, p1, p0.copy(), winSize=win, maxLevel=levels,
-                                           criteria=_KLT_CRITERIA, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        fwd = attempt(cv2.calcOpticalFlowPyrLK, src.image, dst.image, p0, None, winSize=win, maxLevel=levels,
+                      criteria=_KLT_CRITERIA)
+    bwd = None if fwd is None else attempt(
+        cv2.calcOpticalFlowPyrLK, dst.image, src.image, fwd[0], p0.copy(), winSize=win, maxLevel=levels,
+        criteria=_KLT_CRITERIA, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+    if bwd is None:  # images OpenCV cannot track on: every track is lost
+        return p0.reshape(-1, 2).copy(), np.zeros(n, bool)
+    (p1, st, _), (pb, st_b, _) = fwd, bwd
     p1 = p1.reshape(-1, 2)
     fb = np.linalg.norm(pb.reshape(-1, 2) - p0.reshape(-1, 2), axis=1)
     h, w = dst.shape
@@ -87,6 +102,9 @@ def detect(gray: np.ndarray, existing: np.ndarray, n_target: int, cols: int, row
     strongest corners (goodFeaturesToTrack order) are kept.
     """
     h, w = gray.shape[:2]
+    if min(h, w) <= 2 * border:
+        return np.zeros((0, 2), np.float32)  # no pixel inside the border
+    existing = np.asarray(existing)[finite_rows(existing)] if len(existing) else existing
     n_cells = cols * rows
     quota = np.full(n_cells, int(np.ceil(n_target / n_cells)), np.int64)
     if len(existing):
@@ -105,9 +123,9 @@ def detect(gray: np.ndarray, existing: np.ndarray, n_target: int, cols: int, row
         # a square keep-out zone: rectangular dilation is separable, a disk costs 10x more
         square = np.ones((2 * min_distance + 1, 2 * min_distance + 1), np.uint8)
         mask[cv2.dilate(occupied, square) > 0] = 0
-    corners = cv2.goodFeaturesToTrack(gray, maxCorners=4 * n_target, qualityLevel=quality,
-                                      minDistance=min_distance, mask=mask, blockSize=3)
-    if corners is None:
+    corners = attempt(cv2.goodFeaturesToTrack, gray, maxCorners=4 * n_target, qualityLevel=quality,
+                      minDistance=min_distance, mask=mask, blockSize=3)
+    if corners is None:  # no corner, or an image OpenCV refuses (empty, wrong type)
         return np.zeros((0, 2), np.float32)
     c = corners.reshape(-1, 2).astype(np.float32)
     cell = cell_index(c, (h, w), cols, rows)
@@ -131,7 +149,8 @@ def orb_descriptors(gray: np.ndarray, pts: np.ndarray, orb: cv2.ORB) -> tuple[np
     if idx.size == 0:
         return desc, ok
     src = np.ascontiguousarray(pts[idx], dtype=np.float32)
-    kps, d = orb.compute(gray, cv2.KeyPoint_convert(src, 31.0))
+    got = attempt(orb.compute, gray, cv2.KeyPoint_convert(src, 31.0))
+    kps, d = got if got is not None else ((), None)
     if d is None or not kps:
         return desc, ok
     # compute() may drop keypoints (it keeps the order of the rest): find each survivor by position

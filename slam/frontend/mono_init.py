@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slam.frontend.features import Pyramid, detect, klt, orb_descriptors
-from slam.frontend.initializer import two_view
+from slam.frontend.initializer import Rejection, TwoView, try_two_view
 from slam.frontend.pose import pnp_ransac, refine_pose
 from slam.map.keyframe import KeyframeData
 from slam.sources.base import Frame
@@ -29,7 +29,14 @@ class MonoInitializer:
 
     def __init__(self, tracker: "Tracker") -> None:
         self.t = tracker
+        self.rejections: dict[str, int] = {}        # why frames did not initialize: reason -> frames
+        self.last_rejection: Rejection | None = None
         self.reset()
+
+    def _reject(self, reason: str, detail: str) -> None:
+        """Count a frame that did not initialize, for the run's report."""
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        self.last_rejection = Rejection(reason, detail)
 
     def reset(self) -> None:
         """Forget the reference frame."""
@@ -45,6 +52,7 @@ class MonoInitializer:
         pts = detect(gray, np.zeros((0, 2)), f.max_features, f.grid_cols, f.grid_rows, f.min_distance,
                      f.quality_level, f.border)
         if len(pts) < f.init_min_points:
+            self._reject("too few features", f"{len(pts)} corners detected, {f.init_min_points} needed")
             t.tracks.keep(np.zeros(len(t.tracks), bool))
             return t._lost(frame, "init")
         ids = t.map.allocate_ids(len(pts))
@@ -69,14 +77,24 @@ class MonoInitializer:
         tr.keep(ok)
         ref_frame, ref_gray, ref_ids, ref_uv_all = self.ref
         if len(tr) < f.init_min_points or len(self.history) >= f.init_max_frames:
+            if len(tr) < f.init_min_points:
+                self._reject("too few tracks", f"{len(tr)} features tracked from the reference frame, "
+                                               f"{f.init_min_points} needed")
+            else:
+                self._reject("no initialization in time", f"{len(self.history)} frames since the reference "
+                                                          f"(frontend.init_max_frames)")
             return self._give_up() + [self._new_ref(frame, gray)]
         self.history.append((self._light(frame), tr.ids.copy(), tr.uv.astype(np.float64)))
         ref_uv = ref_uv_all[np.searchsorted(ref_ids, tr.ids)]  # ids were allocated increasing
         flow = float(np.median(np.linalg.norm(tr.uv - ref_uv, axis=1)))
         if flow >= f.init_min_flow:
-            tv = two_view(ref_uv, tr.uv.astype(np.float64), t.K, f.init_min_points, f.init_min_parallax)
-            if tv is not None:
+            tv = try_two_view(ref_uv, tr.uv.astype(np.float64), t.K, f.init_min_points, f.init_min_parallax)
+            if isinstance(tv, TwoView):
                 return self._accept(tv, frame, gray, pyr, ref_uv)
+            self._reject(tv.reason, tv.detail)
+        else:
+            self._reject("too little motion", f"median flow {flow:.1f} px since the reference frame, "
+                                              f"{f.init_min_flow:g} px needed (frontend.init_min_flow)")
         return [t._lost(frame, "pending")]
 
     def _accept(self, tv, frame: Frame, gray: np.ndarray, pyr: Pyramid, ref_uv: np.ndarray) -> list[FrameResult]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from slam.frontend.guard import affine_rank, attempt, finite_rows
 from slam.geometry import lie
 
 
@@ -61,27 +62,45 @@ def refine_pose(T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray, 
     Each round optimizes on the current inliers with a Huber loss at `threshold` pixels, then
     re-classifies every match by its reprojection error (points behind the camera are outliers).
     """
-    inl = np.ones(len(X), bool)
+    finite = finite_rows(X, uv)
+    inl = finite.copy()  # a match with a NaN coordinate is an outlier from the start
     T = T_cw.copy()
+    if not np.isfinite(T).all():
+        return T, np.zeros(len(X), bool)  # no starting pose, no estimate
     for _ in range(rounds):
         if inl.sum() < 4:
             break
-        T = _gauss_newton(T, X[inl], uv[inl], K, threshold, iterations)
+        T_new = _gauss_newton(T, X[inl], uv[inl], K, threshold, iterations)
+        if not np.isfinite(T_new).all():
+            break  # cannot happen on finite matches; a guard so that NaN never reaches the map
+        T = T_new
         proj, z = project(T, X, K)
         err = np.linalg.norm(proj - uv, axis=1)
-        inl = (err < threshold) & (z > 0)
+        inl = (err < threshold) & (z > 0) & finite
     return lie.orthonormalize(T), inl
 
 
 def pnp_ransac(X: np.ndarray, uv: np.ndarray, K: np.ndarray, threshold: float, iterations: int = 200,
                confidence: float = 0.999) -> tuple[np.ndarray, np.ndarray] | None:
     """RANSAC P3P pose (T_cw, inlier mask) from matches, None when it finds no consensus."""
-    if len(X) < 6:
+    finite = finite_rows(X, uv)
+    if not finite.all():  # matches with NaN coordinates take no part; the mask keeps the input's rows
+        res = pnp_ransac(X[finite], uv[finite], K, threshold, iterations, confidence) if finite.any() else None
+        if res is None:
+            return None
+        mask = np.zeros(len(X), bool)
+        mask[np.flatnonzero(finite)[res[1]]] = True
+        return res[0], mask
+    # fewer than 6 matches, or points on one line (the pose can turn about it): no pose
+    if len(X) < 6 or affine_rank(X) < 2 or affine_rank(uv) < 2:
         return None
-    ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-        np.ascontiguousarray(X, np.float64), np.ascontiguousarray(uv, np.float64), K, None,
-        iterationsCount=iterations, reprojectionError=threshold, confidence=confidence, flags=cv2.SOLVEPNP_AP3P)
-    if not ok or inliers is None or len(inliers) < 6:
+    got = attempt(cv2.solvePnPRansac, np.ascontiguousarray(X, np.float64), np.ascontiguousarray(uv, np.float64),
+                  K, None, iterationsCount=iterations, reprojectionError=threshold, confidence=confidence,
+                  flags=cv2.SOLVEPNP_AP3P)
+    if got is None:
+        return None
+    ok, rvec, tvec, inliers = got
+    if not ok or inliers is None or len(inliers) < 6 or not (np.isfinite(rvec).all() and np.isfinite(tvec).all()):
         return None
     T = np.eye(4)
     T[:3, :3] = cv2.Rodrigues(rvec)[0]

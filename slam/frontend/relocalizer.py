@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from slam.frontend.features import ORB_BORDER, detect, orb_descriptors
+from slam.frontend.guard import attempt
 from slam.frontend.pose import pnp_ransac, project, refine_pose
 from slam.map.map import Map
 
@@ -25,10 +26,15 @@ class Relocalization:
 def match_descriptors(query: np.ndarray, train: np.ndarray, ratio: float = 0.8,
                       max_distance: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(query index, train index) of Hamming matches that pass Lowe's ratio test."""
+    none = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if len(query) == 0 or len(train) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    knn = matcher.knnMatch(query, train, k=2)
+        return none
+    query, train = np.asarray(query), np.asarray(train)
+    if query.dtype != np.uint8 or train.dtype != np.uint8 or query.shape[1:] != train.shape[1:]:
+        return none  # not two sets of binary descriptors of one length: nothing can match
+    knn = attempt(cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch, query, train, k=2)
+    if knn is None:
+        return none
     # OpenCV hands back DMatch objects: one small list per query descriptor, not a hot path
     rows = np.array([(m[0].queryIdx, m[0].trainIdx, m[0].distance, m[1].distance) for m in knn if len(m) == 2],
                     dtype=np.float64).reshape(-1, 4)
@@ -72,11 +78,15 @@ def multiscale_features(gray: np.ndarray, orb: cv2.ORB, n_features: int,
     """
     uvs, descs = [], []
     for s in scales:
-        img = gray if s == 1.0 else cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        img = gray if s == 1.0 else attempt(cv2.resize, gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        if img is None:
+            continue  # an image too small to reduce
         pts = detect(img, np.zeros((0, 2)), int(n_features * s * s), 8, 6, 7, 0.005, ORB_BORDER + 2)
         d, ok = orb_descriptors(img, pts.astype(np.float64), orb)
         uvs.append(pts[ok].astype(np.float64) / s)
         descs.append(d[ok])
+    if not uvs:
+        return np.zeros((0, 2)), np.zeros((0, 32), np.uint8)
     return np.concatenate(uvs), np.concatenate(descs)
 
 

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from slam.frontend.features import Pyramid
+from slam.frontend.guard import attempt, finite_rows
 
 
 def row_search(left: np.ndarray, right: np.ndarray, pts: np.ndarray, d_start: np.ndarray, width: int,
@@ -81,10 +82,18 @@ def stereo_match(left: Pyramid, right: Pyramid, pts: np.ndarray, fx_baseline: fl
     """
     n = len(pts)
     out = np.full(n, np.nan)
-    if n == 0:
+    finite = finite_rows(pts) if n else np.zeros(0, bool)
+    if not finite.all():  # NaN pixels have no match; search for the others
+        if finite.any():
+            out[finite] = stereo_match(left, right, pts[finite], fx_baseline, min_disparity, max_disparity,
+                                       min_score, min_margin)
         return out
-    half_l = cv2.pyrDown(left.image)
-    half_r = cv2.pyrDown(right.image)
+    if n == 0 or left.shape != right.shape or min(left.shape) < 16:
+        return out  # not a rectified pair OpenCV and the row search can work on
+    half_l = attempt(cv2.pyrDown, left.image)
+    half_r = attempt(cv2.pyrDown, right.image)
+    if half_l is None or half_r is None:
+        return out
     dmax = int(min(max_disparity, left.shape[1] - 1))
     d_half, s_half, s2_half = row_search(half_l, half_r, pts * 0.5, np.zeros(n, np.int64), dmax // 2 + 1, 4)
     found = np.isfinite(d_half) & (s_half >= min_score) & (s2_half < s_half - min_margin)
@@ -103,6 +112,14 @@ def depth_lookup(depth: np.ndarray, pts: np.ndarray, min_depth: float, max_depth
     within max_step (relative).
     """
     h, w = depth.shape[:2]
+    finite = finite_rows(pts) if len(pts) else np.zeros(0, bool)
+    if not finite.all():  # NaN pixels have no depth
+        out = np.full(len(pts), np.nan)
+        if finite.any():
+            out[finite] = depth_lookup(depth, pts[finite], min_depth, max_depth, max_step)
+        return out
+    if h < 3 or w < 3:
+        return np.full(len(pts), np.nan)
     x = np.clip(np.rint(pts[:, 0]).astype(np.int64), 1, w - 2)
     y = np.clip(np.rint(pts[:, 1]).astype(np.int64), 1, h - 2)
     off = np.array([-1, 0, 1])

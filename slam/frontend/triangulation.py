@@ -23,12 +23,14 @@ def triangulate(T_cw_a: np.ndarray, T_cw_b: np.ndarray, uv_a: np.ndarray, uv_b: 
     A[:, 2] = xb[:, 0:1] * Tb[:, 2] - Tb[:, 0]
     A[:, 3] = xb[:, 1:2] * Tb[:, 2] - Tb[:, 1]
     A /= np.linalg.norm(A, axis=2, keepdims=True) + 1e-300
+    bad = ~np.isfinite(A).all(axis=(1, 2))  # a NaN pixel or pose: no point (SVD would raise)
+    A[bad] = 0.0
     _, _, vt = np.linalg.svd(A)
     Xh = vt[:, -1]
     w = Xh[:, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         X = Xh[:, :3] / w[:, None]
-    X[np.abs(w) < 1e-12] = np.nan
+    X[(np.abs(w) < 1e-12) | bad] = np.nan
     return X
 
 
