@@ -92,11 +92,9 @@ class Tracker:
         if self.map.version == self.map_version:
             return
         tr = self.tracks
-        with self.map.lock:
-            self.map_version = self.map.version
-            states = self.map.states(tr.ids) if len(tr) else np.zeros(0, np.int8)
-            pos = self.map.positions(tr.ids) if len(tr) else np.zeros((0, 3))
-            poses = self.map.keyframe_poses()
+        view = self.map.tracking_view(tr.ids)
+        self.map_version = view.version
+        states, pos, poses = view.states, view.positions, view.keyframe_poses
         old = dict(self.kf_poses)
         self.kf_poses.update(enumerate(poses))
         for k in sorted(k for k in self.kf_rel if k >= len(poses)):  # queued keyframes, oldest first

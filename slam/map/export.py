@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from slam.io.trajectory import Trajectory, write_tum
-from slam.map.map import MapSnapshot
+from slam.map.views import MapSnapshot
 
 
 def write_ply(path: str | Path, points: np.ndarray, keyframe_centers: np.ndarray | None = None) -> None:
