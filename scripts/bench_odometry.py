@@ -51,6 +51,7 @@ def _run(spec: str, cfg_path: str | Path, out: Path, precision: str, blocking: b
          window: int | None = None, observer: Any = None, seed: int | None = None) -> dict[str, Any]:
     cfg = load_config(cfg_path)
     cfg.odometry.blocking = blocking
+    cfg.odometry.precision = precision
     if seed is not None:
         cfg.source.seed = seed
     if window is not None:
@@ -58,7 +59,7 @@ def _run(spec: str, cfg_path: str | Path, out: Path, precision: str, blocking: b
     opts, stereo = source_options(cfg.source, spec)
     source = open_source(spec, opts, stereo=stereo)
     try:
-        system = System(cfg, source, spec, out, precision=precision, progress=False)
+        system = System(cfg, source, spec, out, progress=False)
         system.worker.observer = observer
         return system.run().report
     finally:

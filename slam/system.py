@@ -129,7 +129,7 @@ class RunResult:
 class System:
     """Wires source, tracker, odometry worker and map for one run."""
 
-    def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path, precision: str | None = None,
+    def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path,
                  max_frames: int | None = None, progress: bool = True, loop: bool = False,
                  realtime: bool = False) -> None:
         self.cfg, self.source, self.spec = cfg, source, spec
@@ -139,8 +139,10 @@ class System:
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
         self.map = Map()
-        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision)
-        self.tracker = Tracker(cfg, self.rig, self.map, self.worker.submit, self.worker.pending)
+        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry)
+        self.tracker = Tracker(cfg.frontend, cfg.keyframes, self.rig, self.map, self.worker.submit, self.worker.pending,
+                               max_reprojection_error=cfg.odometry.max_reprojection_error,
+                               min_parallax=cfg.odometry.min_parallax)
         self.results: dict[int, FrameResult] = {}
         try:
             self.total = len(source)

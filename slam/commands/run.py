@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from slam.system import System
 
     cfg = load_config(args.config)
+    if args.precision is not None:  # the one place the command line overrides the config
+        cfg.odometry.precision = args.precision
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.viewer == "open3d":
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
+        system = System(cfg, source, args.source, out, max_frames=args.max_frames,
                         progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
         result = system.run()
     finally:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slam.config import FrontendConfig
+from slam.frontend.config import FrontendConfig
 from slam.frontend.features import Pyramid, build_pyramid, orb_descriptors, to_gray
 from slam.frontend.stereo import depth_lookup, stereo_match
 from slam.sources.base import Frame

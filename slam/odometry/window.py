@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from slam.config import OdometryConfig
+from slam.odometry.config import OdometryConfig
 from slam.geometry import lie
 from slam.map.map import Map
 from slam.map.views import ObservationRows

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slam.config import OdometryConfig
+from slam.odometry.config import OdometryConfig
 from slam.geometry import lie
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
