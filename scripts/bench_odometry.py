@@ -193,7 +193,7 @@ def main() -> int:
     if spec is None:
         spec = str(out / "data" / "room_loop_euroc")
         if not (Path(spec) / "mav0").is_dir():
-            from slam.sources.synthetic import write_sequence
+            from slam.synthetic import write_sequence
             print(f"writing the synthetic EuRoC sequence to {spec} ...", file=sys.stderr)
             write_sequence("room_loop", "euroc", spec)
     result: dict[str, Any] = {"source": spec, "config": args.config, "host": {

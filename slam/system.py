@@ -22,7 +22,7 @@ import numpy as np
 
 from slam.config import RunConfig
 from slam.errors import InputError
-from slam.frontend.measure import Rig
+from slam.geometry.pinhole import Rig
 from slam.frontend.state import FrameResult
 from slam.frontend.tracker import Tracker
 from slam.map.export import frame_poses, write_ply, write_trajectories

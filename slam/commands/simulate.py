@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """List scenes or write one sequence; prints where it went and how fast it rendered."""
-    from slam.sources.synthetic import list_scenes, write_sequence
+    from slam.synthetic import list_scenes, write_sequence
 
     if args.list:
         for name in list_scenes():
@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     path = write_sequence(args.scene, args.format, out, frames=args.frames, seed=args.seed, clean=args.clean)
     dt = time.perf_counter() - t0
-    from slam.sources.synth_writers import FORMATS
-    from slam.sources.synthetic import SyntheticSource
+    from slam.synthetic import FORMATS, SyntheticSource
     n = len(SyntheticSource(args.scene, FORMATS[args.format], frames=args.frames, seed=args.seed))
     print(f"wrote {n} frames of '{args.scene}' ({args.format}{', clean' if args.clean else ''}, seed {args.seed}) "
           f"to {path} in {dt:.1f} s")

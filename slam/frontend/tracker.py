@@ -20,14 +20,14 @@ import numpy as np
 from slam.frontend.config import FrontendConfig, KeyframeConfig
 from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb, orb_descriptors, to_gray
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
-from slam.frontend.measure import Rig, measure
+from slam.frontend.measure import measure
 from slam.frontend.mono_init import MonoInitializer, TwoViewStart, pose_from_points
 from slam.frontend.pose import pnp_ransac, project, refine_pose
-from slam.geometry.lie import orthonormalize
 from slam.frontend.relocalizer import relocalize
 from slam.frontend.state import FrameResult, Tracks, inv
-from slam.frontend.stereo import backproject
-from slam.frontend.triangulation import checked_triangulation
+from slam.geometry.lie import orthonormalize
+from slam.geometry.pinhole import Rig, backproject
+from slam.geometry.triangulation import checked_triangulation
 from slam.map.keyframe import KeyframeData
 from slam.map.map import CULLED, Map
 from slam.sources.base import Frame

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from slam.odometry.config import OdometryConfig
-from slam.frontend.measure import Rig
+from slam.geometry.pinhole import Rig
 from slam.geometry.lie import orthonormalize
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map

@@ -17,7 +17,7 @@ from slam.io.trajectory import read_tum
 from slam.map.export import read_ply_points
 from slam.odometry import window
 from slam.sources.base import Frame, Source
-from slam.sources.synthetic import SyntheticSource, write_sequence
+from slam.synthetic import SyntheticSource, write_sequence
 from slam.system import System
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from slam.frontend.config import FrontendConfig
 from slam.frontend.features import build_pyramid, to_gray
 from slam.frontend.mono_init import MonoInitializer, pose_from_points
 from slam.geometry import lie
-from slam.sources.synthetic import SyntheticSource
+from slam.synthetic import SyntheticSource
 
 
 class Ids:

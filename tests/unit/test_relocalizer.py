@@ -7,11 +7,12 @@ import numpy as np
 
 from slam.frontend.features import detect, make_orb, orb_descriptors, to_gray
 from slam.frontend.relocalizer import relocalize
-from slam.frontend.stereo import backproject, depth_lookup
+from slam.frontend.stereo import depth_lookup
+from slam.geometry.pinhole import backproject
 from slam.geometry import lie
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
-from slam.sources.synthetic import SyntheticSource
+from slam.synthetic import SyntheticSource
 
 
 def _map_from(frame, K: np.ndarray, orb) -> Map:

@@ -8,12 +8,12 @@ import numpy as np
 
 from slam.eval.align import align
 from slam.frontend.config import FrontendConfig, KeyframeConfig
-from slam.frontend.measure import Rig
-from slam.frontend.stereo import backproject
+from slam.geometry.pinhole import Rig
+from slam.geometry.pinhole import backproject
 from slam.frontend.tracker import LOST, TRACKING, Tracker
 from slam.map.keyframe import KeyframeData
 from slam.map.map import NONE, Map
-from slam.sources.synthetic import SyntheticSource
+from slam.synthetic import SyntheticSource
 
 
 class Store:

@@ -22,8 +22,8 @@ import numpy as np
 
 from slam.errors import InputError
 from slam.geometry.quaternion import rot_to_quat
-from slam.sources.synth_trajectory import body_motion
-from slam.sources.synthetic import SyntheticSource
+from slam.synthetic.trajectory import body_motion
+from slam.synthetic.source import SyntheticSource
 
 FORMATS = {"euroc": "stereo", "tum": "rgbd", "kitti": "kitti"}
 EUROC_T0_NS = 1_600_000_000_000_000_000  # start time of written EuRoC sequences (2020-09-13)
@@ -200,3 +200,12 @@ def write_dataset(scene: str, fmt: str, out: Path, frames: int | None, seed: int
     out.mkdir(parents=True, exist_ok=True)
     WRITERS[fmt](src, out)
     return out
+
+
+def write_sequence(scene: str, fmt: str, out_dir: str | Path, frames: int | None = None, seed: int = 0,
+                   clean: bool = False) -> Path:
+    """Render a scene into a dataset folder in EuRoC ('euroc'), TUM RGB-D ('tum') or KITTI ('kitti') format.
+
+    Returns the folder that the matching loader opens (out_dir itself).
+    """
+    return write_dataset(scene, fmt, Path(out_dir), frames, seed, clean)
