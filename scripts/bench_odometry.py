@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from slam.config import load_config, source_options  # noqa: E402
+from slam.io.text import write_text_atomic  # noqa: E402
 from slam.odometry.rig_ba import StereoBundleAdjustment  # noqa: E402
 from slam.odometry.window import WindowData, solver_options  # noqa: E402
 from slam.solvers.lm import solve  # noqa: E402
@@ -226,7 +227,7 @@ def main() -> int:
         result["accuracy"] = acc
         _print_accuracy(acc)
     path = out / "bench_odometry.json"
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_text_atomic(path, json.dumps(result, indent=2, default=float) + "\n")
     print(f"\nwrote {path}")
     return 0
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from slam.solvers.lm import SolverOptions, solve  # noqa: E402
 from slam.solvers.precision import PRESETS  # noqa: E402
+from slam.io.text import write_text_atomic  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -155,8 +156,8 @@ def main() -> int:
                         lines.append(f"{prec}{note} / {peer['name']} wall time: "
                                      f"{entry['runs'][prec]['wall_s'] / peer['time_s']:.2f}x")
             lines.append("")
-            (out_dir / "bench_solvers.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-            (out_dir / "bench_solvers.md").write_text("\n".join(lines) + "\n")
+            write_text_atomic(out_dir / "bench_solvers.json", json.dumps(results, indent=2, default=str) + "\n")
+            write_text_atomic(out_dir / "bench_solvers.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out_dir / 'bench_solvers.md'} and {out_dir / 'bench_solvers.json'}", file=sys.stderr)
     return 0

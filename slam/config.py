@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slam.errors import FormatError, InputError
 from slam.frontend.config import FrontendConfig, KeyframeConfig
+from slam.io.yamlfile import read_yaml_lines
 from slam.odometry.config import OdometryConfig
 from slam.solvers.precision import PRESETS
 
@@ -76,24 +75,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "odometry.relative_cost_tol": (0.0, 1.0),
     "odometry.loss_scale": (1e-3, None), "source.prefetch": (0, 64),
 }
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key (for error messages)."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-    lines = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, typing.Hashable):
-            lines[key] = key_node.start_mark.line + 1
-    loader.key_lines[id(mapping)] = lines
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _type_name(tp: Any) -> str:
@@ -171,17 +152,8 @@ def load_config(path: str | Path | None) -> RunConfig:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such configuration file", p)
-    loader = _LineLoader(p.read_text(encoding="utf-8"))
-    loader.key_lines = {}
-    try:
-        data = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FormatError(f"invalid YAML: {getattr(exc, 'problem', exc)}", p,
-                          None if mark is None else mark.line + 1) from None
-    finally:
-        loader.dispose()
-    return _fill(RunConfig, data, "", str(p), loader.key_lines, None)
+    data, key_lines = read_yaml_lines(p, "configuration file")
+    return _fill(RunConfig, data, "", str(p), key_lines, None)
 
 
 def source_options(cfg: SourceConfig, spec: str) -> tuple[dict[str, Any], bool | None]:

@@ -23,6 +23,7 @@ import numpy as np
 from slam.config import RunConfig
 from slam.errors import InputError
 from slam.geometry.pinhole import Rig
+from slam.io.text import write_text_atomic
 from slam.frontend.state import FrameResult
 from slam.frontend.tracker import Tracker
 from slam.map.export import frame_poses, write_ply, write_trajectories
@@ -219,9 +220,9 @@ class System:
         write_trajectories(self.out, times, poses, snap)
         centers = snap.keyframe_poses[:, :3, 3] if len(snap.keyframe_poses) else None
         write_ply(self.out / "map.ply", snap.points, centers)
-        (self.out / "loops.json").write_text(json.dumps([], indent=2) + "\n")
+        write_text_atomic(self.out / "loops.json", json.dumps([], indent=2) + "\n")
         report = build_report(self, res, ok, poses, snap, n, wall, t_track, read_times, interrupted, error)
-        (self.out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        write_text_atomic(self.out / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
         return report
 
 
