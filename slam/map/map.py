@@ -6,11 +6,18 @@ position. Landmark data lives in arrays indexed by id; observations in one table
 (keyframe, track) pair, appended in keyframe order, so the observations of the newest keyframes
 are a contiguous tail of the table. Every write bumps `version`; readers that cache (the tracker)
 compare versions. Viewers and reports read `snapshot()`, a copy taken under the lock.
+
+The storage and the lock are private: every method takes the lock itself and returns copies
+(slam/map/views.py), so the three writers (odometry, loop closure, global BA) and the readers
+never see a half-written state nor depend on the layout. Batched writes: `apply_window_solve`
+(a window BA's result) and `apply_correction` (a loop or global correction), each one locked step
+with one version bump.
 """
 
 from __future__ import annotations
 
 import threading
+
 import numpy as np
 
 from slam.map.keyframe import KeyframeData
