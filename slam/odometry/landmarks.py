@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from slam.geometry import lie
 from slam.geometry.pinhole import backproject
 from slam.geometry.triangulation import checked_triangulation
-from slam.geometry import lie
 from slam.map.keyframe import KeyframeData
 from slam.map.map import CULLED, NONE, Map
 

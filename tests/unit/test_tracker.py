@@ -10,7 +10,7 @@ from slam.eval.align import align
 from slam.frontend.config import FrontendConfig, KeyframeConfig
 from slam.geometry.pinhole import Rig
 from slam.geometry.pinhole import backproject
-from slam.frontend.tracker import LOST, TRACKING, Tracker
+from slam.frontend.tracker import TRACKING, Tracker
 from slam.map.keyframe import KeyframeData
 from slam.map.map import NONE, Map
 from slam.synthetic import SyntheticSource
