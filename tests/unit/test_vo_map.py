@@ -162,7 +162,7 @@ def _random_map(seed: int, n_kf: int = 12, n_ids: int = 60) -> tuple[Map, list[n
     rng = np.random.default_rng(seed)
     m = Map()
     ids = m.allocate_ids(n_ids)
-    sets = []
+    sets, inserted = [], []
     for i in range(n_kf):
         s = np.sort(rng.choice(ids, 25, replace=False))
         kf = _kf(i, s)
@@ -170,9 +170,11 @@ def _random_map(seed: int, n_kf: int = 12, n_ids: int = 60) -> tuple[Map, list[n
         kf.uv = rng.uniform(0, 600, (25, 2))
         kf.u_right = np.where(rng.random(25) < 0.5, kf.uv[:, 0] - 20.0, np.nan)
         m.insert_keyframe(kf)
+        inserted.append(kf)
         sets.append(s)
     m.create_landmarks(ids[:50], rng.normal(size=(50, 3)), ref_kf=0)
     m.cull_landmarks(ids[40:45])
+    m.inserted = inserted  # the keyframes as handed in, for the tests' expectations
     return m, sets, ids
 
 
@@ -236,7 +238,7 @@ def test_oldest_observations_brute_force() -> None:
     np.testing.assert_array_equal(kf, [expect[i] for i in sorted(expect)])
     np.testing.assert_array_equal(T, [m.keyframe_pose(int(k)) for k in kf])
     for i, k, p in zip(found, kf, uv):  # the pixel of that observation, as inserted
-        np.testing.assert_array_equal(p, m._observation_rows(np.array([[r for r, kk, lm in table if kk == k and lm == i][0]])).uv[0])
+        np.testing.assert_array_equal(p, m.inserted[k].uv[np.searchsorted(sets[k], i)])
     found_all, _, _, _ = m.oldest_observations(ids, 0, 11)
     np.testing.assert_array_equal(found_all, sorted({lm for _, _, lm in table}))
 
