@@ -121,17 +121,17 @@ def write_euroc(src: SyntheticSource, out: Path) -> None:
             "v_RS_R_x [m s^-1], v_RS_R_y [m s^-1], v_RS_R_z [m s^-1], b_w_RS_S_x [rad s^-1], "
             "b_w_RS_S_y [rad s^-1], b_w_RS_S_z [rad s^-1], b_a_RS_S_x [m s^-2], b_a_RS_S_y [m s^-2], "
             "b_a_RS_S_z [m s^-2]\n")
-    write_text_atomic(mav / "state_groundtruth_estimate0" / "data.csv", 
+    write_text_atomic(mav / "state_groundtruth_estimate0" / "data.csv",
         head + "".join(f"{t},{r.replace(' ', ',')}\n" for t, r in zip(g_ns, _rows(gt))))
-    write_text_atomic(mav / "state_groundtruth_estimate0" / "sensor.yaml", 
+    write_text_atomic(mav / "state_groundtruth_estimate0" / "sensor.yaml",
         "%YAML:1.0\nsensor_type: visual-inertial\ncomment: exact synthetic ground truth of the body\n"
         + _matrix_yaml("T_BS", np.eye(4)))
     (mav / "imu0").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(mav / "imu0" / "data.csv", 
+    write_text_atomic(mav / "imu0" / "data.csv",
         "#timestamp [ns],w_RS_S_x [rad s^-1],w_RS_S_y [rad s^-1],w_RS_S_z [rad s^-1],"
         "a_RS_S_x [m s^-2],a_RS_S_y [m s^-2],a_RS_S_z [m s^-2]\n"
         + "".join(f"{t},{r.replace(' ', ',')}\n" for t, r in zip(g_ns, _rows(np.hstack([omega, acc])))))
-    write_text_atomic(mav / "imu0" / "sensor.yaml", 
+    write_text_atomic(mav / "imu0" / "sensor.yaml",
         "%YAML:1.0\nsensor_type: imu\ncomment: exact synthetic IMU (no noise, no bias)\n"
         + _matrix_yaml("T_BS", np.eye(4)) + f"rate_hz: {IMU_RATE_HZ}\n"
         "gyroscope_noise_density: 0.0\ngyroscope_random_walk: 0.0\n"
@@ -161,7 +161,7 @@ def write_tum(src: SyntheticSource, out: Path) -> None:
     write_text_atomic(out / "groundtruth.txt", "# ground truth trajectory\n" + head + "# timestamp tx ty tz qx qy qz qw\n"
                                          + "".join(f"{n} {r}\n" for n, r in zip(names, rows)))
     c = src.calibration.camera
-    write_text_atomic(out / "calibration.yaml", 
+    write_text_atomic(out / "calibration.yaml",
         f"# synthetic TUM-like camera (rendered images are already pinhole)\nwidth: {c.width}\nheight: {c.height}\n"
         f"fx: {_g(c.fx)}\nfy: {_g(c.fy)}\ncx: {_g(c.cx)}\ncy: {_g(c.cy)}\ndistortion_model: none\n"
         f"rate_hz: {src.sensor.rate_hz:g}\ndepth_scale: 5000.0\n")

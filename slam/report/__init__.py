@@ -1,0 +1,26 @@
+"""Pictures of a run: top_view.png, error.png and a self-contained report.html in the run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slam.io.text import write_text_atomic
+from slam.report.figures import plot_errors, plot_top_view
+from slam.report.html import render_html
+from slam.report.run_data import load_run
+
+TOP_VIEW, ERRORS, HTML = "top_view.png", "error.png", "report.html"
+
+
+def write_run_report(folder: str | Path) -> list[Path]:
+    """Draw the plots of a finished run folder and write report.html; returns the files written."""
+    folder = Path(folder)
+    data = load_run(folder)
+    images: list[tuple[Path, str]] = []
+    if plot_top_view(data, folder / TOP_VIEW):
+        images.append((folder / TOP_VIEW, "Top view: trajectory against ground truth, loop closures in red"))
+    if plot_errors(data, folder / ERRORS):
+        images.append((folder / ERRORS, "Error over time: absolute (ATE) and frame-to-frame (RPE)"))
+    write_text_atomic(folder / HTML, render_html(data, images))
+    return [p for p, _ in images] + [folder / HTML]
+
