@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slam.geometry import lie  # noqa: E402
+from slam.io.text import write_text_atomic  # noqa: E402
 from slam.solvers.backend import Backend, get_backend  # noqa: E402
 from slam.solvers.lm import SolverOptions, solve  # noqa: E402
 from slam.solvers.pgo import PoseGraphProblem  # noqa: E402
@@ -405,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         res["kind"] = "ba" if name in ("ladybug-49", "windows") or name.startswith("ba-") else "pgo"
         res["bench_s"] = time.perf_counter() - t0
         doc["cases"].append(res)
-        path.write_text(json.dumps(doc, indent=1, default=str))
+        write_text_atomic(path, json.dumps(doc, indent=1, default=str))  # after every case: a crash keeps the rest
     table = _table(doc["cases"])
-    (args.out / "bench_gpu.md").write_text(table + "\n")
+    write_text_atomic(args.out / "bench_gpu.md", table + "\n")
     print("\n" + table)
     return 0 if all("error" not in c for c in doc["cases"]) else 1
 
