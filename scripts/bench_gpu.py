@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slam.geometry import lie  # noqa: E402
+from slam.io.text import write_text_atomic  # noqa: E402
 from slam.solvers.backend import Backend, get_backend  # noqa: E402
 from slam.solvers.lm import SolverOptions, solve  # noqa: E402
 from slam.solvers.pgo import PoseGraphProblem  # noqa: E402
@@ -196,13 +197,14 @@ def record_windows(path: Path, count: int, window: int = 20) -> None:
     cfg = load_config(cfg_path)
     cfg.odometry.blocking = True
     cfg.odometry.window = window
+    cfg.odometry.precision = "fp64"
     problems: list[Any] = []
     opts, stereo = source_options(cfg.source, spec)
     src = open_source(spec, opts, stereo=stereo)
     try:
         K, baseline = src.calibration.camera.K, float(src.calibration.baseline or 0.0)
         with tempfile.TemporaryDirectory() as tmp:
-            system = System(cfg, src, spec, Path(tmp), precision="fp64", progress=False)
+            system = System(cfg, src, spec, Path(tmp), progress=False)
             system.worker.observer = problems.append
             system.run()
     finally:
@@ -405,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         res["kind"] = "ba" if name in ("ladybug-49", "windows") or name.startswith("ba-") else "pgo"
         res["bench_s"] = time.perf_counter() - t0
         doc["cases"].append(res)
-        path.write_text(json.dumps(doc, indent=1, default=str))
+        write_text_atomic(path, json.dumps(doc, indent=1, default=str))  # after every case: a crash keeps the rest
     table = _table(doc["cases"])
-    (args.out / "bench_gpu.md").write_text(table + "\n")
+    write_text_atomic(args.out / "bench_gpu.md", table + "\n")
     print("\n" + table)
     return 0 if all("error" not in c for c in doc["cases"]) else 1
 

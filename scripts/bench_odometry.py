@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from slam.config import load_config, source_options  # noqa: E402
+from slam.io.text import write_text_atomic  # noqa: E402
 from slam.odometry.rig_ba import StereoBundleAdjustment  # noqa: E402
 from slam.odometry.window import WindowData, solver_options  # noqa: E402
 from slam.solvers.lm import solve  # noqa: E402
@@ -51,6 +52,7 @@ def _run(spec: str, cfg_path: str | Path, out: Path, precision: str, blocking: b
          window: int | None = None, observer: Any = None, seed: int | None = None) -> dict[str, Any]:
     cfg = load_config(cfg_path)
     cfg.odometry.blocking = blocking
+    cfg.odometry.precision = precision
     if seed is not None:
         cfg.source.seed = seed
     if window is not None:
@@ -58,7 +60,7 @@ def _run(spec: str, cfg_path: str | Path, out: Path, precision: str, blocking: b
     opts, stereo = source_options(cfg.source, spec)
     source = open_source(spec, opts, stereo=stereo)
     try:
-        system = System(cfg, source, spec, out, precision=precision, progress=False)
+        system = System(cfg, source, spec, out, progress=False)
         system.worker.observer = observer
         return system.run().report
     finally:
@@ -192,7 +194,7 @@ def main() -> int:
     if spec is None:
         spec = str(out / "data" / "room_loop_euroc")
         if not (Path(spec) / "mav0").is_dir():
-            from slam.sources.synthetic import write_sequence
+            from slam.synthetic import write_sequence
             print(f"writing the synthetic EuRoC sequence to {spec} ...", file=sys.stderr)
             write_sequence("room_loop", "euroc", spec)
     result: dict[str, Any] = {"source": spec, "config": args.config, "host": {
@@ -225,7 +227,7 @@ def main() -> int:
         result["accuracy"] = acc
         _print_accuracy(acc)
     path = out / "bench_odometry.json"
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_text_atomic(path, json.dumps(result, indent=2, default=float) + "\n")
     print(f"\nwrote {path}")
     return 0
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from slam.solvers.lm import SolverOptions, solve  # noqa: E402
 from slam.solvers.precision import PRESETS  # noqa: E402
+from slam.io.text import write_text_atomic  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -203,8 +204,8 @@ def main() -> int:
                         lines.append(f"{prec}{note} / {peer['name']} wall time: "
                                      f"{entry['runs'][prec]['wall_s'] / peer['time_s']:.2f}x")
             lines.append("")
-            (out_dir / "bench_solvers.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-            (out_dir / "bench_solvers.md").write_text("\n".join(summary + [""] + lines) + "\n")
+            write_text_atomic(out_dir / "bench_solvers.json", json.dumps(results, indent=2, default=str) + "\n")
+            write_text_atomic(out_dir / "bench_solvers.md", "\n".join(summary + [""] + lines) + "\n")
     print("\n".join(summary + [""] + lines))
     print(f"wrote {out_dir / 'bench_solvers.md'} and {out_dir / 'bench_solvers.json'}", file=sys.stderr)
     return 0

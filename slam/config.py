@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slam.errors import FormatError, InputError
+from slam.frontend.config import FrontendConfig, KeyframeConfig
+from slam.io.yamlfile import read_yaml_lines
+from slam.odometry.config import OdometryConfig
+from slam.solvers.precision import PRESETS
 
 SENSORS = ("auto", "stereo", "mono", "rgbd")
 SYNTHETIC_SENSORS = ("stereo", "mono", "rgbd", "kitti")
 LOSSES = ("huber", "cauchy", "none")
-PRECISIONS = ("fp64", "fp32", "mixed", "fp16")
 
 
 @dataclass
@@ -43,71 +44,6 @@ class SourceConfig:
 
 
 @dataclass
-class FrontendConfig:
-    """Feature detection, KLT tracking, stereo/depth measurement, pose tracking, initialization."""
-
-    max_features: int = 250          # features kept alive (new ones are detected at keyframes)
-    grid_cols: int = 8               # bucketing grid: features are spread over cols x rows cells
-    grid_rows: int = 6
-    min_distance: int = 15           # px between features
-    quality_level: float = 0.005     # Shi-Tomasi threshold relative to the strongest corner
-    border: int = 10                 # px kept free of features at the image border
-    klt_window: int = 21             # px, side of the KLT window
-    klt_levels: int = 3              # pyramid levels above the image
-    fb_threshold: float = 1.0        # px, forward-backward KLT consistency
-    reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
-    min_inliers: int = 20            # fewer pose inliers: the frame is lost
-    min_disparity: float = 1.0       # px, stereo: smaller disparities give no depth
-    max_depth: float = 40.0          # m, stereo/RGB-D depths beyond are not used to create landmarks
-    min_depth: float = 0.2           # m (stereo search also stops at a quarter of the image width)
-    rgbd_baseline: float = 0.08      # m, virtual stereo baseline of RGB-D depth (ORB-SLAM's bf)
-    descriptors: bool = True         # ORB descriptors of keyframe features (relocalization)
-    relocalize_features: int = 1000  # corners described in a lost frame
-    relocalize_min_inliers: int = 25
-    relocalize_keyframes: int = 40   # newest keyframes whose landmarks relocalization matches against
-    new_map_after: float = 2.0       # s lost before a new map segment is started (stereo/RGB-D at once possible)
-    init_min_flow: float = 8.0       # px, monocular: median flow before a two-view initialization is tried
-    init_min_points: int = 60        # monocular: triangulated points a two-view initialization needs
-    init_min_parallax: float = 1.0   # deg, monocular: parallax of the init_min_points-th best point
-    init_max_frames: int = 40        # monocular: frames tried against one reference frame
-
-
-@dataclass
-class KeyframeConfig:
-    """Keyframe selection: about max_rate_hz while moving, none while standing still."""
-
-    max_rate_hz: float = 10.0        # at most this many keyframes per second of sensor time
-    parallax: float = 12.0           # px, median feature displacement since the last keyframe that asks for one
-    min_parallax: float = 2.0        # px, below this the camera counts as standing still: no keyframe
-    min_tracked_ratio: float = 0.75  # fewer of the last keyframe's landmarks still tracked asks for one
-    min_tracked: int = 80            # fewer landmarks tracked asks for one
-    max_pending: int = 0             # worker this many keyframes behind: only urgent keyframes (0: off)
-
-
-@dataclass
-class OdometryConfig:
-    """Sliding-window bundle adjustment in the odometry worker thread."""
-
-    window: int = 20                 # newest keyframes optimized; older observers of their points stay fixed
-    max_fixed: int = 20              # older keyframes kept (fixed) in a window problem
-    precision: str = "mixed"         # BA precision policy: fp64, fp32, mixed, fp16
-    max_iterations: int = 5          # LM iterations per window solve
-    cg_max_iterations: int = 60
-    # The window is solved again at every keyframe from the last solution, so a step that lowers the
-    # cost by less than this fraction is noise next to the next keyframe's change (Ceres: 1e-6 for
-    # one-off problems). Measured on room_loop: the 2nd step gains ~1e-5, the 3rd ~1e-7.
-    # Monocular configs use 1e-5: there the scale is the flattest direction and stopping early
-    # leaves it where the rounding of the last step put it (fp64 and mixed then drift apart).
-    relative_cost_tol: float = 1e-4
-    loss: str = "huber"
-    loss_scale: float = 2.0          # px
-    preconditioner: str = "jacobi"   # CGNR preconditioner: jacobi (block) or schur (the engine's BA Schur)
-    max_reprojection_error: float = 3.0  # px: observations beyond are dropped after BA
-    min_parallax: float = 1.0        # deg: monocular triangulation needs this much
-    blocking: bool = False           # tracking waits for each keyframe's BA (deterministic runs, tests)
-
-
-@dataclass
 class RunConfig:
     """Everything `slam run` reads from its YAML file."""
 
@@ -126,7 +62,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "source.sensor": SENSORS,
     "source.synthetic_sensor": SYNTHETIC_SENSORS,
     "odometry.loss": LOSSES,
-    "odometry.precision": PRECISIONS,
+    "odometry.precision": tuple(PRESETS),
     "odometry.preconditioner": ("jacobi", "schur"),
 }
 # Dotted key -> (lowest, highest) allowed numbers (None: unbounded).
@@ -139,24 +75,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "odometry.relative_cost_tol": (0.0, 1.0),
     "odometry.loss_scale": (1e-3, None), "source.prefetch": (0, 64),
 }
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key (for error messages)."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-    lines = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, typing.Hashable):
-            lines[key] = key_node.start_mark.line + 1
-    loader.key_lines[id(mapping)] = lines
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _type_name(tp: Any) -> str:
@@ -234,17 +152,8 @@ def load_config(path: str | Path | None) -> RunConfig:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such configuration file", p)
-    loader = _LineLoader(p.read_text(encoding="utf-8"))
-    loader.key_lines = {}
-    try:
-        data = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FormatError(f"invalid YAML: {getattr(exc, 'problem', exc)}", p,
-                          None if mark is None else mark.line + 1) from None
-    finally:
-        loader.dispose()
-    return _fill(RunConfig, data, "", str(p), loader.key_lines, None)
+    data, key_lines = read_yaml_lines(p, "configuration file")
+    return _fill(RunConfig, data, "", str(p), key_lines, None)
 
 
 def source_options(cfg: SourceConfig, spec: str) -> tuple[dict[str, Any], bool | None]:

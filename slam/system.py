@@ -22,9 +22,10 @@ import numpy as np
 
 from slam.config import RunConfig
 from slam.errors import InputError
-from slam.frontend.measure import Rig
 from slam.frontend.state import FrameResult
 from slam.frontend.tracker import Tracker
+from slam.geometry.pinhole import Rig
+from slam.io.text import write_text_atomic
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.odometry.worker import OdometryWorker, timing_stats
@@ -177,7 +178,7 @@ class RunResult:
 class System:
     """Wires source, tracker, odometry worker and map for one run."""
 
-    def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path, precision: str | None = None,
+    def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path,
                  max_frames: int | None = None, progress: bool | ProgressLine = True, loop: bool = False,
                  realtime: bool = False) -> None:
         self.cfg, self.source, self.spec = cfg, source, spec
@@ -192,8 +193,10 @@ class System:
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
         self.map = Map()
-        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision)
-        self.tracker = Tracker(cfg, self.rig, self.map, self.worker.submit, self.worker.pending)
+        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry)
+        self.tracker = Tracker(cfg.frontend, cfg.keyframes, self.rig, self.map, self.worker.submit, self.worker.pending,
+                               max_reprojection_error=cfg.odometry.max_reprojection_error,
+                               min_parallax=cfg.odometry.min_parallax)
         self.results: dict[int, FrameResult] = {}
         try:
             self.total = len(source)
@@ -276,9 +279,9 @@ class System:
         write_trajectories(self.out, times, poses, snap)
         centers = snap.keyframe_poses[:, :3, 3] if len(snap.keyframe_poses) else None
         write_ply(self.out / "map.ply", snap.points, centers)
-        (self.out / "loops.json").write_text(json.dumps(self.loops, indent=2, default=_json_default) + "\n")
+        write_text_atomic(self.out / "loops.json", json.dumps(self.loops, indent=2, default=_json_default) + "\n")
         report = build_report(self, res, ok, poses, snap, n, wall, t_track, read_times, interrupted, error)
-        (self.out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        write_text_atomic(self.out / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
         return report
 
 

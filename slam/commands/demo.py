@@ -14,6 +14,7 @@ import numpy as np
 from slam.eval.metrics import ErrorStats, ate_errors
 from slam.eval.synthetic_problems import grid_pose_graph
 from slam.io.g2o import write_g2o
+from slam.io.text import atomic_output
 from slam.solvers.lm import SolverOptions, solve
 from slam.solvers.pgo import from_pose_graph
 from slam.solvers.precision import PRESETS
@@ -70,4 +71,5 @@ def _plot(path: Path, gt: np.ndarray, init: np.ndarray, est: np.ndarray) -> None
     ax.set_ylabel("y [m]")
     ax.set_zlabel("z [m]")
     ax.legend(loc="upper left")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")

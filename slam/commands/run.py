@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from slam.system import System
 
     cfg = load_config(args.config)
+    if args.precision is not None:  # the one place the command line overrides the config
+        cfg.odometry.precision = args.precision
     if args.calibration is not None:
         cfg.source.calibration = args.calibration
     if args.max_frames is not None and args.max_frames < 1:
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         check_run_folder(out, args.overwrite)
-        system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
+        system = System(cfg, source, args.source, out, max_frames=args.max_frames,
                         progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
         T_body_cam = source.calibration.T_body_cam
         if args.frame == "body":

@@ -53,7 +53,7 @@ def prepare_dataset_folder(out: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """List scenes or write one sequence; prints where it went and how fast it rendered."""
-    from slam.sources.synthetic import list_scenes, write_sequence
+    from slam.synthetic import list_scenes, write_sequence
 
     if args.list:
         for name in list_scenes():
@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
     out = Path(args.out) if args.out else Path(f"{args.scene}_{args.format}")
-    from slam.sources.synth_writers import FORMATS
-    from slam.sources.synthetic import SyntheticSource
+    from slam.synthetic import FORMATS, SyntheticSource
     if args.format not in FORMATS:
         raise InputError(f"unknown format '{args.format}'; expected one of {', '.join(FORMATS)}")
     # scene and frame count are checked before anything in the output folder is touched

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from slam.errors import InputError
+from slam.io.text import write_text_atomic
 from slam.solvers.backend import get_backend
 from slam.solvers.lm import SolverOptions, Summary, solve
 from slam.solvers.problem import LeastSquaresProblem
@@ -79,4 +79,4 @@ def print_summary(summary: Summary, title: str) -> None:
 def write_json(path: str | None, stats: dict[str, Any]) -> None:
     """Write statistics JSON (no-op without a path)."""
     if path:
-        Path(path).write_text(json.dumps(stats, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(stats, indent=2) + "\n")

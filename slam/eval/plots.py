@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from slam.errors import InputError
+from slam.io.text import atomic_output
 
 _AXES = "xyz"
 
@@ -81,6 +82,7 @@ def plot_evaluation(path: str | Path, ref_positions: np.ndarray, est_positions: 
     ax.set_title("relative pose error")
 
     try:
-        fig.savefig(path, dpi=100)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     except OSError as exc:
         raise InputError(f"cannot write the plot: {exc.strerror or exc}", path) from None

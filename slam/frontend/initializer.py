@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from slam.frontend.guard import affine_rank, attempt, finite_rows
-from slam.frontend.triangulation import checked_triangulation
+from slam.geometry.triangulation import checked_triangulation
 from slam.geometry import lie
 from slam.solvers.ba import BundleAdjustmentProblem
 from slam.solvers.lm import SolverOptions, solve

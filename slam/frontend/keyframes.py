@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slam.config import KeyframeConfig
+from slam.frontend.config import KeyframeConfig
 
 
 @dataclass

@@ -7,30 +7,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slam.config import FrontendConfig
+from slam.frontend.config import FrontendConfig
 from slam.frontend.features import Pyramid, build_pyramid, orb_descriptors, to_gray
 from slam.frontend.stereo import depth_lookup, stereo_match
+from slam.geometry.pinhole import Rig
 from slam.sources.base import Frame
-
-
-@dataclass
-class Rig:
-    """The camera as the pipeline uses it: pinhole K, mode, and the baseline of stereo residuals.
-
-    For RGB-D the baseline is virtual (ORB-SLAM's bf): depth z becomes u_right = u - fx b / z so
-    that stereo and RGB-D share one bundle-adjustment model.
-    """
-
-    K: np.ndarray
-    width: int
-    height: int
-    mode: str
-    baseline: float  # metres; 0 for mono
-
-    @property
-    def fx_baseline(self) -> float:
-        """fx * baseline in pixel-metres."""
-        return float(self.K[0, 0] * self.baseline)
 
 
 @dataclass

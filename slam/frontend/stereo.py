@@ -1,4 +1,4 @@
-"""Depth of features: stereo matching on rectified pairs, depth-image lookup (RGB-D), back-projection."""
+"""Depth of features: stereo matching on rectified pairs, depth-image lookup (RGB-D)."""
 
 from __future__ import annotations
 
@@ -129,11 +129,3 @@ def depth_lookup(depth: np.ndarray, pts: np.ndarray, min_depth: float, max_depth
     lo, hi = patch.min(axis=1), patch.max(axis=1)
     ok = (d > min_depth) & (d < max_depth) & (lo > 0) & (hi - lo < max_step * d)
     return np.where(ok, d, np.nan)
-
-
-def backproject(uv: np.ndarray, depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
-    """World points (N,3) of pixels with depth (z) seen from T_world_cam."""
-    x = (uv[:, 0] - K[0, 2]) / K[0, 0]
-    y = (uv[:, 1] - K[1, 2]) / K[1, 1]
-    pc = np.stack([x * depth, y * depth, depth], axis=1)
-    return pc @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]

@@ -17,17 +17,17 @@ from typing import Callable
 
 import numpy as np
 
-from slam.config import RunConfig
-from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb, to_gray
+from slam.frontend.config import FrontendConfig, KeyframeConfig
+from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb, orb_descriptors, to_gray
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
-from slam.frontend.measure import Rig, measure
-from slam.frontend.mono_init import MonoInitializer
+from slam.frontend.measure import measure
+from slam.frontend.mono_init import MonoInitializer, TwoViewStart, pose_from_points
 from slam.frontend.pose import pnp_ransac, project, refine_pose
-from slam.geometry.lie import orthonormalize
 from slam.frontend.relocalizer import relocalize
 from slam.frontend.state import FrameResult, Tracks, inv
-from slam.frontend.stereo import backproject
-from slam.frontend.triangulation import checked_triangulation
+from slam.geometry.lie import orthonormalize
+from slam.geometry.pinhole import Rig, backproject
+from slam.geometry.triangulation import checked_triangulation
 from slam.map.keyframe import KeyframeData
 from slam.map.map import CULLED, Map
 from slam.sources.base import Frame
@@ -38,14 +38,19 @@ INIT, TRACKING, LOST = "init", "tracking", "lost"
 class Tracker:
     """Per-frame tracking for stereo, RGB-D and monocular input."""
 
-    def __init__(self, cfg: RunConfig, rig: Rig, the_map: Map, emit: Callable[[KeyframeData], None],
-                 pending: Callable[[], int] = lambda: 0) -> None:
-        self.cfg, self.f = cfg, cfg.frontend
+    def __init__(self, frontend: FrontendConfig, keyframes: KeyframeConfig, rig: Rig, the_map: Map,
+                 emit: Callable[[KeyframeData], None], pending: Callable[[], int] = lambda: 0,
+                 max_reprojection_error: float = 3.0, min_parallax: float = 1.0) -> None:
+        """emit hands a keyframe on (to the odometry worker); pending counts those not yet in the map;
+        max_reprojection_error (px) and min_parallax (deg) check the points tracking triangulates
+        (the odometry worker's landmark checks, one setting for both)."""
+        self.f = frontend
+        self.max_reprojection_error, self.min_parallax = max_reprojection_error, min_parallax
         self.rig, self.K = rig, rig.K
         self.map = the_map
         self.emit = emit
         self.pending = pending  # keyframes handed on but not yet in the map
-        self.policy = KeyframePolicy(cfg.keyframes)
+        self.policy = KeyframePolicy(keyframes)
         self.orb = make_orb() if self.f.descriptors else None
         self.state = INIT
         self.tracks = Tracks()
@@ -64,7 +69,7 @@ class Tracker:
         self.kf_poses: dict[int, np.ndarray] = {}  # T_wc of keyframes (map values once written)
         self.kf_rel: dict[int, tuple[int, np.ndarray]] = {}  # keyframe -> (reference keyframe, T_ref_kf)
         self.lost_since: float | None = None
-        self.mono = MonoInitializer(self) if rig.mode == "mono" else None
+        self.mono = MonoInitializer(frontend, rig.K, the_map.allocate_ids) if rig.mode == "mono" else None
         self.times: dict[str, list[float]] = {}
         self.keyframe_reasons: dict[str, int] = {}
 
@@ -92,11 +97,9 @@ class Tracker:
         if self.map.version == self.map_version:
             return
         tr = self.tracks
-        with self.map.lock:
-            self.map_version = self.map.version
-            states = self.map.states(tr.ids) if len(tr) else np.zeros(0, np.int8)
-            pos = self.map.positions(tr.ids) if len(tr) else np.zeros((0, 3))
-            poses = self.map.keyframe_poses()
+        view = self.map.tracking_view(tr.ids)
+        self.map_version = view.version
+        states, pos, poses = view.states, view.positions, view.keyframe_poses
         old = dict(self.kf_poses)
         self.kf_poses.update(enumerate(poses))
         for k in sorted(k for k in self.kf_rel if k >= len(poses)):  # queued keyframes, oldest first
@@ -134,7 +137,7 @@ class Tracker:
         elif self.state == LOST:
             out = [self._recover(frame, gray, pyr)]
         elif self.mono is not None:
-            out = self.mono.process(frame, gray, pyr)
+            out = self._init_mono(frame, gray, pyr)
             self._timed("init", t0)
         else:
             out = [self._init_depth(frame, gray, pyr)]
@@ -285,8 +288,7 @@ class Tracker:
         kfs = np.unique(tr.anchor_kf[cand])
         T_cw_a = inv(np.stack([self.kf_poses[int(k)] for k in kfs]))[np.searchsorted(kfs, tr.anchor_kf[cand])]
         X, good, par = checked_triangulation(T_cw_a, self.T_cw, tr.anchor_uv[cand], tr.uv[cand].astype(np.float64),
-                                             self.K, self.cfg.odometry.max_reprojection_error,
-                                             self.cfg.odometry.min_parallax)
+                                             self.K, self.max_reprojection_error, self.min_parallax)
         good &= none[cand] | (par >= 1.5 * tr.xyz_par[cand])
         idx = cand[good]
         tr.xyz[idx] = X[good]
@@ -345,11 +347,58 @@ class Tracker:
             self.state = INIT
             if self.mono is not None:
                 self.mono.reset()
-            return self.process_init_now(frame, gray, pyr)
+                return self._init_mono(frame, gray, pyr)[-1]
+            return self._init_depth(frame, gray, pyr)
         return self._lost(frame)
 
-    def process_init_now(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> FrameResult:
-        """Try to start a new segment with this frame (the last of the process() list)."""
-        if self.mono is not None:
-            return self.mono.process(frame, gray, pyr)[-1]
-        return self._init_depth(frame, gray, pyr)
+    def _init_mono(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> list[FrameResult]:
+        """One frame of monocular initialization; the results end with this frame's."""
+        assert self.mono is not None
+        step = self.mono.process(frame, gray, self.pyr, pyr)
+        if step.start is None:
+            return [self._lost(fr, status) for fr, status in step.unposed]
+        return self._start_mono(step.start, frame, gray, pyr)
+
+    def _start_mono(self, st: TwoViewStart, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> list[FrameResult]:
+        """A map segment from a two-view initialization: the reference keyframe with the triangulated
+        points, poses of the frames in between from those points, and this frame as second keyframe."""
+        self._start_segment()
+        origin = self.origin
+        self.tracks = tr = st.tracks
+        good = st.good
+        pts_w = st.points @ origin[:3, :3].T + origin[:3, 3]
+        desc = ok = None
+        if self.orb is not None:
+            desc, ok = orb_descriptors(st.ref_gray, st.ref_uv, self.orb)
+        n = len(tr)
+        ref = st.ref_frame
+        kf0 = KeyframeData(id=self.next_kf, frame_index=ref.index, timestamp=ref.timestamp, pose=origin.copy(),
+                           segment=self.segment, ids=tr.ids.copy(), uv=st.ref_uv, u_right=np.full(n, np.nan),
+                           depth=np.full(n, np.nan), descriptors=desc, desc_ok=ok,
+                           new_ids=tr.ids[good].copy(), new_points=pts_w)
+        self.next_kf += 1
+        self.emit(kf0)
+        tr.xyz[good] = pts_w
+        tr.xyz_kf[good] = kf0.id
+        tr.anchor_kf[:] = kf0.id  # later triangulations of these tracks use the widest baseline
+        tr.anchor_uv = st.ref_uv.copy()
+        self.kf_poses[kf0.id] = origin.copy()
+        self.T_cw = st.T_cur_ref @ np.linalg.inv(origin)
+        self.kf_id, self.kf_time, self.kf_T_wc = kf0.id, ref.timestamp, origin.copy()
+        self.kf_ids, self.kf_uv = kf0.ids, st.ref_uv
+        out = [self._pose_result(ref, origin, len(tr), len(tr))]
+        good_ids = tr.ids[good]  # increasing: ids are allocated in order and tracks keep it
+        for fr, ids, uv in st.pending:
+            pose = pose_from_points(pts_w, good_ids, ids, uv, self.K, self.f)
+            out.append(self._lost(fr) if pose is None else self._pose_result(fr, inv(pose[0]), pose[1], pose[1]))
+        self.V = np.eye(4)
+        self.state = TRACKING
+        self.lost_since = None
+        self._make_keyframe(frame, gray, pyr)
+        out.append(self._result(frame, "keyframe", int(good.sum())))
+        return out
+
+    def _pose_result(self, fr: Frame, T_wc: np.ndarray, tracked: int, inliers: int) -> FrameResult:
+        """A frame posed during initialization, relative to the segment's first keyframe."""
+        return FrameResult(fr.index, fr.timestamp, "tracking", T_wc, self.kf_id, inv(self.kf_T_wc) @ T_wc,
+                           self.segment, tracked, inliers, fr.gt_pose)

@@ -12,7 +12,7 @@ from scipy.sparse import csgraph
 
 from slam.errors import FormatError, ProblemError
 from slam.geometry.quaternion import quat_to_rot, rot_to_quat
-from slam.io.text import read_text, write_text_atomic
+from slam.io.text import data_lines, read_text, write_text_atomic
 
 VERTEX_TAG = "VERTEX_SE3:QUAT"
 EDGE_TAG = "EDGE_SE3:QUAT"
@@ -149,12 +149,12 @@ def connected_components(graph: PoseGraph) -> np.ndarray:
 def _split_by_tag(text: str) -> dict[str, tuple[list[int], list[list[str]]]]:
     """Group non-blank, non-comment lines by their first token: tag -> (line numbers, other tokens)."""
     blocks: dict[str, tuple[list[int], list[list[str]]]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        tokens = line.partition("#")[0].split()
-        if tokens:
-            lines, rows = blocks.setdefault(tokens[0], ([], []))
-            lines.append(number)
-            rows.append(tokens[1:])
+    lines, numbers, _ = data_lines(text, inline_comments=True)
+    for number, line in zip(numbers, lines):
+        tokens = line.split()
+        at, rows = blocks.setdefault(tokens[0], ([], []))
+        at.append(number)
+        rows.append(tokens[1:])
     return blocks
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from slam.errors import FormatError, InputError
 from slam.geometry.quaternion import quat_to_rot, rot_to_quat
+from slam.io.text import data_lines, read_text, split_rows, to_float, write_text_atomic
 
 FORMATS = ("tum", "euroc", "kitti")
 _NS = 1_000_000_000
@@ -74,59 +75,18 @@ def poses_from_tq(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
 
 def _data_lines(path: Path, comment: str = "#") -> tuple[list[str], list[int], list[str]]:
     """Non-empty, non-comment lines with their 1-based line numbers, and the comment lines."""
-    if not path.exists():
-        raise InputError("trajectory file does not exist", path)
-    if path.is_dir():
-        raise InputError("expected a trajectory file, got a folder", path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"not a text file ({exc.reason} at byte {exc.start})", path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}", path) from None
-    lines, numbers, comments = [], [], []
-    for i, raw in enumerate(text.splitlines(), start=1):
-        s = raw.strip()
-        if not s:
-            continue
-        if s.startswith(comment):
-            comments.append(s)
-            continue
-        lines.append(s)
-        numbers.append(i)
-    return lines, numbers, comments
+    return data_lines(read_text(path, "trajectory file"), comment)
 
 
 def _split(lines: list[str], numbers: list[int], path: Path, sep: str | None,
            ncols: int, at_least: bool, what: str) -> list[list[str]]:
     """Split each line into fields; the first line with a wrong field count is a FormatError."""
-    rows = [[f.strip() for f in s.split(sep)] if sep else s.split() for s in lines]
-    counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    bad = np.flatnonzero(counts < ncols) if at_least else np.flatnonzero(counts != ncols)
-    if bad.size:
-        k = int(bad[0])
-        need = f"at least {ncols}" if at_least else f"{ncols}"
-        raise FormatError(f"expected {need} values ({what}), found {counts[k]}", path, numbers[k])
-    return rows
+    return split_rows(lines, numbers, path, (ncols, None) if at_least else ncols, what, sep)
 
 
 def _to_float(rows: list[list[str]], numbers: list[int], path: Path, what: str) -> np.ndarray:
-    """Rows of equal length -> float64 array; a non-numeric field is a FormatError naming its line."""
-    try:
-        a = np.array(rows, dtype=np.float64)
-    except ValueError:
-        for row, n in zip(rows, numbers):
-            for f in row:
-                try:
-                    float(f)
-                except ValueError:
-                    raise FormatError(f"non-numeric value {f!r} ({what})", path, n) from None
-        raise
-    finite = np.isfinite(a).all(axis=1)
-    if not finite.all():
-        k = int(np.flatnonzero(~finite)[0])
-        raise FormatError(f"value is NaN or infinite ({what})", path, numbers[k])
-    return a
+    """Rows of equal length -> float64 array; a non-numeric or non-finite field is a FormatError naming its line."""
+    return to_float(rows, slice(None), path, numbers, what, finite=True)
 
 
 def _check_times(t: np.ndarray, numbers: list[int], path: Path) -> None:
@@ -318,9 +278,8 @@ def write_tum(path: str | Path, traj: Trajectory) -> None:
     t = _require_times(traj, "TUM")
     q = rot_to_quat(traj.poses[:, :3, :3]) if len(traj) else np.zeros((0, 4))
     body = np.column_stack([traj.positions, q])
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# timestamp tx ty tz qx qy qz qw\n")
-        f.writelines(f"{ti:.9f} " + " ".join(f"{v:.17g}" for v in row) + "\n" for ti, row in zip(t, body))
+    write_text_atomic(path, "# timestamp tx ty tz qx qy qz qw\n" + "".join(
+        f"{ti:.9f} " + " ".join(f"{v:.17g}" for v in row) + "\n" for ti, row in zip(t, body)))
 
 
 def _seconds_to_ns(t: np.ndarray) -> np.ndarray:
@@ -334,22 +293,19 @@ def write_euroc_csv(path: str | Path, traj: Trajectory) -> None:
     t = _require_times(traj, "EuRoC CSV")
     q = rot_to_quat(traj.poses[:, :3, :3]) if len(traj) else np.zeros((0, 4))
     body = np.column_stack([traj.positions, q[:, [3, 0, 1, 2]]])
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("#timestamp [ns], p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], "
-                "q_RS_w [], q_RS_x [], q_RS_y [], q_RS_z []\n")
-        f.writelines(f"{ns}," + ",".join(f"{v:.17g}" for v in row) + "\n"
-                     for ns, row in zip(_seconds_to_ns(t), body))
+    write_text_atomic(path, "#timestamp [ns], p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], "
+                      "q_RS_w [], q_RS_x [], q_RS_y [], q_RS_z []\n" + "".join(
+                          f"{ns}," + ",".join(f"{v:.17g}" for v in row) + "\n"
+                          for ns, row in zip(_seconds_to_ns(t), body)))
 
 
 def write_kitti(path: str | Path, traj: Trajectory, times_path: str | Path | None = None) -> None:
     """Write KITTI poses (12 values a line); the timestamps go to `times_path` when given."""
     rows = traj.poses[:, :3, :].reshape(len(traj), 12)
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(" ".join(f"{v:.17g}" for v in row) + "\n" for row in rows)
+    t = _require_times(traj, "KITTI times") if times_path is not None else None
+    write_text_atomic(path, "".join(" ".join(f"{v:.17g}" for v in row) + "\n" for row in rows))
     if times_path is not None:
-        t = _require_times(traj, "KITTI times")
-        with open(times_path, "w", encoding="utf-8") as f:
-            f.writelines(f"{ti:.9f}\n" for ti in t)
+        write_text_atomic(times_path, "".join(f"{ti:.9f}\n" for ti in t))
 
 
 def write_trajectory(path: str | Path, traj: Trajectory, fmt: str = "tum") -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from slam.io.text import write_bytes_atomic
 from slam.io.trajectory import Trajectory, write_tum
-from slam.map.map import MapSnapshot
+from slam.map.views import MapSnapshot
 
 
 def write_ply(path: str | Path, points: np.ndarray, keyframe_centers: np.ndarray | None = None) -> None:
@@ -24,9 +25,7 @@ def write_ply(path: str | Path, points: np.ndarray, keyframe_centers: np.ndarray
               f"comment {len(pts)} landmarks, {len(cen)} keyframe centres (red)\n"
               f"element vertex {n}\nproperty float x\nproperty float y\nproperty float z\n"
               "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
-    with open(path, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(rec.tobytes())
+    write_bytes_atomic(path, header.encode("ascii") + rec.tobytes())
 
 
 def read_ply_points(path: str | Path) -> np.ndarray:

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from slam.frontend.stereo import backproject
-from slam.frontend.triangulation import checked_triangulation
 from slam.geometry import lie
+from slam.geometry.pinhole import backproject
+from slam.geometry.triangulation import checked_triangulation
 from slam.map.keyframe import KeyframeData
-from slam.map.map import ALIVE, NONE, Map
+from slam.map.map import CULLED, NONE, Map
 
 
 def from_measurements(the_map: Map, kf: KeyframeData, K: np.ndarray) -> int:
     """Landmarks for the keyframe's tracks that have depth (stereo / RGB-D) and no position yet."""
     n = 0
-    if len(kf.new_ids):
-        fresh = the_map.states(kf.new_ids) == NONE  # the worker may have triangulated some already
-        the_map.create_landmarks(kf.new_ids[fresh], kf.new_points[fresh], kf.id)
-        n += int(fresh.sum())
+    if len(kf.new_ids):  # the worker may have triangulated some already
+        n += int(the_map.create_landmarks(kf.new_ids, kf.new_points, kf.id, if_states=(NONE,)).sum())
     cand = (the_map.states(kf.ids) == NONE) & np.isfinite(kf.depth)
     if cand.any():
-        the_map.create_landmarks(kf.ids[cand], backproject(kf.uv[cand], kf.depth[cand], K, kf.pose), kf.id)
-        n += int(cand.sum())
+        n += int(the_map.create_landmarks(kf.ids[cand], backproject(kf.uv[cand], kf.depth[cand], K, kf.pose), kf.id,
+                                          if_states=(NONE,)).sum())
     return n
 
 
@@ -29,21 +27,12 @@ def triangulate_tracks(the_map: Map, kf: KeyframeData, K: np.ndarray, lookback: 
                        min_parallax_deg: float) -> int:
     """Triangulate the keyframe's tracks without a position against their oldest observation among
     the previous `lookback` keyframes (the widest baseline); returns how many became landmarks."""
-    with the_map.lock:
-        cand = kf.ids[the_map.states(kf.ids) == NONE]
-        if cand.size == 0 or kf.id == 0:
-            return 0
-        rows = the_map.observation_rows(max(0, kf.id - lookback), kf.id - 1)
-        lm = the_map.obs_lm.a[rows]
-        sel = rows[np.isin(lm, cand) & the_map.obs_ok.a[rows]]
-        if sel.size == 0:
-            return 0
-        # rows are in keyframe order: the first row of each track is its oldest observation
-        ids_a, first = np.unique(the_map.obs_lm.a[sel], return_index=True)
-        rows_a = sel[first]
-        kf_a = the_map.obs_kf.a[rows_a]
-        uv_a = the_map.obs_uv.a[rows_a].copy()
-        T_cw_a = lie.se3_inverse(the_map.kf_pose.a[kf_a])
+    if kf.id == 0:
+        return 0
+    ids_a, _, uv_a, T_wc_a = the_map.oldest_observations(kf.ids, max(0, kf.id - lookback), kf.id - 1, state=NONE)
+    if ids_a.size == 0:
+        return 0
+    T_cw_a = lie.se3_inverse(T_wc_a)
     pos_b = np.searchsorted(kf.ids, ids_a) if np.all(np.diff(kf.ids) > 0) else None
     if pos_b is None:
         order = np.argsort(kf.ids)
@@ -52,8 +41,7 @@ def triangulate_tracks(the_map: Map, kf: KeyframeData, K: np.ndarray, lookback: 
     T_cw_b = lie.se3_inverse(kf.pose)
     X, good, _ = checked_triangulation(T_cw_a, T_cw_b, uv_a, uv_b, K, max_error, min_parallax_deg)
     if good.any():
-        with the_map.lock:  # the tracker may not have changed them, but check once more under the lock
-            still = the_map.states(ids_a[good]) != ALIVE
-            the_map.create_landmarks(ids_a[good][still], X[good][still], kf.id)
+        # positions may have been given meanwhile: the map checks the states under its lock
+        the_map.create_landmarks(ids_a[good], X[good], kf.id, if_states=(NONE, CULLED))
         return int(good.sum())
     return 0

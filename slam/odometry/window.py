@@ -19,9 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from slam.config import OdometryConfig
+from slam.odometry.config import OdometryConfig
 from slam.geometry import lie
-from slam.map.map import ALIVE, Map
+from slam.map.map import Map
+from slam.map.views import ObservationRows
 from slam.odometry.rig_ba import StereoBundleAdjustment
 from slam.solvers.lm import SolverOptions, solve
 
@@ -67,59 +68,45 @@ class WindowStats:
 
 
 def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) -> WindowData | None:
-    """Select and copy the window problem; None when there is nothing to optimize.
+    """Select the window problem from one copy of the map (`Map.window_view`); None when there is
+    nothing to optimize.
 
     gauge_keyframes: the first this many keyframes of each map segment are always fixed (1 for
     stereo and RGB-D, 2 for monocular, where one fixed camera leaves the scale free)."""
-    with the_map.lock:
-        K = the_map.n_keyframes
-        if K < 2:
-            return None
-        w0 = max(0, K - window)
-        win = np.arange(w0, K)
-        rows_w = the_map.observation_rows(w0, K - 1)
-        lm_all = the_map.obs_lm.a[rows_w]
-        ok = the_map.obs_ok.a[rows_w] & (the_map.lm_state.a[lm_all] == ALIVE)
-        rows_w = rows_w[ok]
-        lms = np.unique(the_map.obs_lm.a[rows_w])
-        if lms.size == 0:
-            return None
-        fixed_kf = np.zeros(0, np.int64)
-        rows_f = np.zeros(0, np.int64)
-        if w0 > 0:
-            rows_o = the_map.observation_rows(max(0, w0 - FIXED_LOOKBACK * window), w0 - 1)
-            sel = rows_o[the_map.obs_ok.a[rows_o] & np.isin(the_map.obs_lm.a[rows_o], lms)]
-            if sel.size:
-                kfs, counts = np.unique(the_map.obs_kf.a[sel], return_counts=True)
-                fixed_kf = np.sort(kfs[np.lexsort((-kfs, -counts))[:max_fixed]])  # most shared, then newest
-                rows_f = sel[np.isin(the_map.obs_kf.a[sel], fixed_kf)]
-        kf_ids = np.concatenate([win, fixed_kf])
-        rows = np.concatenate([rows_w, rows_f])
-        seg = the_map.kf_segment.a[kf_ids]
-        fixed = np.zeros(len(kf_ids), bool)
-        fixed[len(win):] = True
-        all_seg = the_map.kf_segment.a[:K]  # non-decreasing: segments are numbered in keyframe order
-        fixed[:len(win)] |= win - np.searchsorted(all_seg, seg[:len(win)]) < gauge_keyframes
-        for s in np.unique(seg):  # per segment, not per observation
-            if not fixed[seg == s].any():
-                fixed[np.flatnonzero(seg == s)[0]] = True
-        T_cw = lie.orthonormalize(lie.se3_inverse(the_map.kf_pose.a[kf_ids]))  # chained products drift off SO(3)
-        obs_kf = the_map.obs_kf.a[rows]
-        obs_lm = the_map.obs_lm.a[rows]
-        uv = the_map.obs_uv.a[rows].copy()
-        ur = the_map.obs_ur.a[rows].copy()
-        points = the_map.lm_pos.a[lms].copy()
+    view = the_map.window_view(window, FIXED_LOOKBACK * window)
+    if view is None or view.n_keyframes < 2 or view.point_ids.size == 0:
+        return None
+    win = np.arange(view.first_kf, view.n_keyframes)
+    lms = view.point_ids
+    fixed_kf = np.zeros(0, np.int64)
+    older = view.older.take(np.zeros(0, np.int64))
+    if view.older.rows.size:
+        kfs, counts = np.unique(view.older.kf, return_counts=True)
+        fixed_kf = np.sort(kfs[np.lexsort((-kfs, -counts))[:max_fixed]])  # most shared, then newest
+        older = view.older.take(np.isin(view.older.kf, fixed_kf))
+    kf_ids = np.concatenate([win, fixed_kf])
+    obs = ObservationRows.concat([view.window, older])
+    at = kf_ids - view.older_kf
+    seg = view.segments[at]
+    fixed = np.zeros(len(kf_ids), bool)
+    fixed[len(win):] = True
+    fixed[:len(win)] |= win - view.segment_first[at[:len(win)]] < gauge_keyframes
+    for s in np.unique(seg):  # per segment, not per observation
+        if not fixed[seg == s].any():
+            fixed[np.flatnonzero(seg == s)[0]] = True
+    T_cw = lie.orthonormalize(lie.se3_inverse(view.poses[at]))  # chained products drift off SO(3)
     order = np.argsort(kf_ids)
-    cam = order[np.searchsorted(kf_ids[order], obs_kf)]
-    pt = np.searchsorted(lms, obs_lm)
+    cam = order[np.searchsorted(kf_ids[order], obs.kf)]
+    pt = np.searchsorted(lms, obs.lm)
+    ur = obs.ur
     n_meas = np.bincount(pt, minlength=len(lms)) + np.bincount(pt, weights=np.isfinite(ur), minlength=len(lms))
     keep_pt = n_meas >= 2
     if not keep_pt.any():
         return None
     remap = np.cumsum(keep_pt) - 1
     m = keep_pt[pt]
-    return WindowData(kf_ids, fixed, T_cw, lms[keep_pt], points[keep_pt], rows[m], cam[m], remap[pt[m]],
-                      uv[m], ur[m], len(win))
+    return WindowData(kf_ids, fixed, T_cw, lms[keep_pt], view.points[keep_pt], obs.rows[m], cam[m], remap[pt[m]],
+                      obs.uv[m], ur[m], len(win))
 
 
 def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
@@ -157,12 +144,9 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
                  + np.bincount(data.pt, weights=~bad & np.isfinite(data.ur), minlength=len(X)))
     cull = behind | (good_meas < 2) | ~np.isfinite(X).all(axis=1)
     free = ~data.fixed
-    with the_map.lock:
-        the_map.update(data.kf_ids[free], lie.orthonormalize(lie.se3_inverse(T_cw[free])), data.point_ids[~cull], X[~cull])
-        if bad.any():
-            the_map.reject_observations(data.rows[bad])
-        if cull.any():
-            the_map.cull_landmarks(data.point_ids[cull])
+    the_map.apply_window_solve(data.kf_ids[free], lie.orthonormalize(lie.se3_inverse(T_cw[free])),
+                               data.point_ids[~cull], X[~cull], reject_rows=data.rows[bad],
+                               cull_ids=data.point_ids[cull])
     t3 = time.perf_counter()
     return WindowStats(int(len(data.kf_ids) - data.fixed.sum()), int(data.fixed.sum()), len(X), len(data.rows),
                        t1 - t0, t2 - t1, t3 - t2, summary.iterations, summary.total_linear_iterations,

@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from slam.config import OdometryConfig
-from slam.frontend.measure import Rig
+from slam.odometry.config import OdometryConfig
+from slam.geometry.pinhole import Rig
 from slam.geometry.lie import orthonormalize
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
@@ -55,12 +55,11 @@ def _lower_priority(nice: int) -> None:
 class OdometryWorker:
     """Sliding-window bundle adjustment on its own thread."""
 
-    def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, precision: str | None = None,
-                 nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
+    def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
         self.map, self.rig, self.cfg = the_map, rig, cfg
         self.nice = nice
         self.observer = observer  # sees every window problem (benchmarks)
-        self.precision = precision or cfg.precision
+        self.precision = cfg.precision  # one source of truth: `slam run --precision` writes it into the config
         self.queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.stats: list[WindowStats] = []

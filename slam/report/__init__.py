@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from slam.io.text import write_text_atomic
 from slam.report.figures import plot_errors, plot_top_view
 from slam.report.html import render_html
 from slam.report.run_data import load_run
@@ -21,15 +21,6 @@ def write_run_report(folder: str | Path) -> list[Path]:
         images.append((folder / TOP_VIEW, "Top view: trajectory against ground truth, loop closures in red"))
     if plot_errors(data, folder / ERRORS):
         images.append((folder / ERRORS, "Error over time: absolute (ATE) and frame-to-frame (RPE)"))
-    _write_atomic(folder / HTML, render_html(data, images))
+    write_text_atomic(folder / HTML, render_html(data, images))
     return [p for p, _ in images] + [folder / HTML]
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Through a temporary file and a rename; open() (not mkstemp) so the file's mode follows the umask."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slam.eval.plots import top_view_axes
+from slam.io.text import atomic_output
 from slam.report.run_data import RunData, keyframe_position
 
 _AXES = "xyz"
@@ -64,7 +65,8 @@ def plot_top_view(data: RunData, path: str | Path) -> bool:
         title += f", ATE RMSE {ev.ate.rmse:.3f} m"
     ax.set_title(title + f", {len(data.loops)} loop closure{'s' if len(data.loops) != 1 else ''}")
     ax.legend(loc="best", fontsize="small")
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return True
 
 
@@ -92,5 +94,6 @@ def plot_errors(data: RunData, path: str | Path) -> bool:
     ax.set_ylabel("RPE [m / frame]")
     ax.set_title(f"relative pose error, translation (RMSE {ev.rpe_trans.rmse:.4f} m)")
     ax.grid(True, lw=0.3, alpha=0.5)
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return True

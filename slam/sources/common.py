@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import struct
 import warnings
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from slam.errors import FormatError, InputError
 
@@ -65,73 +63,6 @@ def require_file(path: str | Path, what: str) -> Path:
     if not p.is_file():
         raise InputError(f"no such file (expected {what})", p)
     return p
-
-
-def read_rows(path: str | Path, ncols: int | tuple[int, int], what: str,
-              delimiter: str | None = None) -> tuple[np.ndarray, list[list[str]]]:
-    """Non-comment rows of a text table split into fields, with their 1-based line numbers.
-
-    ncols is the exact count or a (min, max) range; a row outside it is a FormatError naming the
-    file, the line and `what` the columns should be. delimiter None splits on whitespace.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(f"cannot read ({exc}); expected {what}", path) from None
-    lo, hi = (ncols, ncols) if isinstance(ncols, int) else ncols
-    lines, rows = [], []
-    for i, raw in enumerate(text.splitlines(), start=1):
-        s = raw.strip()
-        if not s or s.startswith("#"):
-            continue
-        fields = [f.strip() for f in s.split(delimiter)] if delimiter else s.split()
-        if not lo <= len(fields) <= hi:
-            n = f"{lo}" if lo == hi else f"{lo} to {hi}"
-            raise FormatError(f"expected {n} columns ({what}), found {len(fields)}: '{s[:80]}'", path, i)
-        lines.append(i)
-        rows.append(fields)
-    return np.asarray(lines, dtype=np.int64), rows
-
-
-def to_float(rows: list[list[str]], cols: slice | list[int], path: Path, lines: np.ndarray,
-             what: str) -> np.ndarray:
-    """(N, k) float64 array of the chosen columns; a non-number is a FormatError naming its line."""
-    if not rows:
-        width = len(_cols(cols, cols.stop or 0)) if isinstance(cols, slice) else len(cols)
-        return np.zeros((0, width))
-    if len({len(r) for r in rows}) == 1:
-        table = np.array(rows, dtype=str)  # rectangular: convert whole columns at once
-    else:
-        table = np.array([[r[c] for c in _cols(cols, len(r))] for r in rows], dtype=str)
-        cols = slice(None)
-    try:
-        return table[:, cols].astype(np.float64).reshape(len(rows), -1)
-    except ValueError:
-        for ln, r in zip(lines, rows):
-            try:
-                [float(r[c]) for c in _cols(cols, len(r))]
-            except ValueError:
-                raise FormatError(f"expected numbers ({what}), found '{' '.join(r)[:80]}'", path, int(ln)) from None
-        raise
-
-
-def to_int64(rows: list[list[str]], col: int, path: Path, lines: np.ndarray, what: str) -> np.ndarray:
-    """(N,) int64 of one integer column (EuRoC nanosecond timestamps, exact beyond float64)."""
-    col_vals = [r[col] for r in rows]
-    if not col_vals:
-        return np.zeros(0, dtype=np.int64)
-    try:
-        return np.array(col_vals, dtype=str).astype(np.int64)
-    except (ValueError, OverflowError):
-        for ln, v in zip(lines, col_vals):
-            if not re.fullmatch(r"[+-]?\d+", v):
-                raise FormatError(f"expected an integer ({what}), found '{v}'", path, int(ln)) from None
-        raise
-
-
-def _cols(cols: slice | list[int], n: int) -> list[int]:
-    return list(range(n))[cols] if isinstance(cols, slice) else list(cols)
 
 
 def ordered(t: np.ndarray, path: Path, lines: np.ndarray, log: ProblemLog) -> np.ndarray:
@@ -202,26 +133,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return int(w), int(h)
     img = read_image(path)
     return img.shape[1], img.shape[0]
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping; OpenCV-style '%YAML:1.0' headers are accepted (PyYAML rejects them)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(f"cannot read YAML ({exc})", path) from None
-    text = re.sub(r"^%YAML[: ]?\d\.\d.*$", "", text, flags=re.M)
-    text = text.replace("!!opencv-matrix", "")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FormatError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path,
-                          None if mark is None else mark.line + 1) from None
-    if not isinstance(data, dict):
-        raise FormatError("expected a YAML mapping (key: value lines)", path)
-    return data
 
 
 def nearest(t_query: np.ndarray, t_ref: np.ndarray, max_dt: float) -> np.ndarray:

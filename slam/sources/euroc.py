@@ -14,9 +14,10 @@ from slam.errors import FormatError, InputError
 from slam.geometry.camera import new_camera_matrix, stereo_rectify, undistort_rectify_maps
 from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.io.trajectory import poses_from_tq
-from slam.sources.common import (ProblemLog, Remap, base_info, existing, load_yaml, nearest,
-                                 ordered, rate_from, read_image, read_rows,
-                                 require_dir, require_file, to_float, to_int64)
+from slam.io.text import read_table, to_float, to_int64
+from slam.io.yamlfile import read_yaml
+from slam.sources.common import (ProblemLog, Remap, base_info, existing, nearest, ordered, rate_from, read_image,
+                                 require_dir, require_file)
 
 DISTORTION_NAMES = {"radial-tangential": "radtan", "radtan": "radtan", "plumb_bob": "radtan",
                     "equidistant": "equidistant", "fisheye": "equidistant", "none": "none"}
@@ -133,11 +134,12 @@ class EurocSource(DatasetSource):
     def _read_camera(self, folder: Path) -> tuple[CameraModel, np.ndarray, float, np.ndarray, list[Path]]:
         """Model, T_BS, rate and the existing (timestamp ns, image path) entries of one camera."""
         yaml_path = require_file(folder / "sensor.yaml", "the ASL camera calibration")
-        data = load_yaml(yaml_path)
+        data = read_yaml(yaml_path)
         cam = camera_from_sensor_yaml(data, yaml_path)
         T_bs = matrix_from_yaml(data, "T_BS", yaml_path)
         csv = folder / "data.csv"
-        lines, rows = read_rows(csv, 2, "timestamp [ns], filename", delimiter=",")
+        table = read_table(csv, 2, "timestamp [ns], filename", delimiter=",")
+        lines, rows = table.lines, table.rows
         t = to_int64(rows, 0, csv, lines, "timestamp [ns]")
         names = [r[1] for r in rows]
         order = ordered(t, csv, lines, self.log)
@@ -191,7 +193,8 @@ class EurocSource(DatasetSource):
         if not csv.is_file():
             return None
         what = "timestamp [ns], p_RS_R x y z [m], q_RS w x y z, ..."
-        lines, rows = read_rows(csv, (8, 64), what, delimiter=",")
+        table = read_table(csv, (8, 64), what, delimiter=",")
+        lines, rows = table.lines, table.rows
         t = to_int64(rows, 0, csv, lines, "timestamp [ns]")
         vals = to_float(rows, slice(1, 8), csv, lines, what)
         order = ordered(t, csv, lines, self.log)
@@ -212,13 +215,14 @@ class EurocSource(DatasetSource):
         if not csv.is_file():
             return None
         what = "timestamp [ns], w_RS_S x y z [rad/s], a_RS_S x y z [m/s^2]"
-        lines, rows = read_rows(csv, 7, what, delimiter=",")
+        table = read_table(csv, 7, what, delimiter=",")
+        lines, rows = table.lines, table.rows
         t = to_int64(rows, 0, csv, lines, "timestamp [ns]")
         vals = to_float(rows, slice(1, 7), csv, lines, what)
         order = ordered(t, csv, lines, self.log)
         T = np.eye(4)
         if (folder / "sensor.yaml").is_file():
-            T = matrix_from_yaml(load_yaml(folder / "sensor.yaml"), "T_BS", folder / "sensor.yaml")
+            T = matrix_from_yaml(read_yaml(folder / "sensor.yaml"), "T_BS", folder / "sensor.yaml")
         ts = t[order] * 1e-9
         return ImuData(ts, vals[order, :3], vals[order, 3:], T, rate_from(ts, 200.0))
 

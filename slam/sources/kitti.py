@@ -10,8 +10,9 @@ import numpy as np
 
 from slam.errors import FormatError, InputError
 from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
+from slam.io.text import read_table, to_float
 from slam.sources.common import (ProblemLog, base_info, existing, image_size, ordered, rate_from,
-                                 read_image, read_rows, require_dir, require_file, to_float)
+                                 read_image, require_dir, require_file)
 
 
 def is_kitti(path: str | Path) -> bool:
@@ -22,7 +23,8 @@ def is_kitti(path: str | Path) -> bool:
 
 def read_calib(path: Path) -> dict[str, np.ndarray]:
     """The 3x4 matrices of a KITTI calib.txt ('P0: 12 numbers' lines; Tr and others kept too)."""
-    lines, rows = read_rows(path, 13, "NAME: 12 numbers of a 3x4 matrix")
+    table = read_table(path, 13, "NAME: 12 numbers of a 3x4 matrix")
+    lines, rows = table.lines, table.rows
     out = {}
     for ln, r in zip(lines, rows):
         if not r[0].endswith(":"):
@@ -50,7 +52,8 @@ class KittiSource(DatasetSource):
         self.is_stereo = has_right if stereo is None else bool(stereo)
 
         times = self.root / "times.txt"
-        lines, rows = read_rows(times, 1, "timestamp [s]")
+        table = read_table(times, 1, "timestamp [s]")
+        lines, rows = table.lines, table.rows
         t = to_float(rows, [0], times, lines, "timestamp [s]")[:, 0]
         order = ordered(t, times, lines, self.log)
         names = [f"{i:06d}.png" for i in range(len(t))]
@@ -98,7 +101,8 @@ class KittiSource(DatasetSource):
         if path is None:
             return None
         what = "12 numbers: the 3x4 pose [R | t] of camera 0, row by row"
-        lines, rows = read_rows(path, 12, what)
+        table = read_table(path, 12, what)
+        lines, rows = table.lines, table.rows
         vals = to_float(rows, slice(0, 12), path, lines, what)
         if len(vals) != n_times:
             self.log.error(f"{len(vals)} poses for {n_times} timestamps in times.txt; "

@@ -80,7 +80,7 @@ def open_source(spec: str, config: dict[str, Any] | None = None, stereo: bool | 
         raise InputError(f"stereo requested but a {kind} source has one camera", spec)
 
     if kind == "synthetic":
-        module = importlib.import_module("slam.sources.synthetic")  # lazily: the renderer is heavy
+        module = importlib.import_module("slam.synthetic.source")  # lazily: the renderer is heavy
         kwargs: dict[str, Any] = {}
         sensor = cfg.get("sensor") or {True: "stereo", False: "mono", None: None}[stereo]
         if sensor is not None:

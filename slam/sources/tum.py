@@ -12,8 +12,9 @@ import numpy as np
 from slam.errors import FormatError, InputError
 from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.io.trajectory import poses_from_tq
+from slam.io.text import read_table, to_float
 from slam.sources.common import (ProblemLog, base_info, existing, nearest, ordered,
-                                 rate_from, read_image, read_rows, require_dir, to_float)
+                                 rate_from, read_image, require_dir)
 from slam.sources.video import load_calibration, undistorter
 
 # Published on the TUM RGB-D benchmark site ("File Formats" > intrinsic camera calibration);
@@ -112,7 +113,8 @@ class TumSource(DatasetSource):
 
     def _read_list(self, path: Path) -> tuple[np.ndarray, list[Path]]:
         """Sorted timestamps and existing files of an rgb.txt / depth.txt list."""
-        lines, rows = read_rows(path, 2, "timestamp filename")
+        table = read_table(path, 2, "timestamp filename")
+        lines, rows = table.lines, table.rows
         t = to_float(rows, [0], path, lines, "timestamp [s]")[:, 0]
         names = [r[1] for r in rows]
         order = ordered(t, path, lines, self.log)
@@ -142,7 +144,8 @@ class TumSource(DatasetSource):
         if not path.is_file():
             return None
         what = "timestamp tx ty tz qx qy qz qw"
-        lines, rows = read_rows(path, 8, what)
+        table = read_table(path, 8, what)
+        lines, rows = table.lines, table.rows
         vals = to_float(rows, slice(0, 8), path, lines, what)
         order = ordered(vals[:, 0], path, lines, self.log)
         vals = vals[order]

@@ -12,8 +12,9 @@ import numpy as np
 from slam.errors import FormatError, InputError
 from slam.geometry.camera import MODELS, new_camera_matrix, undistort_rectify_maps
 from slam.sources.base import Calibration, CameraModel, Frame, Source
+from slam.io.yamlfile import read_yaml
 from slam.sources.common import (IMAGE_EXTENSIONS, ProblemLog, Remap, base_info, image_size,
-                                 load_yaml, rate_from, read_image, require_dir, require_file)
+                                 rate_from, read_image, require_dir, require_file)
 from slam.sources.euroc import camera_from_sensor_yaml
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
@@ -33,7 +34,7 @@ def load_calibration(path: str | Path) -> tuple[CameraModel, dict[str, float]]:
     distortion_coefficients, rate_hz). Format: datasets/README.md.
     """
     path = require_file(path, "a camera calibration YAML file")
-    data = load_yaml(path)
+    data = read_yaml(path)
     extras: dict[str, float] = {}
     if "intrinsics" in data:
         cam = camera_from_sensor_yaml(data, path)

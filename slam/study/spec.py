@@ -112,7 +112,7 @@ def _check_list(key: str, value: Any, kind: type, where: str) -> list:
 
 def study_from_dict(data: Any, where: str = "<study>") -> StudySpec:
     """A StudySpec from a mapping; unknown keys and bad values are errors naming the key."""
-    from slam.sources.synthetic import list_scenes  # lazily: the renderer is heavy
+    from slam.synthetic import list_scenes  # lazily: the renderer is heavy
 
     if not isinstance(data, dict):
         raise FormatError("a study file must be a mapping of keys", where)

@@ -93,11 +93,11 @@ def test_kitti_with_times_option(tmp_path: Path, capsys: pytest.CaptureFixture) 
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["missing.txt", "gt.txt"], "missing.txt: trajectory file does not exist"),
+    (["missing.txt", "gt.txt"], "missing.txt: trajectory file not found"),
     (["gt.txt", "gt.txt", "--max-diff", "-1"], "--max-diff must be >= 0"),
     (["gt.txt", "gt.txt", "--delta", "1.5"], "--delta must be a positive integer"),
     (["gt.txt", "gt.txt", "--times", "gt.txt"], "--times is for KITTI pose files"),
-    (["gt.txt", "bad.txt"], "bad.txt:2: expected 8 values"),
+    (["gt.txt", "bad.txt"], "bad.txt:2: expected 8 columns"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
                                     argv: list[str], message: str) -> None:

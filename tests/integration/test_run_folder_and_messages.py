@@ -13,7 +13,7 @@ from slam.cli import main
 from slam.errors import InputError
 from slam.run_folder import RUN_FILES, check_run_folder, clear_run_files
 from slam.sources.open import open_source
-from slam.sources.synthetic import write_sequence
+from slam.synthetic import write_sequence
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from slam.io.trajectory import read_tum
 from slam.map.export import read_ply_points
 from slam.odometry import window
 from slam.sources.base import Frame, Source
-from slam.sources.synthetic import SyntheticSource, write_sequence
+from slam.synthetic import SyntheticSource, write_sequence
 from slam.system import System
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,9 +81,10 @@ def test_mixed_precision_run_follows_the_fp64_run(tmp_path: Path, config: str, s
     for prec in ("fp64", "mixed"):
         cfg = load_config(REPO / "configs" / config)
         cfg.odometry.blocking = True
+        cfg.odometry.precision = prec
         out = tmp_path / prec
-        rep = System(cfg, SyntheticSource("room_loop", sensor, frames=frames), "x", out, precision=prec,
-                     progress=False).run().report
+        rep = System(cfg, SyntheticSource("room_loop", sensor, frames=frames), "x", out, progress=False).run().report
+        assert rep["ba"]["precision"] == rep["config"]["odometry"]["precision"] == prec
         assert rep["frames_lost"] == 0
         runs[prec] = (read_tum(out / "trajectory.tum"), read_tum(out / "keyframes.tum"), rep)
     (t64, k64, r64), (tmx, kmx, rmx) = runs["fp64"], runs["mixed"]

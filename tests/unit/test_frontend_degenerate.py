@@ -20,7 +20,7 @@ from slam.frontend.initializer import Rejection, TwoView, try_two_view, two_view
 from slam.frontend.pose import pnp_ransac, project, refine_pose
 from slam.frontend.relocalizer import match_descriptors, multiscale_features
 from slam.frontend.stereo import depth_lookup, stereo_match
-from slam.frontend.triangulation import checked_triangulation, triangulate
+from slam.geometry.triangulation import checked_triangulation, triangulate
 from slam.geometry import lie
 
 K = np.array([[458.0, 0.0, 367.0], [0.0, 458.0, 248.0], [0.0, 0.0, 1.0]])

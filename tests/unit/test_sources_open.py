@@ -55,9 +55,9 @@ def test_stereo_argument(shared_data):
 
 def test_synthetic_is_delegated_lazily(monkeypatch):
     calls = []
-    fake = types.ModuleType("slam.sources.synthetic")
+    fake = types.ModuleType("slam.synthetic.source")
     fake.SyntheticSource = lambda scene, **kw: calls.append((scene, kw)) or "source"
-    monkeypatch.setitem(sys.modules, "slam.sources.synthetic", fake)
+    monkeypatch.setitem(sys.modules, "slam.synthetic.source", fake)
     assert open_source("synthetic:corridor", {"sensor": "rgbd", "seed": 7}) == "source"
     assert open_source("synthetic:loop", stereo=True) == "source"
     assert calls == [("corridor", {"sensor": "rgbd", "seed": 7}), ("loop", {"sensor": "stereo"})]

@@ -17,8 +17,8 @@ from slam.errors import InputError
 from slam.geometry.lie import so3_log
 from slam.geometry.quaternion import quat_to_rot
 from slam.sources.open import open_source
-from slam.sources.synth_writers import FORMATS, T_BODY_CAM0
-from slam.sources.synthetic import SyntheticSource, list_scenes, write_sequence
+from slam.synthetic.writers import FORMATS, T_BODY_CAM0
+from slam.synthetic import SyntheticSource, list_scenes, write_sequence
 
 
 # every format and every scene at least once; street_loop-tum has depth beyond the 16-bit range

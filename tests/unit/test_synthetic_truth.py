@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from slam.sources.synthetic import SENSORS, SyntheticSource, build_world, list_scenes
+from slam.synthetic import SENSORS, SyntheticSource, build_world, list_scenes
 
 SCENES = list_scenes()
 

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 
 from slam.frontend.features import build_pyramid, cell_index, detect, klt, make_orb, orb_descriptors
-from slam.frontend.stereo import backproject, depth_lookup, stereo_match
+from slam.frontend.stereo import depth_lookup, stereo_match
+from slam.geometry.pinhole import backproject
 
 
 def _texture(h: int = 480, w: int = 752, seed: int = 0) -> np.ndarray:

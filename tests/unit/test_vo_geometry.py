@@ -9,7 +9,7 @@ import pytest
 from slam.frontend.initializer import two_view
 from slam.frontend.pose import pnp_ransac, project, refine_pose
 from slam.geometry.lie import orthonormalize
-from slam.frontend.triangulation import checked_triangulation, triangulate
+from slam.geometry.triangulation import checked_triangulation, triangulate
 from slam.geometry import lie
 
 K = np.array([[458.0, 0.0, 367.0], [0.0, 458.0, 248.0], [0.0, 0.0, 1.0]])

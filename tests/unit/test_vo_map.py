@@ -31,10 +31,11 @@ def test_keyframes_observations_and_covisibility() -> None:
         for j in range(6):
             shared = len(np.intersect1d(sets[i], sets[j]))
             if i != j and shared:
-                assert m.covisibility[i][j] == shared
-    rows = m.observation_rows(2, 3)
-    np.testing.assert_array_equal(m.obs_lm.a[rows], np.concatenate([sets[2], sets[3]]))
-    np.testing.assert_array_equal(m.obs_kf.a[rows], np.repeat([2, 3], 40))
+                assert m.covisible(i)[j] == shared
+    m.create_landmarks(ids, np.zeros((100, 3)), ref_kf=0)
+    view = m.window_view(2, 0)  # keyframes 4 and 5, in table order
+    np.testing.assert_array_equal(view.window.lm, np.concatenate([sets[4], sets[5]]))
+    np.testing.assert_array_equal(view.window.kf, np.repeat([4, 5], 40))
 
 
 def test_landmark_states_positions_and_snapshot() -> None:
@@ -47,8 +48,7 @@ def test_landmark_states_positions_and_snapshot() -> None:
     assert np.isfinite(pos[:4]).all() and np.isnan(pos[4:]).all()
     m.insert_keyframe(_kf(0, ids[:5]))
     v = m.version
-    m.update(np.array([0]), np.eye(4)[None] * 2.0, ids[:2], np.zeros((2, 3)))
-    assert m.version > v
+    assert m.apply_window_solve(np.array([0]), np.eye(4)[None] * 2.0, ids[:2], np.zeros((2, 3))) == v + 1
     snap = m.snapshot()
     np.testing.assert_array_equal(snap.point_ids, ids[:4])
     np.testing.assert_array_equal(snap.points[:2], 0.0)
@@ -155,3 +155,136 @@ def test_loop_queries_copy_and_filter() -> None:
     np.testing.assert_array_equal(frames, [0, 10, 20])
     poses[0, 0, 0] = 99.0  # a copy: the map is untouched
     assert m.keyframe_pose(0)[0, 0] == 1.0
+
+
+def _random_map(seed: int, n_kf: int = 12, n_ids: int = 60) -> tuple[Map, list[np.ndarray], np.ndarray]:
+    """A map with random observations, two segments, culled landmarks, rejected rows and tracks without a position."""
+    rng = np.random.default_rng(seed)
+    m = Map()
+    ids = m.allocate_ids(n_ids)
+    sets, inserted = [], []
+    for i in range(n_kf):
+        s = np.sort(rng.choice(ids, 25, replace=False))
+        kf = _kf(i, s)
+        kf.segment = 0 if i < 5 else 1
+        kf.uv = rng.uniform(0, 600, (25, 2))
+        kf.u_right = np.where(rng.random(25) < 0.5, kf.uv[:, 0] - 20.0, np.nan)
+        m.insert_keyframe(kf)
+        inserted.append(kf)
+        sets.append(s)
+    m.create_landmarks(ids[:50], rng.normal(size=(50, 3)), ref_kf=0)
+    m.cull_landmarks(ids[40:45])
+    m.inserted = inserted  # the keyframes as handed in, for the tests' expectations
+    return m, sets, ids
+
+
+def _table(m: Map, sets: list[np.ndarray]) -> list[tuple[int, int, int, tuple]]:
+    """(row, keyframe, landmark, (u, v, ur)) of every observation, from the public per-keyframe queries."""
+    out, row = [], 0
+    for k, s in enumerate(sets):
+        for j, lm in enumerate(s):
+            out.append((row, k, int(lm)))
+            row += 1
+    return out
+
+
+def test_window_view_matches_a_brute_force_selection() -> None:
+    m, sets, ids = _random_map(3)
+    rejected = np.array([7, 130, 260])  # rows of keyframes 0, 5 and 10
+    m.reject_observations(rejected)
+    table = _table(m, sets)
+    alive = set(int(i) for i in ids[:40]) | set(int(i) for i in ids[45:50])
+    for n_window, n_older in [(4, 3), (4, 100), (12, 5), (20, 0)]:
+        view = m.window_view(n_window, n_older)
+        w0 = max(0, 12 - n_window)
+        o0 = max(0, w0 - n_older)
+        win = [(r, k, lm) for r, k, lm in table if k >= w0 and lm in alive and r not in rejected]
+        lms = sorted({lm for _, _, lm in win})
+        older = [(r, k, lm) for r, k, lm in table if o0 <= k < w0 and lm in lms and r not in rejected]
+        assert (view.n_keyframes, view.first_kf, view.older_kf) == (12, w0, o0)
+        np.testing.assert_array_equal(view.window.rows, [r for r, _, _ in win])
+        np.testing.assert_array_equal(view.window.kf, [k for _, k, _ in win])
+        np.testing.assert_array_equal(view.window.lm, [lm for _, _, lm in win])
+        np.testing.assert_array_equal(view.older.rows, [r for r, _, _ in older])
+        np.testing.assert_array_equal(view.older.lm, [lm for _, _, lm in older])
+        np.testing.assert_array_equal(view.point_ids, lms)
+        np.testing.assert_array_equal(view.points, m.positions(np.array(lms, np.int64)))
+        ks = np.arange(o0, 12)
+        np.testing.assert_array_equal(view.segments, np.where(ks < 5, 0, 1))
+        np.testing.assert_array_equal(view.segment_first, np.where(ks < 5, 0, 5))
+        np.testing.assert_array_equal(view.poses, [m.keyframe_pose(int(k)) for k in ks])
+        for k in range(w0, 12):  # pixels against the per-keyframe query
+            lm_k, uv_k, ur_k = m.keyframe_observations(k)
+            sel = view.window.kf == k
+            np.testing.assert_array_equal(view.window.lm[sel], lm_k[np.isin(lm_k, view.window.lm[sel])])
+            np.testing.assert_array_equal(view.window.uv[sel], uv_k[np.isin(lm_k, view.window.lm[sel])])
+            np.testing.assert_array_equal(view.window.ur[sel], ur_k[np.isin(lm_k, view.window.lm[sel])])
+        view.points[:] = 99.0  # copies: the map is untouched
+        view.poses[:] = 0.0
+        assert not np.any(m.positions(ids[:40]) == 99.0) and m.keyframe_pose(w0)[3, 3] == 1.0
+    assert Map().window_view(5, 5) is None
+
+
+def test_oldest_observations_brute_force() -> None:
+    m, sets, ids = _random_map(4)
+    m.reject_observations(np.array([0, 1, 2]))
+    table = [(r, k, lm) for r, k, lm in _table(m, sets) if r not in (0, 1, 2)]
+    found, kf, uv, T = m.oldest_observations(ids, 2, 9, state=NONE)
+    expect = {}
+    for r, k, lm in table:
+        if 2 <= k <= 9 and lm >= 50 and lm not in expect:  # ids 50.. have no position (state NONE)
+            expect[lm] = k
+    np.testing.assert_array_equal(found, sorted(expect))
+    np.testing.assert_array_equal(kf, [expect[i] for i in sorted(expect)])
+    np.testing.assert_array_equal(T, [m.keyframe_pose(int(k)) for k in kf])
+    for i, k, p in zip(found, kf, uv):  # the pixel of that observation, as inserted
+        np.testing.assert_array_equal(p, m.inserted[k].uv[np.searchsorted(sets[k], i)])
+    found_all, _, _, _ = m.oldest_observations(ids, 0, 11)
+    np.testing.assert_array_equal(found_all, sorted({lm for _, _, lm in table}))
+
+
+def test_tracking_view_is_one_consistent_copy() -> None:
+    m, _, ids = _random_map(5)
+    q = np.array([3, 42, 55, 10])
+    v = m.tracking_view(q)
+    assert v.version == m.version
+    np.testing.assert_array_equal(v.states, [ALIVE, CULLED, NONE, ALIVE])
+    np.testing.assert_array_equal(v.positions[[0, 3]], m.positions(q[[0, 3]]))
+    assert np.isnan(v.positions[[1, 2]]).all()
+    np.testing.assert_array_equal(v.keyframe_poses, m.keyframe_poses())
+    v.keyframe_poses[0, 0, 3] = 42.0
+    assert m.keyframe_pose(0)[0, 3] == 0.0
+    empty = m.tracking_view(np.zeros(0, np.int64))
+    assert empty.states.shape == (0,) and empty.positions.shape == (0, 3)
+
+
+def test_apply_window_solve_writes_everything_in_one_version() -> None:
+    m, _, ids = _random_map(6)
+    v = m.version
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[:, 2, 3] = [5.0, 6.0]
+    X = np.arange(9.0).reshape(3, 3)
+    before = m.landmarks(ids[:50])[0]
+    view = m.window_view(3, 0)
+    assert m.apply_window_solve(np.array([3, 4]), poses, np.array([1, 41, 2]), X,
+                                reject_rows=view.window.rows[:2], cull_ids=np.array([2])) == v + 1
+    np.testing.assert_array_equal(m.keyframe_pose(4), poses[1])
+    pos = m.positions(ids[:3])
+    np.testing.assert_array_equal(pos[1], X[0])  # alive: written
+    assert np.isnan(pos[2]).all()  # written, then culled
+    np.testing.assert_array_equal(m.landmarks(ids[41:42])[0], before[41:42])  # culled before: not written
+    after = m.window_view(3, 0)
+    assert not np.isin(view.window.rows[:2], after.window.rows).any()
+
+
+def test_create_landmarks_only_in_the_given_states() -> None:
+    m = Map()
+    ids = m.allocate_ids(4)
+    m.create_landmarks(ids[:2], np.ones((2, 3)), ref_kf=0)
+    m.cull_landmarks(ids[1:2])
+    made = m.create_landmarks(ids, np.full((4, 3), 2.0), ref_kf=3, if_states=(NONE, CULLED))
+    np.testing.assert_array_equal(made, [False, True, True, True])
+    pos, states, refs, _ = m.landmarks(ids)
+    np.testing.assert_array_equal(pos[:, 0], [1.0, 2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(refs, [0, 3, 3, 3])
+    assert (states == ALIVE).all()

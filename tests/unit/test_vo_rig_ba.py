@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slam.config import OdometryConfig
+from slam.odometry.config import OdometryConfig
 from slam.geometry import lie
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
@@ -107,7 +107,7 @@ def test_window_fixes_old_observers_and_recovers_perturbed_poses() -> None:
     np.testing.assert_array_equal(d.fixed, [False] * 5 + [True] * 2)
     bumped = m.keyframe_poses()
     bumped[5:, :3, 3] += [0.02, -0.01, 0.03]
-    m.update(np.arange(5, 8), bumped[5:], ids[:0], np.zeros((0, 3)))
+    m.apply_window_solve(np.arange(5, 8), bumped[5:], ids[:0], np.zeros((0, 3)))
     cfg = OdometryConfig(window=5, max_fixed=2, max_iterations=20)
     st = optimize(m, cfg, K, B, "fp64")
     assert st is not None and st.fixed == 2 and st.rejected == 0 and st.culled == 0

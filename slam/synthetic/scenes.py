@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from slam.sources.synth_geometry import Quad, box, floor, loop_walls, wall, wall_with_doors
-from slam.sources.synth_trajectory import PathTrajectory
+from slam.synthetic.quads import Quad, box, floor, loop_walls, wall, wall_with_doors
+from slam.synthetic.trajectory import PathTrajectory
 
 
 @dataclass(frozen=True)

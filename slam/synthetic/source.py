@@ -1,15 +1,11 @@
-"""Synthetic sequences with exact ground truth: `synthetic:SCENE` as a Source, and the public API.
-
-    list_scenes() -> list[str]
-    SyntheticSource(scene, sensor='stereo'|'mono'|'rgbd'|'kitti', frames=None, seed=0, clean=False)
-    write_sequence(scene, fmt='euroc'|'tum'|'kitti', out_dir, frames=None, seed=0, clean=False) -> Path
+"""`synthetic:SCENE` as a Source: the scenes rendered frame by frame with exact ground truth.
 
 Sensors: 'stereo' EuRoC-like (752x480 gray, 20 Hz, 11 cm baseline, rectified), 'mono' its left
 camera, 'rgbd' TUM-like (640x480 BGR + depth in metres, 30 Hz), 'kitti' KITTI-like (1226x370 gray
 stereo, 10 Hz, 0.537 m baseline). Frames carry gt_pose = T_world_cam of the left camera; depth is
 z (not range) in metres, exact from the geometry, 0 where no surface is seen. Timestamps are whole
 microseconds from 0. With clean=False the images get exposure drift, motion blur, lens blur and
-noise (synth_effects); with clean=True they are exactly the rendering.
+noise (effects.py); with clean=True they are exactly the rendering.
 """
 
 from __future__ import annotations
@@ -24,11 +20,11 @@ import numpy as np
 
 from slam.errors import InputError
 from slam.sources.base import Calibration, CameraModel, Frame, Source
-from slam.sources.synth_effects import Effects, Imperfections, image_flow
-from slam.sources.synth_geometry import Atlas, Quad, build_atlas
-from slam.sources.synth_render import QuadSet, Renderer
-from slam.sources.synth_scenes import SCENES, SceneSpec
-from slam.sources.synth_trajectory import PathTrajectory
+from slam.synthetic.effects import Effects, Imperfections, image_flow
+from slam.synthetic.quads import Atlas, Quad, build_atlas
+from slam.synthetic.render import QuadSet, Renderer
+from slam.synthetic.scenes import SCENES, SceneSpec
+from slam.synthetic.trajectory import PathTrajectory
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ def frame_times(rate_hz: float, n: int) -> np.ndarray:
 class SyntheticSource(Source):
     """Renders a scene along its trajectory, frame by frame, with exact ground truth.
 
-    `effects` (synth_effects.Effects) overrides what clean chooses: noise, blur and exposure levels.
+    `effects` (effects.Effects) overrides what clean chooses: noise, blur and exposure levels.
     """
 
     kind = "synthetic"
@@ -196,12 +192,3 @@ class SyntheticSource(Source):
             "duration_s": float(self.timestamps[-1]),
         }
 
-
-def write_sequence(scene: str, fmt: str, out_dir: str | Path, frames: int | None = None, seed: int = 0,
-                   clean: bool = False) -> Path:
-    """Render a scene into a dataset folder in EuRoC ('euroc'), TUM RGB-D ('tum') or KITTI ('kitti') format.
-
-    Returns the folder that the matching loader opens (out_dir itself).
-    """
-    from slam.sources.synth_writers import write_dataset
-    return write_dataset(scene, fmt, Path(out_dir), frames, seed, clean)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from slam.sources.base import CameraModel
-from slam.sources.synth_geometry import MIP_LEVELS, Atlas, Quad
+from slam.synthetic.quads import MIP_LEVELS, Atlas, Quad
 
 NEAR = 0.05  # metres; polygons are clipped here
 _EDGE_TOL = 1e-3  # texels: quads that share an edge leave no pixel uncovered between them

@@ -22,8 +22,9 @@ import numpy as np
 
 from slam.errors import InputError
 from slam.geometry.quaternion import rot_to_quat
-from slam.sources.synth_trajectory import body_motion
-from slam.sources.synthetic import SyntheticSource
+from slam.io.text import atomic_output, write_text_atomic
+from slam.synthetic.trajectory import body_motion
+from slam.synthetic.source import SyntheticSource
 
 FORMATS = {"euroc": "stereo", "tum": "rgbd", "kitti": "kitti"}
 EUROC_T0_NS = 1_600_000_000_000_000_000  # start time of written EuRoC sequences (2020-09-13)
@@ -84,8 +85,9 @@ def _render_all(src: SyntheticSource, save: Callable[[int, object, ThreadPoolExe
 
 def _imwrite(pool: ThreadPoolExecutor, path: Path, img: np.ndarray):
     def job() -> None:
-        if not cv2.imwrite(str(path), img, _PNG):
-            raise OSError(f"cannot write {path}")
+        with atomic_output(path) as tmp:
+            if not cv2.imwrite(str(tmp), img, _PNG):
+                raise OSError(f"cannot write {path}")
     return pool.submit(job)
 
 
@@ -96,8 +98,8 @@ def write_euroc(src: SyntheticSource, out: Path) -> None:
     T_B1 = T_BODY_CAM0 @ src.T_cam0_cam1
     for cam, T in (("cam0", T_BODY_CAM0), ("cam1", T_B1)):
         (mav / cam / "data").mkdir(parents=True, exist_ok=True)
-        (mav / cam / "sensor.yaml").write_text(_camera_yaml(src, T, f"synthetic {src.scene} {cam}"))
-        (mav / cam / "data.csv").write_text("#timestamp [ns],filename\n" + "".join(f"{t},{t}.png\n" for t in t_ns))
+        write_text_atomic(mav / cam / "sensor.yaml", _camera_yaml(src, T, f"synthetic {src.scene} {cam}"))
+        write_text_atomic(mav / cam / "data.csv", "#timestamp [ns],filename\n" + "".join(f"{t},{t}.png\n" for t in t_ns))
 
     def save(i: int, frame, pool):
         return [_imwrite(pool, mav / "cam0" / "data" / f"{t_ns[i]}.png", frame.left),
@@ -119,22 +121,22 @@ def write_euroc(src: SyntheticSource, out: Path) -> None:
             "v_RS_R_x [m s^-1], v_RS_R_y [m s^-1], v_RS_R_z [m s^-1], b_w_RS_S_x [rad s^-1], "
             "b_w_RS_S_y [rad s^-1], b_w_RS_S_z [rad s^-1], b_a_RS_S_x [m s^-2], b_a_RS_S_y [m s^-2], "
             "b_a_RS_S_z [m s^-2]\n")
-    (mav / "state_groundtruth_estimate0" / "data.csv").write_text(
+    write_text_atomic(mav / "state_groundtruth_estimate0" / "data.csv",
         head + "".join(f"{t},{r.replace(' ', ',')}\n" for t, r in zip(g_ns, _rows(gt))))
-    (mav / "state_groundtruth_estimate0" / "sensor.yaml").write_text(
+    write_text_atomic(mav / "state_groundtruth_estimate0" / "sensor.yaml",
         "%YAML:1.0\nsensor_type: visual-inertial\ncomment: exact synthetic ground truth of the body\n"
         + _matrix_yaml("T_BS", np.eye(4)))
     (mav / "imu0").mkdir(parents=True, exist_ok=True)
-    (mav / "imu0" / "data.csv").write_text(
+    write_text_atomic(mav / "imu0" / "data.csv",
         "#timestamp [ns],w_RS_S_x [rad s^-1],w_RS_S_y [rad s^-1],w_RS_S_z [rad s^-1],"
         "a_RS_S_x [m s^-2],a_RS_S_y [m s^-2],a_RS_S_z [m s^-2]\n"
         + "".join(f"{t},{r.replace(' ', ',')}\n" for t, r in zip(g_ns, _rows(np.hstack([omega, acc])))))
-    (mav / "imu0" / "sensor.yaml").write_text(
+    write_text_atomic(mav / "imu0" / "sensor.yaml",
         "%YAML:1.0\nsensor_type: imu\ncomment: exact synthetic IMU (no noise, no bias)\n"
         + _matrix_yaml("T_BS", np.eye(4)) + f"rate_hz: {IMU_RATE_HZ}\n"
         "gyroscope_noise_density: 0.0\ngyroscope_random_walk: 0.0\n"
         "accelerometer_noise_density: 0.0\naccelerometer_random_walk: 0.0\n")
-    (mav / "body.yaml").write_text("%YAML:1.0\ncomment: synthetic rig (slam simulate)\n")
+    write_text_atomic(mav / "body.yaml", "%YAML:1.0\ncomment: synthetic rig (slam simulate)\n")
 
 
 def write_tum(src: SyntheticSource, out: Path) -> None:
@@ -150,16 +152,16 @@ def write_tum(src: SyntheticSource, out: Path) -> None:
                 _imwrite(pool, out / "depth" / f"{names[i]}.png", d.astype(np.uint16))]
     _render_all(src, save)
     head = f"# file: 'synthetic {src.scene} seed {src.seed}'\n"
-    (out / "rgb.txt").write_text("# color images\n" + head + "# timestamp filename\n"
+    write_text_atomic(out / "rgb.txt", "# color images\n" + head + "# timestamp filename\n"
                                  + "".join(f"{n} rgb/{n}.png\n" for n in names))
-    (out / "depth.txt").write_text("# depth maps\n" + head + "# timestamp filename\n"
+    write_text_atomic(out / "depth.txt", "# depth maps\n" + head + "# timestamp filename\n"
                                    + "".join(f"{n} depth/{n}.png\n" for n in names))
     q = rot_to_quat(src.poses[:, :3, :3])
     rows = _rows(np.hstack([src.poses[:, :3, 3], q]))
-    (out / "groundtruth.txt").write_text("# ground truth trajectory\n" + head + "# timestamp tx ty tz qx qy qz qw\n"
+    write_text_atomic(out / "groundtruth.txt", "# ground truth trajectory\n" + head + "# timestamp tx ty tz qx qy qz qw\n"
                                          + "".join(f"{n} {r}\n" for n, r in zip(names, rows)))
     c = src.calibration.camera
-    (out / "calibration.yaml").write_text(
+    write_text_atomic(out / "calibration.yaml",
         f"# synthetic TUM-like camera (rendered images are already pinhole)\nwidth: {c.width}\nheight: {c.height}\n"
         f"fx: {_g(c.fx)}\nfy: {_g(c.fy)}\ncx: {_g(c.cx)}\ncy: {_g(c.cy)}\ndistortion_model: none\n"
         f"rate_hz: {src.sensor.rate_hz:g}\ndepth_scale: 5000.0\n")
@@ -180,10 +182,10 @@ def write_kitti(src: SyntheticSource, out: Path) -> None:
     P1[0, 3] = -K[0, 0] * src.sensor.baseline
     lines = [f"{name}: {' '.join(_g(v) for v in P.ravel())}" for name, P in
              (("P0", P0), ("P1", P1), ("P2", P0), ("P3", P1), ("Tr", np.eye(4)[:3]))]
-    (out / "calib.txt").write_text("\n".join(lines) + "\n")
-    (out / "times.txt").write_text("".join(f"{t:.6e}\n" for t in src.timestamps))
+    write_text_atomic(out / "calib.txt", "\n".join(lines) + "\n")
+    write_text_atomic(out / "times.txt", "".join(f"{t:.6e}\n" for t in src.timestamps))
     rel = np.linalg.inv(src.poses[0]) @ src.poses
-    (out / "poses.txt").write_text("".join(r + "\n" for r in _rows(rel[:, :3, :].reshape(-1, 12))))
+    write_text_atomic(out / "poses.txt", "".join(r + "\n" for r in _rows(rel[:, :3, :].reshape(-1, 12))))
 
 
 WRITERS = {"euroc": write_euroc, "tum": write_tum, "kitti": write_kitti}
@@ -200,3 +202,12 @@ def write_dataset(scene: str, fmt: str, out: Path, frames: int | None, seed: int
     out.mkdir(parents=True, exist_ok=True)
     WRITERS[fmt](src, out)
     return out
+
+
+def write_sequence(scene: str, fmt: str, out_dir: str | Path, frames: int | None = None, seed: int = 0,
+                   clean: bool = False) -> Path:
+    """Render a scene into a dataset folder in EuRoC ('euroc'), TUM RGB-D ('tum') or KITTI ('kitti') format.
+
+    Returns the folder that the matching loader opens (out_dir itself).
+    """
+    return write_dataset(scene, fmt, Path(out_dir), frames, seed, clean)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from slam.sources.synth_textures import make_texture, tint_for
+from slam.synthetic.textures import make_texture, tint_for
 
 MIP_LEVELS = 4  # coarsest level 2^-4: 16 texels per pixel before the texture would alias
 MARGIN = 32  # texels of texture continuation around each region (multiple of 2^MIP_LEVELS)

@@ -1,0 +1,47 @@
+"""Settings of tracking and keyframe selection (the `frontend` and `keyframes` sections of a run configuration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FrontendConfig:
+    """Feature detection, KLT tracking, stereo/depth measurement, pose tracking, initialization."""
+
+    max_features: int = 250          # features kept alive (new ones are detected at keyframes)
+    grid_cols: int = 8               # bucketing grid: features are spread over cols x rows cells
+    grid_rows: int = 6
+    min_distance: int = 15           # px between features
+    quality_level: float = 0.005     # Shi-Tomasi threshold relative to the strongest corner
+    border: int = 10                 # px kept free of features at the image border
+    klt_window: int = 21             # px, side of the KLT window
+    klt_levels: int = 3              # pyramid levels above the image
+    fb_threshold: float = 1.0        # px, forward-backward KLT consistency
+    reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
+    min_inliers: int = 20            # fewer pose inliers: the frame is lost
+    min_disparity: float = 1.0       # px, stereo: smaller disparities give no depth
+    max_depth: float = 40.0          # m, stereo/RGB-D depths beyond are not used to create landmarks
+    min_depth: float = 0.2           # m (stereo search also stops at a quarter of the image width)
+    rgbd_baseline: float = 0.08      # m, virtual stereo baseline of RGB-D depth (ORB-SLAM's bf)
+    descriptors: bool = True         # ORB descriptors of keyframe features (relocalization)
+    relocalize_features: int = 1000  # corners described in a lost frame
+    relocalize_min_inliers: int = 25
+    relocalize_keyframes: int = 40   # newest keyframes whose landmarks relocalization matches against
+    new_map_after: float = 2.0       # s lost before a new map segment is started (stereo/RGB-D at once possible)
+    init_min_flow: float = 8.0       # px, monocular: median flow before a two-view initialization is tried
+    init_min_points: int = 60        # monocular: triangulated points a two-view initialization needs
+    init_min_parallax: float = 1.0   # deg, monocular: parallax of the init_min_points-th best point
+    init_max_frames: int = 40        # monocular: frames tried against one reference frame
+
+
+@dataclass
+class KeyframeConfig:
+    """Keyframe selection: about max_rate_hz while moving, none while standing still."""
+
+    max_rate_hz: float = 10.0        # at most this many keyframes per second of sensor time
+    parallax: float = 12.0           # px, median feature displacement since the last keyframe that asks for one
+    min_parallax: float = 2.0        # px, below this the camera counts as standing still: no keyframe
+    min_tracked_ratio: float = 0.75  # fewer of the last keyframe's landmarks still tracked asks for one
+    min_tracked: int = 80            # fewer landmarks tracked asks for one
+    max_pending: int = 0             # worker this many keyframes behind: only urgent keyframes (0: off)
