@@ -1,6 +1,6 @@
 """Run configuration: YAML loaded into typed dataclasses; unknown or ill-typed keys are errors.
 
-A config file has the sections `source`, `frontend`, `keyframes` and `odometry` (all optional; a
+A config file has the sections `source`, `frontend`, `keyframes`, `odometry` and `loop` (all optional; a
 missing key keeps its default). An error names the file, the line, the dotted key and what is
 allowed, e.g. `configs/x.yaml:7: unknown key 'frontend.max_feature'; allowed: max_features, ...`.
 """
@@ -108,6 +108,32 @@ class OdometryConfig:
 
 
 @dataclass
+class LoopConfig:
+    """Loop closure in the loop worker thread: place recognition, verification, pose graph, write-back."""
+
+    enabled: bool = True             # `slam run --no-loop` turns it off (odometry only)
+    place_features: int = 750        # ORB points described per keyframe (tracked features + corners between)
+    min_score: float = 0.0           # place-recognition score below which a candidate is not verified
+    recent_keyframes: int = 30       # the newest keyframes are never loop candidates (odometry covers them)
+    min_inliers: int = 40            # verified matches a loop needs (stereo/RGB-D PnP, monocular Sim(3))
+    # Pose graph (loop/posegraph.py): odometry edges between consecutive keyframes and covisibility
+    # edges between keyframes sharing >= covisibility_min_shared landmarks, measured by their current
+    # relative poses; information = weight x diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3[, 1/sigma_scale^2]),
+    # weight = min(shared landmarks, 200) / 100, loop edges weight = loop_weight x inliers / 100.
+    covisibility_min_shared: int = 60
+    sigma_rotation: float = 0.01     # rad, of an edge with 100 shared landmarks
+    sigma_translation: float = 0.01  # m (map units for monocular)
+    sigma_scale: float = 0.01        # Sim(3) edges (monocular): log-scale
+    loop_weight: float = 1.0         # loop edges relative to odometry edges of the same support
+    precision: str | None = None     # PGO precision policy; None: the run's (odometry.precision / --precision)
+    max_iterations: int = 30         # LM iterations of one pose-graph solve
+    fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
+    min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
+    blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)
+    nice: int = 15                   # loop thread below tracking and the odometry worker
+
+
+@dataclass
 class RunConfig:
     """Everything `slam run` reads from its YAML file."""
 
@@ -115,6 +141,7 @@ class RunConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain nested dict (for report.json)."""
@@ -128,6 +155,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "odometry.loss": LOSSES,
     "odometry.precision": PRECISIONS,
     "odometry.preconditioner": ("jacobi", "schur"),
+    "loop.precision": PRECISIONS,
 }
 # Dotted key -> (lowest, highest) allowed numbers (None: unbounded).
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -138,6 +166,10 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "odometry.max_iterations": (1, None), "odometry.cg_max_iterations": (1, None),
     "odometry.relative_cost_tol": (0.0, 1.0),
     "odometry.loss_scale": (1e-3, None), "source.prefetch": (0, 64),
+    "loop.place_features": (0, 5000), "loop.recent_keyframes": (1, None), "loop.min_inliers": (6, None),
+    "loop.covisibility_min_shared": (1, None), "loop.sigma_rotation": (1e-9, None),
+    "loop.sigma_translation": (1e-9, None), "loop.sigma_scale": (1e-9, None), "loop.loop_weight": (1e-6, None),
+    "loop.max_iterations": (1, None), "loop.min_keyframes_between": (0, None), "loop.nice": (0, 19),
 }
 
 

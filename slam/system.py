@@ -25,6 +25,7 @@ from slam.errors import InputError
 from slam.frontend.measure import Rig
 from slam.frontend.state import FrameResult
 from slam.frontend.tracker import Tracker
+from slam.loop.worker import LoopWorker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.odometry.worker import OdometryWorker, timing_stats
@@ -139,8 +140,16 @@ class System:
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
         self.map = Map()
-        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision)
+        cfg.loop.enabled = cfg.loop.enabled and loop
+        self.loop = cfg.loop.enabled
+        self.loop_worker: LoopWorker | None = None
+        self.loop_unavailable: str | None = None
+        if self.loop:
+            self.loop_worker, self.loop_unavailable = _make_loop_worker(self, precision or cfg.odometry.precision)
+        on_inserted = None if self.loop_worker is None else self._to_loop
+        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, precision, on_inserted=on_inserted)
         self.tracker = Tracker(cfg, self.rig, self.map, self.worker.submit, self.worker.pending)
+        self.frame_times: list[tuple[float, float]] = []  # (start, end) of tracking each frame (perf_counter)
         self.results: dict[int, FrameResult] = {}
         try:
             self.total = len(source)
@@ -155,6 +164,8 @@ class System:
         interrupted, error = False, None
         t_start = time.perf_counter()
         reader = Prefetcher(self.source, self.cfg.source.prefetch, self.max_frames)
+        if self.loop_worker is not None:
+            self.loop_worker.start()
         self.worker.start()
         last_print = t_start
         n = 0
@@ -168,8 +179,10 @@ class System:
                     ahead = (frame.timestamp - t0_sensor) - (time.perf_counter() - t_start)
                     if ahead > 0:
                         time.sleep(ahead)
+                t_f = time.perf_counter()
                 for r in self.tracker.process(frame):
                     self.results[r.index] = r
+                self.frame_times.append((t_f, time.perf_counter()))
                 n += 1
                 self.worker.check()
                 now = time.perf_counter()
@@ -183,10 +196,18 @@ class System:
         finally:
             reader.stop()
             t_track = time.perf_counter() - t_start
+            if self.loop_worker is not None and (interrupted or error is not None):
+                self.loop_worker.abort()  # keep the last written correction, start no other
             try:
                 self.worker.stop()
             except KeyboardInterrupt:
                 interrupted = True
+            if self.loop_worker is not None:
+                try:
+                    self.loop_worker.stop()  # after the odometry worker: it hands on the last keyframes
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.loop_worker.abort()
         wall = time.perf_counter() - t_start
         if error is None and self.worker.error is not None:
             error = self.worker.error
@@ -194,6 +215,19 @@ class System:
         if self.progress:
             self._print_progress(n, wall, final=True)
         return RunResult(self.out, report, interrupted, error, [self.results[k] for k in sorted(self.results)])
+
+    def _to_loop(self, kf: Any) -> None:
+        """Odometry worker -> loop worker: a keyframe now in the map, with its place features."""
+        assert self.loop_worker is not None
+        self.loop_worker.submit(kf.id, kf.timestamp, kf.place)
+
+    def _print_loop(self, rec: dict) -> None:
+        if self.progress:
+            p = rec["pgo"]
+            print(f"slam run: loop closed: keyframe {rec['query']['keyframe']} -> {rec['match']['keyframe']} "
+                  f"({rec['inliers']} inliers); PGO {p['vertices']} poses, cost {p['initial_cost']:.4g} -> "
+                  f"{p['final_cost']:.4g}, {p['iterations']} it, {p['time_s']['total']:.3f} s",
+                  file=sys.stderr, flush=True)
 
     def _print_progress(self, n: int, elapsed: float, final: bool = False) -> None:
         tot = f"/{self.total}" if self.total else ""
@@ -217,10 +251,53 @@ class System:
         write_trajectories(self.out, times, poses, snap)
         centers = snap.keyframe_poses[:, :3, 3] if len(snap.keyframe_poses) else None
         write_ply(self.out / "map.ply", snap.points, centers)
-        (self.out / "loops.json").write_text(json.dumps([], indent=2) + "\n")
+        loops = [] if self.loop_worker is None else list(self.loop_worker.closer.loops)
+        (self.out / "loops.json").write_text(json.dumps(loops, indent=2, default=_json_default) + "\n")
+        sol = None if self.loop_worker is None else self.loop_worker.closer.last_solution
+        if sol is not None:
+            from slam.loop.posegraph import export_g2o
+            export_g2o(self.out / "pose_graph.g2o", sol)
         report = build_report(self, res, ok, poses, snap, n, wall, t_track, read_times, interrupted, error)
         (self.out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
         return report
+
+
+def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None, str | None]:
+    """The loop worker with place recognition and verification, or (None, why it is not available)."""
+    from slam.loop.closer import LoopCloser
+    try:
+        from slam.loop.factory import place_recognition
+    except ImportError as exc:
+        return None, f"not available: {exc}"
+    cfg = system.cfg.loop
+    candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg)
+    closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
+                        notify=system._print_loop)
+    return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice), None
+
+
+def _loop_report(system: System) -> Any:
+    """report.json's loop_closure: loops accepted / rejected, PGO times, tracking during PGO."""
+    if not system.loop:
+        return "disabled (--no-loop)"
+    if system.loop_worker is None:
+        return system.loop_unavailable
+    rep = system.loop_worker.summary()
+    ft = np.array(system.frame_times).reshape(-1, 2)
+    iv = np.array(system.loop_worker.closer.pgo_intervals).reshape(-1, 2)
+    dur = (ft[:, 1] - ft[:, 0]) * 1e3
+    during = np.zeros(len(ft), bool)
+    for a, b in iv.tolist():  # per loop, a handful
+        during |= (ft[:, 1] >= a) & (ft[:, 0] <= b)
+
+    def pct(x: np.ndarray) -> dict[str, Any]:
+        if x.size == 0:
+            return {"count": 0}
+        return {"count": int(x.size), "p50": float(np.percentile(x, 50)), "p90": float(np.percentile(x, 90)),
+                "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+
+    rep["frame_time_ms"] = {"all": pct(dur), "during_pgo": pct(dur[during])}
+    return rep
 
 
 def _json_default(o: Any) -> Any:
@@ -264,7 +341,7 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "fps": n / wall if wall > 0 else 0.0,
         "tracking_fps": n / t_track if t_track > 0 else 0.0,
         "timings_ms": stages, "ba": system.worker.summary(),
-        "loop_closure": "disabled (--no-loop)" if not system.loop else "not available in this version",
+        "loop_closure": _loop_report(system),
         "config": system.cfg.as_dict(),
     }
     gt_idx = [i for i, r in enumerate(ok) if r.gt_pose is not None]

@@ -22,6 +22,7 @@ from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
 from slam.frontend.measure import Rig, measure
 from slam.frontend.mono_init import MonoInitializer
+from slam.frontend.place import assemble, extra_corners
 from slam.frontend.pose import pnp_ransac, project, refine_pose
 from slam.geometry.lie import orthonormalize
 from slam.frontend.relocalizer import relocalize
@@ -94,6 +95,12 @@ class Tracker:
         tr = self.tracks
         with self.map.lock:
             self.map_version = self.map.version
+            if len(tr):
+                # loop closure fuses duplicate landmarks: follow a track's landmark to the one it became
+                tr.ids = self.map.resolve(tr.ids)
+                _, first = np.unique(tr.ids, return_index=True)
+                if len(first) < len(tr):
+                    tr.keep(np.isin(np.arange(len(tr)), first))
             states = self.map.states(tr.ids) if len(tr) else np.zeros(0, np.int8)
             pos = self.map.positions(tr.ids) if len(tr) else np.zeros((0, 3))
             poses = self.map.keyframe_poses()
@@ -241,7 +248,17 @@ class Tracker:
         uv = tr.uv.astype(np.float64)
         T_wc = inv(self.T_cw)
         lm = np.isfinite(tr.xyz[:, 0])
-        m = measure(frame, gray, pyr, uv, self.rig, f, self.orb)
+        n_place = self.cfg.loop.place_features if (self.cfg.loop.enabled and self.orb is not None) else 0
+        extra = extra_corners(gray, uv, n_place).astype(np.float64) if n_place else np.zeros((0, 2))
+        # one measurement of tracked and extra points: stereo matching and descriptors in one call
+        m = measure(frame, gray, pyr, np.concatenate([uv, extra]), self.rig, f, self.orb)
+        n = len(uv)
+        place = (assemble(np.concatenate([uv, extra]), m.depth, m.descriptors, m.desc_ok,
+                          np.concatenate([tr.ids, np.full(len(extra), -1, np.int64)]), self.K) if n_place else None)
+        if len(extra):
+            m.depth, m.u_right = m.depth[:n], m.u_right[:n]
+            if m.descriptors is not None:
+                m.descriptors, m.desc_ok = m.descriptors[:n], m.desc_ok[:n]
         fill = ~lm & np.isfinite(m.depth)  # provisional positions until the worker's landmarks arrive
         if fill.any():
             tr.xyz[fill] = backproject(uv[fill], m.depth[fill], self.K, T_wc)
@@ -254,7 +271,7 @@ class Tracker:
         kf = KeyframeData(
             id=self.next_kf, frame_index=frame.index, timestamp=frame.timestamp, pose=T_wc, segment=self.segment,
             ids=tr.ids.copy(), uv=uv, u_right=m.u_right, depth=m.depth, descriptors=m.descriptors,
-            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf)
+            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf, place=place)
         if T_ref_kf is not None:
             self.kf_rel[kf.id] = (ref, T_ref_kf)
         fresh_anchor = tr.anchor_kf < 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,8 @@ class KeyframeData:
     new_ids/new_points: landmarks the frontend triangulated itself (in the frame of `pose`);
     ref_kf/T_ref_kf: the keyframe tracking was relative to and the pose relative to it, so that
     the worker can move a keyframe that waited in its queue with the corrections BA made to its
-    reference meanwhile (-1: none, e.g. the first keyframe of a map segment).
+    reference meanwhile (-1: none, e.g. the first keyframe of a map segment);
+    place: ORB features over the whole image for loop closure (frontend/place.py), None when off.
     """
 
     id: int
@@ -36,3 +38,4 @@ class KeyframeData:
     new_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     ref_kf: int = -1
     T_ref_kf: np.ndarray | None = None
+    place: Any = None  # slam.frontend.place.PlaceFeatures (typed loosely: map/ does not import frontend/)

@@ -74,6 +74,7 @@ class Map:
         self.lm_desc = _Grow((32,), np.uint8)
         self.lm_has_desc = _Grow((), bool, False)
         self.lm_ref_kf = _Grow((), np.int64, -1)
+        self.lm_merged = _Grow((), np.int64, -1)  # fused into this landmark (loop closure), -1: not fused
         # keyframes, indexed by keyframe id (inserted in id order)
         self.kf_pose = _Grow((4, 4), np.float64)
         self.kf_time = _Grow((), np.float64)
@@ -87,6 +88,9 @@ class Map:
         self.obs_ur = _Grow((), np.float64, np.nan)  # right-image u (stereo / virtual RGB-D), NaN for none
         self.obs_ok = _Grow((), bool, True)
         self.covisibility: dict[int, dict[int, int]] = {}
+        # Loop closure and global BA corrections so far: a window solve gathered before a correction
+        # must not write its (pre-correction) poses back after it (odometry/window.py checks).
+        self.corrections = 0
 
     # ------------------------------------------------------------------ ids
     def allocate_ids(self, n: int) -> np.ndarray:
@@ -94,7 +98,7 @@ class Map:
         with self.lock:
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             self._next_id += n
-            for g in (self.lm_pos, self.lm_state, self.lm_desc, self.lm_has_desc, self.lm_ref_kf):
+            for g in (self.lm_pos, self.lm_state, self.lm_desc, self.lm_has_desc, self.lm_ref_kf, self.lm_merged):
                 g.reserve(self._next_id)
                 g.n = self._next_id
             return ids
@@ -113,7 +117,7 @@ class Map:
             start = self.obs_kf.n
             k = len(kf.ids)
             self.obs_kf.extend(np.full(k, kf.id, np.int64))
-            self.obs_lm.extend(kf.ids)
+            self.obs_lm.extend(self.resolve(kf.ids))  # a queued keyframe may still name a fused landmark
             self.obs_uv.extend(kf.uv)
             self.obs_ur.extend(kf.u_right)
             self.obs_ok.extend(np.ones(k, bool))
@@ -183,6 +187,7 @@ class Map:
                 p_cam = np.einsum("nji,nj->ni", T_old[:, :3, :3], p) * s[k, None]
                 self.lm_pos.a[moved] = np.einsum("nij,nj->ni", poses[k, :3, :3], p_cam) + poses[k, :3, 3]
             self.kf_pose.a[kf_ids] = poses
+            self.corrections += 1
             self.version += 1
             return self.version
 
@@ -278,3 +283,73 @@ class Map:
                 keyframe_timestamps=self.kf_time.view.copy(), keyframe_frames=self.kf_frame.view.copy(),
                 keyframe_poses=self.kf_pose.view.copy(), keyframe_segments=self.kf_segment.view.copy(),
                 point_ids=alive, points=self.lm_pos.a[alive].copy(), n_observations=int(self.obs_ok.view.sum()))
+
+    # ------------------------------------------------------------------ loop closure: landmark fusion
+    def resolve(self, ids: np.ndarray) -> np.ndarray:
+        """The landmark each id now stands for: itself, or the one it was fused into (followed to the end)."""
+        with self.lock:
+            out = np.asarray(ids, np.int64).copy()
+            merged = self.lm_merged.a
+            for _ in range(64):  # chains are short: a landmark is fused at most once per loop
+                nxt = merged[out] if out.size else out
+                step = nxt >= 0
+                if not step.any():
+                    break
+                out[step] = nxt[step]
+            return out
+
+    def fuse_landmarks(self, keep: np.ndarray, drop: np.ndarray) -> int:
+        """Fuse duplicate landmarks (loop closure): drop[k]'s observations are redirected to keep[k]
+        and drop[k] is culled; returns the number fused.
+
+        Pairs where either side is not alive, or keep == drop, are skipped. An observation that
+        would make a keyframe see `keep` twice is marked an outlier instead. Covisibility gains the
+        pairs of keyframes that now share the fused landmarks (the two sides of the loop).
+        """
+        keep = np.asarray(keep, np.int64).reshape(-1)
+        drop = np.asarray(drop, np.int64).reshape(-1)
+        if len(keep) != len(drop):
+            raise ValueError(f"{len(keep)} landmarks to keep but {len(drop)} to drop")
+        with self.lock:
+            ok = (keep != drop) & (self.lm_state.a[keep] == ALIVE) & (self.lm_state.a[drop] == ALIVE)
+            keep, drop = keep[ok], drop[ok]
+            _, first = np.unique(drop, return_index=True)  # one target per dropped landmark
+            keep, drop = keep[first], drop[first]
+            drop_set = np.setdiff1d(drop, keep)  # a landmark both kept and dropped stays (no chains)
+            sel = np.isin(drop, drop_set)
+            keep, drop = keep[sel], drop[sel]
+            if drop.size == 0:
+                return 0
+            target = np.full(self.lm_state.n, -1, np.int64)
+            target[drop] = keep
+            obs_lm = self.obs_lm.view
+            rows = np.flatnonzero(target[obs_lm] >= 0)
+            new_lm = target[obs_lm[rows]]
+            kf_of = self.obs_kf.view[rows]
+            # keyframes already observing the kept landmark (alive rows): a second row is an outlier
+            keep_rows = np.flatnonzero(np.isin(obs_lm, keep) & self.obs_ok.view)
+            n_lm = np.int64(self.lm_state.n)
+            twice = np.isin(kf_of * n_lm + new_lm, self.obs_kf.view[keep_rows] * n_lm + obs_lm[keep_rows])
+            good = self.obs_ok.view[rows] & ~twice
+            # covisibility: every observer of drop[k] now shares keep[k] with every observer of keep[k]
+            a_kf, a_lm = kf_of[good], new_lm[good]
+            b_kf, b_lm = self.obs_kf.view[keep_rows], obs_lm[keep_rows]
+            order = np.argsort(b_lm, kind="stable")
+            b_kf, b_lm = b_kf[order], b_lm[order]
+            lo, hi = np.searchsorted(b_lm, a_lm, "left"), np.searchsorted(b_lm, a_lm, "right")
+            cnt = hi - lo
+            ia = np.repeat(np.arange(len(a_kf)), cnt)
+            ib = np.repeat(lo, cnt) + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            pa, pb = a_kf[ia], b_kf[ib]
+            diff = pa != pb
+            if diff.any():
+                pairs, n = np.unique(np.stack([pa[diff], pb[diff]], 1), axis=0, return_counts=True)
+                for (i, j), c in zip(pairs.tolist(), n.tolist()):  # per keyframe pair, a few hundred
+                    self.covisibility.setdefault(i, {})[j] = self.covisibility.get(i, {}).get(j, 0) + c
+                    self.covisibility.setdefault(j, {})[i] = self.covisibility.get(j, {}).get(i, 0) + c
+            self.obs_lm.a[rows] = new_lm
+            self.obs_ok.a[rows[twice]] = False
+            self.lm_state.a[drop] = CULLED
+            self.lm_merged.a[drop] = keep
+            self.version += 1
+            return int(drop.size)

@@ -43,6 +43,7 @@ class WindowData:
     uv: np.ndarray            # (O,2)
     ur: np.ndarray            # (O,) right u or NaN
     n_window: int
+    corrections: int = 0      # the map's correction count when gathered (a later loop correction makes it stale)
 
 
 @dataclass
@@ -108,6 +109,7 @@ def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) 
         uv = the_map.obs_uv.a[rows].copy()
         ur = the_map.obs_ur.a[rows].copy()
         points = the_map.lm_pos.a[lms].copy()
+        corrections = the_map.corrections
     order = np.argsort(kf_ids)
     cam = order[np.searchsorted(kf_ids[order], obs_kf)]
     pt = np.searchsorted(lms, obs_lm)
@@ -118,7 +120,7 @@ def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) 
     remap = np.cumsum(keep_pt) - 1
     m = keep_pt[pt]
     return WindowData(kf_ids, fixed, T_cw, lms[keep_pt], points[keep_pt], rows[m], cam[m], remap[pt[m]],
-                      uv[m], ur[m], len(win))
+                      uv[m], ur[m], len(win), corrections)
 
 
 def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
@@ -157,6 +159,11 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
     cull = behind | (good_meas < 2) | ~np.isfinite(X).all(axis=1)
     free = ~data.fixed
     with the_map.lock:
+        if the_map.corrections != data.corrections:
+            # A loop correction moved the map while this window was solved: its poses and points
+            # are in the old frame, and writing them would undo the correction. The next keyframe's
+            # solve starts from the corrected map.
+            return None
         the_map.update(data.kf_ids[free], lie.orthonormalize(lie.se3_inverse(T_cw[free])), data.point_ids[~cull], X[~cull])
         if bad.any():
             the_map.reject_observations(data.rows[bad])

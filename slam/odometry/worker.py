@@ -56,10 +56,12 @@ class OdometryWorker:
     """Sliding-window bundle adjustment on its own thread."""
 
     def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, precision: str | None = None,
-                 nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
+                 nice: int = 10, observer: Callable[[WindowData], None] | None = None,
+                 on_inserted: Callable[[KeyframeData], None] | None = None) -> None:
         self.map, self.rig, self.cfg = the_map, rig, cfg
         self.nice = nice
         self.observer = observer  # sees every window problem (benchmarks)
+        self.on_inserted = on_inserted  # each keyframe once inserted and solved (the loop worker's input)
         self.precision = precision or cfg.precision
         self.queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
@@ -124,6 +126,9 @@ class OdometryWorker:
                     st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.observer)
                     if st is not None:
                         self.stats.append(st)
+                    if self.on_inserted is not None:
+                        for kf in kfs:
+                            self.on_inserted(kf)
             except BaseException as exc:  # kept for the main thread, which re-raises it
                 self.error = exc
             finally:
