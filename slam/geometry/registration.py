@@ -57,7 +57,11 @@ def _spread(p: np.ndarray) -> np.ndarray:
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (scale, R, t) with dst ≈ scale R src + t (scale 1 when with_scale is False)."""
+    """Least-squares similarity (scale, R, t) with dst ≈ scale R src + t (scale 1 when with_scale is False).
+
+    The same estimate as slam.eval.align.umeyama (evo-compatible, raises on degenerate sets); this one is
+    the batched kernel RANSAC needs and returns plain arrays.
+    """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 3:

@@ -11,6 +11,7 @@ API (stable):
         those the candidate keyframe itself sees (used for the first, descriptor-only matching;
         None: all of them); the rest only join in the second look.
     verify_loop(query, candidate, K, mode, params=VerifyParams()) -> Verification
+    match_in_radius(uv, desc, proj, lm_desc, radius, max_distance=64) -> (keypoint idx, landmark idx)
     Verification: accepted, reason ("accepted" or one of REJECTIONS), T_world_query (4x4 rigid
         camera-to-world pose of the query camera in the candidate's map frame, or None), scale
         (1.0 for SE(3); for Sim(3) the world length of one unit of the query's map), inliers,
@@ -36,7 +37,7 @@ import cv2
 import numpy as np
 
 from slam.frontend.pose import pnp_ransac, project, refine_pose
-from slam.frontend.relocalizer import match_by_projection, match_descriptors
+from slam.frontend.relocalizer import match_descriptors
 from slam.geometry.registration import ransac_sim3
 
 REJECTIONS = ("bad_input", "too_few_matches", "ransac_failed", "too_few_inliers", "second_look_failed")
@@ -120,6 +121,61 @@ def _valid(query: QueryFeatures, cand: CandidateLandmarks, K: np.ndarray, mode: 
         return bool(ok) and mode in MODES
     except (TypeError, ValueError):
         return False
+
+
+_POP = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def match_in_radius(uv: np.ndarray, desc: np.ndarray, proj: np.ndarray, lm_desc: np.ndarray, radius: float,
+                    max_distance: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoint index, landmark index) pairs: for each landmark projected within `radius` px of
+    keypoints, the one of smallest Hamming distance (<= max_distance); one landmark per keypoint.
+
+    Keypoints are bucketed in a grid of radius-sized cells so that only the 3x3 cells around each
+    projection are compared (the dense landmark x keypoint distance matrix costs ~100x more).
+    """
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(uv) == 0 or len(proj) == 0:
+        return empty
+    r = float(radius)
+    cu = np.floor(uv / r).astype(np.int64)
+    cp = np.floor(proj / r).astype(np.int64)
+    lo = np.minimum(cu.min(axis=0), cp.min(axis=0)) - 1
+    cu -= lo
+    cp -= lo
+    ncols = int(max(cu[:, 0].max(), cp[:, 0].max())) + 2
+    cell = cu[:, 1] * ncols + cu[:, 0]
+    order = np.argsort(cell, kind="stable")
+    sorted_cell = cell[order]
+    li_parts, start_parts, count_parts = [], [], []
+    for dy in (-1, 0, 1):  # the 9 neighbouring cells, each a vectorized range lookup
+        for dx in (-1, 0, 1):
+            c = (cp[:, 1] + dy) * ncols + cp[:, 0] + dx
+            a, b = np.searchsorted(sorted_cell, c, "left"), np.searchsorted(sorted_cell, c, "right")
+            li_parts.append(np.arange(len(proj)))
+            start_parts.append(a)
+            count_parts.append(b - a)
+    li = np.concatenate(li_parts)
+    start = np.concatenate(start_parts)
+    count = np.concatenate(count_parts)
+    total = int(count.sum())
+    if total == 0:
+        return empty
+    li = np.repeat(li, count)
+    qi = order[np.repeat(start - (np.cumsum(count) - count), count) + np.arange(total)]
+    near = np.sum((proj[li] - uv[qi]) ** 2, axis=1) < r * r
+    li, qi = li[near], qi[near]
+    ham = _POP[np.bitwise_xor(lm_desc[li], desc[qi])].sum(axis=1, dtype=np.int64)
+    ok = ham <= max_distance
+    li, qi, ham = li[ok], qi[ok], ham[ok]
+    if len(li) == 0:
+        return empty
+    order = np.lexsort((ham, li))  # best keypoint per landmark
+    _, first = np.unique(li[order], return_index=True)
+    li, qi, ham = li[order][first], qi[order][first], ham[order][first]
+    order = np.lexsort((ham, qi))  # then best landmark per keypoint
+    _, first = np.unique(qi[order], return_index=True)
+    return qi[order][first], li[order][first]
 
 
 def _T_cw(T_wc: np.ndarray) -> np.ndarray:
@@ -222,7 +278,7 @@ def verify_loop(query: QueryFeatures, candidate: CandidateLandmarks, K: np.ndarr
     keep = (z > 0) & (proj[:, 0] >= -p.search_radius) & (proj[:, 0] < w_guess + p.search_radius)
     keep &= (proj[:, 1] >= -p.search_radius) & (proj[:, 1] < h_guess + p.search_radius)
     vis, proj = vis[keep], proj[keep]
-    q2, l2 = match_by_projection(uv, np.asarray(query.descriptors), proj, candidate.descriptors[vis],
+    q2, l2 = match_in_radius(uv, np.asarray(query.descriptors), proj, candidate.descriptors[vis],
                                  radius=p.search_radius, max_distance=p.max_distance)
     l2 = vis[l2]
     if len(q2) < p.min_inliers:
