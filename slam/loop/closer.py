@@ -136,7 +136,9 @@ class LoopCloser:
     def summary(self) -> dict:
         """report.json: loops accepted, rejections by reason, PGO times."""
         pgo = [r["pgo"] for r in self.loops]
-        return {"accepted": len(self.loops), "rejected": dict(self.rejections),
+        rejected = {k: v for k, v in getattr(self.candidates, "rejections", {}).items() if v}
+        rejected.update(self.rejections)  # verification's reasons next to place recognition's
+        return {"accepted": len(self.loops), "rejected": rejected,
                 "group": self.group, "precision": self.precision, "landmarks_fused": self.fused,
                 "pgo_solve_s": [p["time_s"]["solve"] for p in pgo],
                 "pgo_total_s": [p["time_s"]["total"] for p in pgo],
