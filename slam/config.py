@@ -130,6 +130,7 @@ class LoopConfig:
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)
+    check_fp64: bool = False         # also solve every pose graph in fp64 and record its cost (benchmarks)
     nice: int = 15                   # loop thread below tracking and the odometry worker
 
 

@@ -269,11 +269,31 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
         from slam.loop.factory import place_recognition
     except ImportError as exc:
         return None, f"not available: {exc}"
+    from slam.frontend.features import make_orb
+    from slam.frontend.place import place_features
+
     cfg = system.cfg.loop
     candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg)
+    orb = make_orb()  # the loop thread's own extractor
+    rig, fcfg = system.rig, system.cfg.frontend
     closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
-                        notify=system._print_loop)
+                        notify=system._print_loop,
+                        features=lambda inp: place_features(inp, cfg.place_features, rig, fcfg, orb))
     return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice), None
+
+
+def _percentiles(x: np.ndarray) -> dict[str, Any]:
+    """count, p50, p90, p99, max of durations in milliseconds."""
+    if x.size == 0:
+        return {"count": 0}
+    return {"count": int(x.size), "p50": float(np.percentile(x, 50)), "p90": float(np.percentile(x, 90)),
+            "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+
+
+def _frame_times(system: System) -> tuple[np.ndarray, np.ndarray]:
+    """(start, duration in ms) of tracking each frame."""
+    ft = np.array(system.frame_times).reshape(-1, 2)
+    return ft[:, 0], (ft[:, 1] - ft[:, 0]) * 1e3
 
 
 def _loop_report(system: System) -> Any:
@@ -283,20 +303,11 @@ def _loop_report(system: System) -> Any:
     if system.loop_worker is None:
         return system.loop_unavailable
     rep = system.loop_worker.summary()
-    ft = np.array(system.frame_times).reshape(-1, 2)
-    iv = np.array(system.loop_worker.closer.pgo_intervals).reshape(-1, 2)
-    dur = (ft[:, 1] - ft[:, 0]) * 1e3
-    during = np.zeros(len(ft), bool)
-    for a, b in iv.tolist():  # per loop, a handful
-        during |= (ft[:, 1] >= a) & (ft[:, 0] <= b)
-
-    def pct(x: np.ndarray) -> dict[str, Any]:
-        if x.size == 0:
-            return {"count": 0}
-        return {"count": int(x.size), "p50": float(np.percentile(x, 50)), "p90": float(np.percentile(x, 90)),
-                "p99": float(np.percentile(x, 99)), "max": float(x.max())}
-
-    rep["frame_time_ms"] = {"all": pct(dur), "during_pgo": pct(dur[during])}
+    start, dur = _frame_times(system)
+    during = np.zeros(len(start), bool)
+    for a, b in system.loop_worker.closer.pgo_intervals:  # per loop, a handful
+        during |= (start + dur / 1e3 >= a) & (start <= b)
+    rep["frame_time_ms"] = {"all": _percentiles(dur), "during_pgo": _percentiles(dur[during])}
     return rep
 
 
@@ -340,7 +351,7 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "realtime_playback": system.realtime, "wall_time_s": wall, "tracking_time_s": t_track,
         "fps": n / wall if wall > 0 else 0.0,
         "tracking_fps": n / t_track if t_track > 0 else 0.0,
-        "timings_ms": stages, "ba": system.worker.summary(),
+        "timings_ms": stages, "frame_time_ms": _percentiles(_frame_times(system)[1]), "ba": system.worker.summary(),
         "loop_closure": _loop_report(system),
         "config": system.cfg.as_dict(),
     }

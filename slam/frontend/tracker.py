@@ -22,7 +22,7 @@ from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
 from slam.frontend.measure import Rig, measure
 from slam.frontend.mono_init import MonoInitializer
-from slam.frontend.place import assemble, extra_corners
+from slam.frontend.place import place_input
 from slam.frontend.pose import pnp_ransac, project, refine_pose
 from slam.geometry.lie import orthonormalize
 from slam.frontend.relocalizer import relocalize
@@ -125,6 +125,10 @@ class Tracker:
                 tr.xyz[m] = tr.xyz[m] @ D[:3, :3].T + D[:3, 3]
             tr.keep(states != CULLED)
         if self.kf_id >= 0:
+            # A world-frame correction D (window BA, loop closure) moves the current pose with its
+            # keyframe. The motion model V = T_cw(k) T_cw(k-1)^-1 is a camera-frame increment and
+            # is unchanged by it; only a monocular Sim(3) correction would rescale its translation,
+            # which the next pose refinement absorbs.
             D = delta(self.kf_id)
             self.T_cw = orthonormalize(self.T_cw @ inv(D))
             self.kf_T_wc = self.kf_poses[self.kf_id]
@@ -248,17 +252,9 @@ class Tracker:
         uv = tr.uv.astype(np.float64)
         T_wc = inv(self.T_cw)
         lm = np.isfinite(tr.xyz[:, 0])
-        n_place = self.cfg.loop.place_features if (self.cfg.loop.enabled and self.orb is not None) else 0
-        extra = extra_corners(gray, uv, n_place).astype(np.float64) if n_place else np.zeros((0, 2))
-        # one measurement of tracked and extra points: stereo matching and descriptors in one call
-        m = measure(frame, gray, pyr, np.concatenate([uv, extra]), self.rig, f, self.orb)
-        n = len(uv)
-        place = (assemble(np.concatenate([uv, extra]), m.depth, m.descriptors, m.desc_ok,
-                          np.concatenate([tr.ids, np.full(len(extra), -1, np.int64)]), self.K) if n_place else None)
-        if len(extra):
-            m.depth, m.u_right = m.depth[:n], m.u_right[:n]
-            if m.descriptors is not None:
-                m.descriptors, m.desc_ok = m.descriptors[:n], m.desc_ok[:n]
+        m = measure(frame, gray, pyr, uv, self.rig, f, self.orb)
+        want_place = self.cfg.loop.enabled and self.cfg.loop.place_features > 0
+        place = place_input(frame, gray, uv, m, tr.ids.copy()) if want_place else None  # loop worker's input
         fill = ~lm & np.isfinite(m.depth)  # provisional positions until the worker's landmarks arrive
         if fill.any():
             tr.xyz[fill] = backproject(uv[fill], m.depth[fill], self.K, T_wc)

@@ -42,10 +42,13 @@ class LoopCloser:
     """Detect, verify and close loops against a shared map (one keyframe per `process` call)."""
 
     def __init__(self, the_map: Any, mode: str, cfg: LoopConfig, precision: str, candidates: Candidates,
-                 verify: Verify, notify: Callable[[dict], None] | None = None, abort: Any = None) -> None:
+                 verify: Verify, notify: Callable[[dict], None] | None = None, abort: Any = None,
+                 features: Callable[[Any], Any] | None = None) -> None:
         self.map, self.cfg, self.precision = the_map, cfg, precision
         self.group = "sim3" if mode == "mono" else "se3"
         self.candidates, self.verify = candidates, verify
+        self.features = features  # what the keyframe hands over -> its place features (None: as given)
+        self.feature_times: list[float] = []
         self.notify = notify
         self.abort = abort  # threading.Event: set when the run stops (a correction in flight is dropped)
         self.edges: list[LoopEdge] = []
@@ -66,6 +69,12 @@ class LoopCloser:
         try:
             if place is None:
                 return None
+            if self.features is not None:
+                t_f = time.perf_counter()
+                place = self.features(place)
+                self.feature_times.append(time.perf_counter() - t_f)
+                if place is None:
+                    return None
             cands = self.candidates(kf_id, place)
             if kf_id - self._last_loop_kf < self.cfg.min_keyframes_between:
                 if cands:
@@ -93,6 +102,8 @@ class LoopCloser:
         t1 = time.perf_counter()
         sol = solve_graph(graph, self.precision, self.cfg.max_iterations, build_s=t1 - t0)
         t2 = time.perf_counter()
+        ref = solve_graph(graph, "fp64", self.cfg.max_iterations) if self.cfg.check_fp64 else None
+        t2 += 0.0 if ref is None else ref.solve_s  # the check is not part of the write-back time
         done = write_back(self.map, sol.corrections(), self.group == "sim3", self.abort)
         t3 = time.perf_counter()
         self.pgo_intervals.append((t0, t3))
@@ -112,6 +123,10 @@ class LoopCloser:
                "score": score, "inliers": int(res.inliers), "transform": np.asarray(res.Z).tolist(),
                "keyframes_corrected": done[0], "keyframes_inserted_during_pgo": done[1],
                "landmarks_fused": fused, "pgo": stats}
+        if ref is not None:
+            stats["fp64_final_cost"] = ref.summary.final_cost
+            stats["fp64_relative_cost_difference"] = (abs(sol.summary.final_cost - ref.summary.final_cost)
+                                                     / max(ref.summary.final_cost, 1e-300))
         if self.group == "sim3":
             rec["scale"] = float(res.scale)
         self.loops.append(rec)
@@ -142,4 +157,7 @@ class LoopCloser:
                 "group": self.group, "precision": self.precision, "landmarks_fused": self.fused,
                 "pgo_solve_s": [p["time_s"]["solve"] for p in pgo],
                 "pgo_total_s": [p["time_s"]["total"] for p in pgo],
-                "pgo_vertices": [p["vertices"] for p in pgo]}
+                "pgo_vertices": [p["vertices"] for p in pgo],
+                "place_features_ms_mean": 1e3 * float(np.mean(self.feature_times)) if self.feature_times else None,
+                "keyframe_ms_mean": 1e3 * float(np.mean(self.process_times)) if self.process_times else None,
+                "keyframes_checked": len(self.process_times)}

@@ -20,7 +20,8 @@ class KeyframeData:
     ref_kf/T_ref_kf: the keyframe tracking was relative to and the pose relative to it, so that
     the worker can move a keyframe that waited in its queue with the corrections BA made to its
     reference meanwhile (-1: none, e.g. the first keyframe of a map segment);
-    place: ORB features over the whole image for loop closure (frontend/place.py), None when off.
+    place: what the loop worker computes the keyframe's place features from (frontend/place.py
+    PlaceInput), None when loop closure is off.
     """
 
     id: int
@@ -38,4 +39,4 @@ class KeyframeData:
     new_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     ref_kf: int = -1
     T_ref_kf: np.ndarray | None = None
-    place: Any = None  # slam.frontend.place.PlaceFeatures (typed loosely: map/ does not import frontend/)
+    place: Any = None  # slam.frontend.place.PlaceInput (typed loosely: map/ does not import frontend/)
