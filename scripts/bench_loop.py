@@ -40,12 +40,17 @@ from slam.system import System  # noqa: E402
 CONFIGS = {"stereo": "synthetic.yaml", "rgbd": "tum_rgbd.yaml", "mono": "euroc_mono.yaml"}
 
 
+GLOBAL_BA: bool | None = None  # --global-ba / --no-global-ba override the config
+
+
 def _config(scene: str, sensor: str, blocking: bool, seed: int) -> object:
     name = "kitti_mono.yaml" if (scene == "street_loop" and sensor == "mono") else CONFIGS[sensor]
     cfg = load_config(REPO / "configs" / name)
     cfg.odometry.blocking = blocking
     cfg.loop.check_fp64 = True
     cfg.source.seed = seed
+    if GLOBAL_BA is not None:
+        cfg.loop.global_ba = GLOBAL_BA
     return cfg
 
 
@@ -104,6 +109,7 @@ def summarize(scene: str, sensor: str, off: dict, on: dict, radius: float, gap: 
         "pgo_solve_s": [r["pgo"]["time_s"]["solve"] for r in on["loops"]],
         "pgo_vertices": [r["pgo"]["vertices"] for r in on["loops"]],
         "pgo_fp64_relative_cost_difference": pgo_diff,
+        "global_ba": [r.get("global_ba") for r in on["loops"]],
         "frame_ms_p99": {"loop": on["report"]["frame_time_ms"].get("p99"),
                          "noloop": off["report"]["frame_time_ms"].get("p99")},
         "frame_ms_p99_during_pgo": lc.get("frame_time_ms", {}).get("during_pgo", {}).get("p99")
@@ -124,8 +130,13 @@ def main() -> int:
     ap.add_argument("--revisit-gap", type=float, default=10.0, help="s: a revisit is of a keyframe this much older")
     ap.add_argument("--nonblocking", action="store_true",
                     help="tracking does not wait for the workers (live-run timing; pairs are then not like-for-like)")
+    ap.add_argument("--global-ba", dest="global_ba", action="store_true", default=None,
+                    help="global bundle adjustment after each loop (default: the config's)")
+    ap.add_argument("--no-global-ba", dest="global_ba", action="store_false")
     ap.add_argument("--out", default="bench_out/loop")
     args = ap.parse_args()
+    global GLOBAL_BA
+    GLOBAL_BA = args.global_ba
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -130,6 +130,8 @@ class LoopConfig:
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)
+    global_ba: bool = False          # bundle adjustment of the whole map after each loop (see README for why off)
+    global_ba_iterations: int = 10   # its LM iterations
     check_fp64: bool = False         # also solve every pose graph in fp64 and record its cost (benchmarks)
     nice: int = 15                   # loop thread below tracking and the odometry worker
 
@@ -170,7 +172,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "loop.place_features": (0, 5000), "loop.recent_keyframes": (1, None), "loop.min_inliers": (6, None),
     "loop.covisibility_min_shared": (1, None), "loop.sigma_rotation": (1e-9, None),
     "loop.sigma_translation": (1e-9, None), "loop.sigma_scale": (1e-9, None), "loop.loop_weight": (1e-6, None),
-    "loop.max_iterations": (1, None), "loop.min_keyframes_between": (0, None), "loop.nice": (0, 19),
+    "loop.max_iterations": (1, None), "loop.global_ba_iterations": (1, None), "loop.min_keyframes_between": (0, None), "loop.nice": (0, 19),
 }
 
 

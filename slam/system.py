@@ -279,6 +279,12 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
     closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
                         notify=system._print_loop,
                         features=lambda inp: place_features(inp, cfg.place_features, rig, fcfg, orb))
+    if cfg.global_ba:
+        from slam.loop.global_ba import global_ba
+
+        prec = cfg.precision or precision
+        closer.global_ba = lambda abort: global_ba(system.map, rig.K, rig.baseline, system.cfg.odometry, prec,
+                                                   cfg.global_ba_iterations, abort)
     return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice), None
 
 

@@ -43,12 +43,14 @@ class LoopCloser:
 
     def __init__(self, the_map: Any, mode: str, cfg: LoopConfig, precision: str, candidates: Candidates,
                  verify: Verify, notify: Callable[[dict], None] | None = None, abort: Any = None,
-                 features: Callable[[Any], Any] | None = None) -> None:
+                 features: Callable[[Any], Any] | None = None,
+                 global_ba: Callable[[Any], dict | None] | None = None) -> None:
         self.map, self.cfg, self.precision = the_map, cfg, precision
         self.group = "sim3" if mode == "mono" else "se3"
         self.candidates, self.verify = candidates, verify
         self.features = features  # what the keyframe hands over -> its place features (None: as given)
         self.feature_times: list[float] = []
+        self.global_ba = global_ba  # global_ba(abort) -> statistics, run after each loop when given
         self.notify = notify
         self.abort = abort  # threading.Event: set when the run stops (a correction in flight is dropped)
         self.edges: list[LoopEdge] = []
@@ -111,18 +113,20 @@ class LoopCloser:
             self._reject("run_stopped")
             return None
         fused = self._fuse(res, place) if self.cfg.fuse_landmarks else 0
+        gba = self.global_ba(self.abort) if self.global_ba is not None else None
         t4 = time.perf_counter()
+        self.pgo_intervals[-1] = (t0, t4)
         self.edges.append(edge)
         self.last_solution = sol
         self._last_loop_kf = query
         times = self.map.keyframe_table()[1]
         stats = sol.stats()
-        stats["time_s"].update({"write_back": t3 - t2, "fuse": t4 - t3, "total": t4 - t0})
+        stats["time_s"].update({"write_back": t3 - t2, "fuse_and_global_ba": t4 - t3, "total": t4 - t0})
         rec = {"query": {"keyframe": query, "timestamp": float(timestamp)},
                "match": {"keyframe": match, "timestamp": float(times[match])},
                "score": score, "inliers": int(res.inliers), "transform": np.asarray(res.Z).tolist(),
                "keyframes_corrected": done[0], "keyframes_inserted_during_pgo": done[1],
-               "landmarks_fused": fused, "pgo": stats}
+               "landmarks_fused": fused, "pgo": stats, "global_ba": gba}
         if ref is not None:
             stats["fp64_final_cost"] = ref.summary.final_cost
             stats["fp64_relative_cost_difference"] = (abs(sol.summary.final_cost - ref.summary.final_cost)
@@ -158,6 +162,7 @@ class LoopCloser:
                 "pgo_solve_s": [p["time_s"]["solve"] for p in pgo],
                 "pgo_total_s": [p["time_s"]["total"] for p in pgo],
                 "pgo_vertices": [p["vertices"] for p in pgo],
+                "global_ba_s": [r["global_ba"]["time_s"]["total"] for r in self.loops if r.get("global_ba")],
                 "place_features_ms_mean": 1e3 * float(np.mean(self.feature_times)) if self.feature_times else None,
                 "keyframe_ms_mean": 1e3 * float(np.mean(self.process_times)) if self.process_times else None,
                 "keyframes_checked": len(self.process_times)}

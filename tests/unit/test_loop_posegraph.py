@@ -208,3 +208,33 @@ def test_fuse_landmarks_redirects_observations_and_links_the_two_sides() -> None
     assert m.fuse_landmarks(ids[[3]], ids[[9]]) == 1
     lm4, _, _ = m.keyframe_observations(4)
     np.testing.assert_array_equal(lm4, ids[[3]])
+
+
+def test_global_ba_restores_a_perturbed_stereo_map() -> None:
+    """Exact stereo observations, perturbed keyframe poses and points: global BA brings every
+    keyframe back to its true pose (keyframe 0 is the gauge) and writes it in one correction."""
+    from slam.config import OdometryConfig
+    from slam.loop.global_ba import global_ba
+
+    rng = np.random.default_rng(3)
+    K = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    b = 0.1
+    truth = lie.se3_from_Rt(lie.so3_exp(rng.normal(0, 0.03, (8, 3))), np.stack([0.15 * np.arange(8),
+                                                                                 np.zeros(8), np.zeros(8)], 1))
+    P = np.column_stack([rng.uniform(-2, 3, 300), rng.uniform(-1.5, 1.5, 300), rng.uniform(3, 8, 300)])
+    m = Map()
+    ids = m.allocate_ids(len(P))
+    noisy = truth.copy()
+    noisy[1:] = truth[1:] @ lie.se3_exp(rng.normal(0, [0.004] * 3 + [0.01] * 3, (7, 6)))
+    for i, T in enumerate(truth):
+        pc = (P - T[:3, 3]) @ T[:3, :3]
+        uv = pc[:, :2] / pc[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=i, pose=noisy[i], segment=0, ids=ids, uv=uv,
+                                       u_right=uv[:, 0] - K[0, 0] * b / pc[:, 2], depth=pc[:, 2]))
+    m.create_landmarks(ids, P + rng.normal(0, 0.02, P.shape), ref_kf=0)
+    stats = global_ba(m, K, b, OdometryConfig(), "mixed", 20)
+    assert stats is not None and stats["final_cost"] < 1e-6 * stats["initial_cost"]
+    assert m.corrections == 1
+    err = np.linalg.norm(m.keyframe_poses()[:, :3, 3] - truth[:, :3, 3], axis=1)
+    assert err.max() < 1e-4
+    np.testing.assert_allclose(m.positions(ids), P, atol=1e-3)
