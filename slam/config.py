@@ -120,7 +120,10 @@ class LoopConfig:
     # edges between keyframes sharing >= covisibility_min_shared landmarks, measured by their current
     # relative poses; information = weight x diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3[, 1/sigma_scale^2]),
     # weight = min(shared landmarks, 200) / 100, loop edges weight = loop_weight x inliers / 100.
-    covisibility_min_shared: int = 60
+    # 100 as ORB-SLAM's essential graph. Re-solving a room_loop (stereo) graph of 142 keyframes:
+    # keyframe ATE 6.0 mm with 60 (2000 edges), 5.8 mm with 100, 6.0 mm with none: the edges hold
+    # the local shape, more of them only cost time.
+    covisibility_min_shared: int = 100
     sigma_rotation: float = 0.01     # rad, of an edge with 100 shared landmarks
     sigma_translation: float = 0.01  # m (map units for monocular)
     sigma_scale: float = 0.01        # Sim(3) edges (monocular): log-scale

@@ -117,7 +117,8 @@ class Map:
             start = self.obs_kf.n
             k = len(kf.ids)
             self.obs_kf.extend(np.full(k, kf.id, np.int64))
-            self.obs_lm.extend(self.resolve(kf.ids))  # a queued keyframe may still name a fused landmark
+            ids = self.resolve(kf.ids)  # a queued keyframe may still name a fused landmark
+            self.obs_lm.extend(ids)
             self.obs_uv.extend(kf.uv)
             self.obs_ur.extend(kf.u_right)
             self.obs_ok.extend(np.ones(k, bool))
@@ -130,7 +131,7 @@ class Map:
                 ok = kf.desc_ok
                 self.lm_desc.a[kf.ids[ok]] = kf.descriptors[ok]
                 self.lm_has_desc.a[kf.ids[ok]] = True
-            self._update_covisibility(kf.id, kf.ids)
+            self._update_covisibility(kf.id, ids)
             self.version += 1
 
     def _update_covisibility(self, kf_id: int, ids: np.ndarray) -> None:
