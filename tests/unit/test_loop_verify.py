@@ -137,3 +137,44 @@ def test_a_distant_but_correct_view_can_be_refused_by_distance(rendered) -> None
     far = verify_loop(QueryFeatures(uv, d, P), _landmarks(rendered, 0), K, "rgbd",
                       VerifyParams(max_distance=gap - 0.1), T_world_candidate=T_cand)
     assert near.accepted and far.reason == "too_far" and far.inliers > 0
+
+
+def test_gather_reads_keyframe_features_and_candidate_landmarks_from_the_map(rendered) -> None:
+    from slam.loop.gather import candidate_landmarks, query_features
+    from slam.map.keyframe import KeyframeData
+    from slam.map.map import Map
+
+    uv, d, P, T = rendered[0]
+    n = len(uv)
+    m = Map()
+    ids = m.allocate_ids(n + 50)
+    z = P[:, 2]
+
+    def kf(i: int, rows: np.ndarray, track_ids: np.ndarray) -> KeyframeData:
+        return KeyframeData(id=i, frame_index=i, timestamp=float(i), pose=T, segment=0, ids=track_ids,
+                            uv=uv[rows], u_right=np.full(len(rows), np.nan), depth=z[rows],
+                            descriptors=d[rows], desc_ok=np.ones(len(rows), bool))
+
+    half = np.arange(n // 2)
+    rest = np.arange(n // 2, n)
+    m.insert_keyframe(kf(0, half, ids[half]))
+    m.insert_keyframe(kf(1, np.concatenate([half[:10], rest]), ids[np.concatenate([half[:10], rest])]))
+    m.insert_keyframe(kf(2, np.arange(5), ids[n:n + 5]))  # unrelated tracks, never landmarks
+    known = np.flatnonzero(np.isfinite(z))
+    X = P[known] @ T[:3, :3].T + T[:3, 3]
+    m.create_landmarks(ids[known], X, ref_kf=0)
+    m.cull_landmarks(ids[known[:3]])
+    cand = candidate_landmarks(m, 0)
+    alive = set(ids[known[3:]].tolist())
+    assert set(cand.ids.tolist()) == alive  # own + covisible keyframe 1, not the culled, not the point-less
+    np.testing.assert_array_equal(cand.primary, np.isin(cand.ids, ids[half]))
+    q = query_features(kf(0, np.arange(n), ids[:n]), K)
+    np.testing.assert_allclose(q.points[known], P[known])
+    # Monocular: no depth, the keyframe's own landmarks give the points in its camera.
+    mono = kf(0, np.arange(n), ids[:n])
+    mono.depth = np.full(n, np.nan)
+    qm = query_features(mono, K, positions=m.positions(ids[:n]))
+    np.testing.assert_allclose(qm.points[known[3:]], P[known[3:]], atol=1e-9)
+    assert np.isnan(qm.points[known[:3]]).all()
+    v = verify_loop(q, cand, K, "rgbd")
+    assert v.accepted and _pose_error(v.T_world_query, T)[0] < 0.01
