@@ -6,7 +6,6 @@ API (stable):
         points: 3-D positions in the QUERY CAMERA frame (stereo/RGB-D depth, or the query's own
         landmarks moved into its camera), NaN rows where unknown; needed for mode "mono".
         ids: the query's track/landmark ids (carried along for the caller, e.g. to fuse duplicates).
-        slam.loop.gather builds both inputs from a KeyframeData and the Map.
     CandidateLandmarks(ids (M,), positions (M,3) world of the candidate's map, descriptors (M,32),
                        primary (M,) bool | None)
         the landmarks of the candidate keyframe AND of its covisible keyframes; `primary` marks
