@@ -204,8 +204,8 @@ def _orb_sets(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]
     src = SyntheticSource("office_long", "mono", seed=seed)
     orb = cv2.ORB_create(1000)
     step = max(1, len(src) // n)
-    base = [orb.detectAndCompute(src.render(i * step % len(src)), None)[1] for i in range(n)]
-    queries = [orb.detectAndCompute(src.render((i * 10 * step + step // 2) % len(src)), None)[1]
+    base = [orb.detectAndCompute(src.render(i * step % len(src)).left, None)[1] for i in range(n)]
+    queries = [orb.detectAndCompute(src.render((i * 10 * step + step // 2) % len(src)).left, None)[1]
                for i in range(max(1, n // 10))]
     return base, queries
 

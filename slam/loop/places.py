@@ -15,7 +15,12 @@ least `min_shared` inliers), i.e. the camera has kept their view in sight all th
 Neighbours are never candidates: a camera that stands still, or drives forward looking at the same
 distant scene, does not "revisit" it; a camera that left a place (the run broke) and came back does.
 A candidate that passes the detector is verified by the epipolar geometry: ORB matches between
-the two images, cv2.findFundamentalMat RANSAC, at least `min_inliers` inliers.
+the two images, cv2.findFundamentalMat RANSAC, at least `min_inliers` inliers. The same place seen
+from metres farther or closer appears scaled, so the similarity that maps the match's inlier pixels
+onto the query's (cv2.estimateAffinePartial2D) must scale by at most `max_scale_change` either way:
+a camera still approaching a place it saw is not there yet (bench: this removes most reports whose
+two cameras are more than 1 m apart). The candidate and its two sequence neighbours are verified
+and the one with the most inliers is reported, the nearest view as a rule.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ class PlaceParams:
     gap: int = 1                  # the previous `gap` images are always neighbours
     ratio: float = 0.8            # Lowe's ratio for image-to-image matches
     f_threshold: float = 2.0      # px, epipolar distance of RANSAC inliers
-    max_verify: int = 3           # candidates verified per image, best first
+    max_verify: int = 3           # candidates verified per image (each with its two sequence neighbours)
+    max_scale_change: float = 1.2  # largest image scale between a revisit and its match (either way)
 
 
 def epipolar_inliers(uv1: np.ndarray, d1: np.ndarray, uv2: np.ndarray, d2: np.ndarray, ratio: float,
@@ -62,6 +68,20 @@ def epipolar_inliers(uv1: np.ndarray, d1: np.ndarray, uv2: np.ndarray, d2: np.nd
     return q[keep], t[keep]
 
 
+def view_scale(uv_match: np.ndarray, uv_query: np.ndarray) -> float | None:
+    """Scale of the RANSAC similarity taking matched pixels of one image onto the other (None: no fit)."""
+    if len(uv_match) < 3:
+        return None
+    try:
+        M, _ = cv2.estimateAffinePartial2D(uv_match, uv_query, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+    except cv2.error:
+        return None
+    if M is None or not np.isfinite(M).all():
+        return None
+    s = float(np.hypot(M[0, 0], M[1, 0]))
+    return s if s > 0 else None
+
+
 class PlaceRecognizer:
     """Feeds images one by one to the database and detector; reports verified revisits."""
 
@@ -73,7 +93,7 @@ class PlaceRecognizer:
         self.uv: list[np.ndarray] = []
         self.desc: list[np.ndarray] = []
         self.first_neighbour: list[int] = []  # earliest image sharing >= min_shared tracks, per image
-        self.rejections: dict[str, int] = {"epipolar": 0}
+        self.rejections: dict[str, int] = {"epipolar": 0, "scale": 0}
 
     def features(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ORB pixels (N,2) and descriptors (N,32) of an image."""
@@ -130,12 +150,28 @@ class PlaceRecognizer:
         self.desc.append(d)
         excluded = np.arange(self.first_neighbour[i], i)
         cands = self.detector.detect(i, d, excluded, self.neighbours_of)
+        best: dict | None = None
+        tried: set[int] = set()
         for c, score in cands[: p.max_verify]:
-            a, _ = epipolar_inliers(uv, d, self.uv[c], self.desc[c], p.ratio, p.f_threshold)
-            if len(a) >= p.min_inliers:
-                return {"query": name, "match": self.names[c], "score": round(float(score), 4), "inliers": int(len(a))}
-            self.rejections["epipolar"] += 1
-        return None
+            passed = False
+            for j in (c - 1, c, c + 1):
+                if j in tried or not 0 <= j < self.first_neighbour[i]:
+                    continue
+                tried.add(j)
+                a, b = epipolar_inliers(uv, d, self.uv[j], self.desc[j], p.ratio, p.f_threshold)
+                if len(a) < p.min_inliers:
+                    continue
+                sc = view_scale(self.uv[j][b], uv[a])
+                if sc is None or not 1.0 / p.max_scale_change <= sc <= p.max_scale_change:
+                    self.rejections["scale"] += j == c
+                    continue
+                passed = True
+                if best is None or len(a) > best["inliers"]:
+                    best = {"query": name, "match": self.names[j], "score": round(float(score), 4),
+                            "inliers": int(len(a))}
+            if not passed:
+                self.rejections["epipolar"] += 1
+        return best
 
 
 def recognise_places(images: Iterable[tuple[str, np.ndarray]], params: PlaceParams | None = None) -> list[dict]:
