@@ -92,7 +92,7 @@ class PlaceRecognizer:
         self.names: list[str] = []
         self.uv: list[np.ndarray] = []
         self.desc: list[np.ndarray] = []
-        self.first_neighbour: list[int] = []  # earliest image sharing >= min_shared tracks, per image
+        self.first_neighbour: list[int] = []  # first image of each image's neighbour run
         self.rejections: dict[str, int] = {"epipolar": 0, "scale": 0}
 
     def features(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +103,7 @@ class PlaceRecognizer:
         return cv2.KeyPoint_convert(kp).astype(np.float64), d
 
     def neighbours_of(self, i: int) -> set[int]:
-        """Images that share tracks with image i: its own back window and later images whose window holds i."""
+        """Neighbours of image i: its own run of earlier images and the later images whose run holds i."""
         first = np.asarray(self.first_neighbour)
         later = np.flatnonzero(first[i + 1:] <= i) + i + 1
         return set(range(first[i], i)) | set(later.tolist())
@@ -150,10 +150,10 @@ class PlaceRecognizer:
         self.desc.append(d)
         excluded = np.arange(self.first_neighbour[i], i)
         cands = self.detector.detect(i, d, excluded, self.neighbours_of)
-        best: dict | None = None
+        best: tuple[int, int] | None = None  # (image, inliers)
         tried: set[int] = set()
-        for c, score in cands[: p.max_verify]:
-            passed = False
+        for c, _ in cands[: p.max_verify]:
+            outcome = "epipolar"
             for j in (c - 1, c, c + 1):
                 if j in tried or not 0 <= j < self.first_neighbour[i]:
                     continue
@@ -163,15 +163,18 @@ class PlaceRecognizer:
                     continue
                 sc = view_scale(self.uv[j][b], uv[a])
                 if sc is None or not 1.0 / p.max_scale_change <= sc <= p.max_scale_change:
-                    self.rejections["scale"] += j == c
+                    outcome = "scale" if outcome != "ok" else outcome
                     continue
-                passed = True
-                if best is None or len(a) > best["inliers"]:
-                    best = {"query": name, "match": self.names[j], "score": round(float(score), 4),
-                            "inliers": int(len(a))}
-            if not passed:
-                self.rejections["epipolar"] += 1
-        return best
+                outcome = "ok"
+                if best is None or len(a) > best[1]:
+                    best = (j, int(len(a)))
+            if outcome != "ok":
+                self.rejections[outcome] += 1
+        if best is None:
+            return None
+        j, n = best
+        score = float(self.detector.database.scores(d, [j])[0])
+        return {"query": name, "match": self.names[j], "score": round(score, 4), "inliers": n}
 
 
 def recognise_places(images: Iterable[tuple[str, np.ndarray]], params: PlaceParams | None = None) -> list[dict]:
