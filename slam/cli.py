@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "view": "show a run folder in the 3-D viewer",
     "info": "describe a source: kind, frames, calibration, ground truth, problems",
     "demo": "run the built-in demo (no download needed)",
+    "places": "find the images of a folder that revisit an earlier place (no calibration)",
 }
 
 

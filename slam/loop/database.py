@@ -21,9 +21,10 @@ outvote the rest); a query scores every keyframe by the idf-weighted words they 
 weights: shared weight / max(query weight, keyframe weight), in [0, 1]. Words held by a large part
 of the database (`stop_fraction`) are skipped, which also bounds the cost of a query.
 
-Storage is two sorted arrays of (word, keyframe) pairs, a large one merged rarely and a small one
-merged at every add, so that adding is amortized O(entries) and a query is a few `searchsorted`
-calls plus one `bincount`: no Python loop over descriptors or keyframes. Not thread-safe: one owner
+Storage is two sorted arrays of (word, keyframe) pairs, a large one (with CSR offsets per word, so
+a lookup is two array reads) merged rarely and a small one merged at every add, so that adding is
+amortized O(entries) and a query is a gather, two `searchsorted` on the small array and one
+`bincount`: no Python loop over descriptors or keyframes. Not thread-safe: one owner
 (the loop worker, or `slam places`).
 """
 
@@ -53,6 +54,8 @@ class PlaceDatabase:
         self._index: dict[int, int] = {}
         self._main_w = np.zeros(0, np.int32)
         self._main_k = np.zeros(0, np.int32)
+        # CSR offsets of the main array: word w's entries are _main_k[_start[w]:_start[w + 1]]
+        self._start = np.zeros((n_tables << bits) + 1, np.int64)
         self._tail_w = np.zeros(0, np.int32)
         self._tail_k = np.zeros(0, np.int32)
 
@@ -95,6 +98,8 @@ class PlaceDatabase:
             pos = np.searchsorted(self._main_w, self._tail_w, side="right")
             self._main_w = np.insert(self._main_w, pos, self._tail_w)
             self._main_k = np.insert(self._main_k, pos, self._tail_k)
+            counts = np.bincount(self._main_w, minlength=len(self._start) - 1)
+            self._start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             self._tail_w = np.zeros(0, np.int32)
             self._tail_k = np.zeros(0, np.int32)
 
@@ -105,7 +110,7 @@ class PlaceDatabase:
         q = self.words(descriptors)
         if n == 0 or len(q) == 0:
             return out
-        lo1, hi1 = np.searchsorted(self._main_w, q, "left"), np.searchsorted(self._main_w, q, "right")
+        lo1, hi1 = self._start[q], self._start[q + 1]
         lo2, hi2 = np.searchsorted(self._tail_w, q, "left"), np.searchsorted(self._tail_w, q, "right")
         c1, c2 = hi1 - lo1, hi2 - lo2
         df = c1 + c2  # keyframes holding the word (one entry per keyframe and word)

@@ -2,8 +2,8 @@
 
 API (stable):
 
-    det = LoopDetector(database=None, max_candidates=10, min_score=0.0, group_ratio=0.75,
-                       min_consistency=3)
+    det = LoopDetector(database=None, max_candidates=10, min_score=0.01, group_ratio=0.75,
+                       min_consistency=3, noise_sigmas=3.0)
     det.detect(kf_id, descriptors, excluded, neighbours_of, add=True) -> list[tuple[int, float]]
     det.rejections: dict[str, int]     # counts by reason, keys in REJECTIONS
     det.queries: int                   # detect() calls
@@ -13,8 +13,11 @@ API (stable):
 1. never returns an id of `excluded` (the caller's recent and covisible keyframes: they look alike
    because they are the same place seen moments ago, not a revisit);
 2. keeps candidates scoring at least the lowest score of the keyframe's own neighbours
-   (`neighbours_of(kf_id)` present in the database: what "this place" scores against itself) and
-   `min_score`;                                                        -> "low_score" otherwise
+   (`neighbours_of(kf_id)` present in the database: what "this place" scores against itself),
+   `min_score`, and the chance level of this query: median + noise_sigmas * 1.4826 * MAD of its
+   scores against the non-excluded database (most keyframes are unrelated to any one query, so
+   these robust statistics measure how much an unrelated place scores; with fewer than 8 keyframes
+   it is not used);                                                    -> "low_score" otherwise
 3. groups each candidate with its neighbours (`neighbours_of(candidate)`), sums the group's scores,
    keeps groups within `group_ratio` of the best group, and represents each by its best member;
 4. returns a candidate only once its group has been seen (overlapping a group of the previous
@@ -37,8 +40,8 @@ REJECTIONS = ("empty_database", "no_descriptors", "low_score", "inconsistent")
 class LoopDetector:
     """Place-recognition candidates that passed the exclusion, score, group and consistency rules."""
 
-    def __init__(self, database: PlaceDatabase | None = None, max_candidates: int = 10, min_score: float = 0.0,
-                 group_ratio: float = 0.75, min_consistency: int = 3) -> None:
+    def __init__(self, database: PlaceDatabase | None = None, max_candidates: int = 10, min_score: float = 0.01,
+                 group_ratio: float = 0.75, min_consistency: int = 3, noise_sigmas: float = 3.0) -> None:
         if min_consistency < 1:
             raise ValueError(f"min_consistency must be at least 1, got {min_consistency}")
         self.database = database if database is not None else PlaceDatabase()
@@ -46,6 +49,7 @@ class LoopDetector:
         self.min_score = float(min_score)
         self.group_ratio = float(group_ratio)
         self.min_consistency = int(min_consistency)
+        self.noise_sigmas = float(noise_sigmas)
         self.rejections: dict[str, int] = {r: 0 for r in REJECTIONS}
         self.queries = 0
         # Groups of the previous query: (keyframe ids, number of consecutive queries that saw them).
@@ -78,8 +82,12 @@ class LoopDetector:
         score_of = dict(zip(ids.tolist(), scores.tolist()))
         own = [score_of[k] for k in neighbours_of(kf_id) if k in score_of and k != kf_id]
         floor = max(self.min_score, min(own) if own else 0.0)
-        allowed = ~np.isin(ids, np.asarray(excluded, np.int64).ravel()) & (scores > 0) & (scores >= floor)
-        allowed &= ids != kf_id
+        allowed = ~np.isin(ids, np.asarray(excluded, np.int64).ravel()) & (ids != kf_id)
+        if allowed.sum() >= 8:
+            med = float(np.median(scores[allowed]))
+            mad = float(np.median(np.abs(scores[allowed] - med)))
+            floor = max(floor, med + self.noise_sigmas * 1.4826 * mad)
+        allowed &= (scores > 0) & (scores >= floor)
         if not allowed.any():
             self._groups = []
             return self._reject("low_score")

@@ -2,15 +2,17 @@
 
 API (stable):
 
-    QueryFeatures(uv (N,2) px, descriptors (N,32) uint8, points (N,3) | None)
+    QueryFeatures(uv (N,2) px, descriptors (N,32) uint8, points (N,3) | None, ids (N,) | None)
         points: 3-D positions in the QUERY CAMERA frame (stereo/RGB-D depth, or the query's own
         landmarks moved into its camera), NaN rows where unknown; needed for mode "mono".
+        ids: the query's track/landmark ids (carried along for the caller, e.g. to fuse duplicates).
     CandidateLandmarks(ids (M,), positions (M,3) world of the candidate's map, descriptors (M,32),
                        primary (M,) bool | None)
         the landmarks of the candidate keyframe AND of its covisible keyframes; `primary` marks
         those the candidate keyframe itself sees (used for the first, descriptor-only matching;
         None: all of them); the rest only join in the second look.
-    verify_loop(query, candidate, K, mode, params=VerifyParams()) -> Verification
+    verify_loop(query, candidate, K, mode, params=VerifyParams(), T_world_candidate=None) -> Verification
+        (T_world_candidate, the candidate keyframe's pose, is only used with params.max_distance)
     match_in_radius(uv, desc, proj, lm_desc, radius, max_distance=64) -> (keypoint idx, landmark idx)
     Verification: accepted, reason ("accepted" or one of REJECTIONS), T_world_query (4x4 rigid
         camera-to-world pose of the query camera in the candidate's map frame, or None), scale
@@ -40,7 +42,7 @@ from slam.frontend.pose import pnp_ransac, project, refine_pose
 from slam.frontend.relocalizer import match_descriptors
 from slam.geometry.registration import ransac_sim3
 
-REJECTIONS = ("bad_input", "too_few_matches", "ransac_failed", "too_few_inliers", "second_look_failed")
+REJECTIONS = ("bad_input", "too_few_matches", "ransac_failed", "too_few_inliers", "second_look_failed", "too_far")
 MODES = ("stereo", "rgbd", "mono")
 
 
@@ -51,6 +53,7 @@ class QueryFeatures:
     uv: np.ndarray
     descriptors: np.ndarray
     points: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
 
 @dataclass
@@ -75,9 +78,11 @@ class VerifyParams:
     min_ransac_inliers: int = 15
     threshold: float = 3.0            # px, refinement inliers
     search_radius: float = 8.0        # px, second look
-    max_distance: int = 64            # Hamming, second look
+    max_hamming: int = 64             # Hamming distance, second look
     min_inliers: int = 40             # inliers after the second look
     min_scale: float = 1e-3           # Sim(3) scales outside [min_scale, 1/min_scale] are not credible
+    max_distance: float | None = None  # reject ("too_far") a query camera farther than this from the
+    #                                    candidate keyframe (needs T_world_candidate), in world units
 
 
 @dataclass
@@ -221,7 +226,7 @@ def _scale_on(query: QueryFeatures, X: np.ndarray, qi: np.ndarray, li: np.ndarra
 
 
 def verify_loop(query: QueryFeatures, candidate: CandidateLandmarks, K: np.ndarray, mode: str,
-                params: VerifyParams | None = None) -> Verification:
+                params: VerifyParams | None = None, T_world_candidate: np.ndarray | None = None) -> Verification:
     """Verify a loop candidate: SE(3) (stereo/rgbd) or Sim(3) (mono) pose of the query in the candidate's map."""
     p = params or VerifyParams()
     if not _valid(query, candidate, K, mode):
@@ -279,7 +284,7 @@ def verify_loop(query: QueryFeatures, candidate: CandidateLandmarks, K: np.ndarr
     keep &= (proj[:, 1] >= -p.search_radius) & (proj[:, 1] < h_guess + p.search_radius)
     vis, proj = vis[keep], proj[keep]
     q2, l2 = match_in_radius(uv, np.asarray(query.descriptors), proj, candidate.descriptors[vis],
-                                 radius=p.search_radius, max_distance=p.max_distance)
+                                 radius=p.search_radius, max_distance=p.max_hamming)
     l2 = vis[l2]
     if len(q2) < p.min_inliers:
         return _reject("second_look_failed", int(inl.sum()))
@@ -291,4 +296,9 @@ def verify_loop(query: QueryFeatures, candidate: CandidateLandmarks, K: np.ndarr
     if mode == "mono":
         scale = _scale_on(query, X, q2, l2, T_cw, scale)
     matches = np.stack([q2.astype(np.int64), np.asarray(candidate.ids, np.int64)[l2]], axis=1)
-    return Verification(True, "accepted", _T_cw(T_cw), float(scale), n_in, matches)
+    T_wq = _T_cw(T_cw)
+    if p.max_distance is not None and T_world_candidate is not None:
+        gap = float(np.linalg.norm(T_wq[:3, 3] - np.asarray(T_world_candidate, np.float64)[:3, 3]))
+        if not gap <= p.max_distance:
+            return _reject("too_far", n_in)
+    return Verification(True, "accepted", T_wq, float(scale), n_in, matches)

@@ -124,3 +124,17 @@ def test_match_in_radius_agrees_with_brute_force() -> None:
     for q, cands in best_q.items():
         pairs.add((q, min(cands)[1]))
     assert set(zip(qi.tolist(), li.tolist())) == pairs
+
+
+def test_a_distant_but_correct_view_can_be_refused_by_distance(rendered) -> None:
+    from slam.loop.verify import VerifyParams
+
+    uv, d, P, T_true = rendered[12]
+    T_cand = rendered[0][3]
+    gap = float(np.linalg.norm(T_true[:3, 3] - T_cand[:3, 3]))
+    near = verify_loop(QueryFeatures(uv, d, P), _landmarks(rendered, 0), K, "rgbd",
+                       VerifyParams(max_distance=gap + 0.1), T_world_candidate=T_cand)
+    far = verify_loop(QueryFeatures(uv, d, P), _landmarks(rendered, 0), K, "rgbd",
+                      VerifyParams(max_distance=gap - 0.1), T_world_candidate=T_cand)
+    assert near.accepted and far.reason == "too_far" and far.inliers > 0
+
