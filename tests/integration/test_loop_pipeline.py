@@ -107,7 +107,9 @@ class _InterruptDuringPgo(Source):
         for f in self.src:
             # Ctrl-C once the solve runs; from frame 80 on, wait for it (the loop thread has a
             # lower priority and may lag behind tracking on a busy machine)
-            if self.started.is_set() or (f.index >= 80 and self.started.wait(120.0)):
+            if f.index >= 80:
+                self.started.wait(120.0)
+            if self.started.is_set() or f.index >= 80:
                 raise KeyboardInterrupt
             yield f
 
@@ -142,7 +144,7 @@ def test_interrupt_during_pgo_keeps_the_last_accepted_correction(tmp_path: Path,
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
     cfg.loop.min_keyframes_between = 5
     src = _InterruptDuringPgo(SyntheticSource("room_loop", "stereo", frames=100), started)
-    system = System(cfg, src, "x", tmp_path, progress=False)
+    system = System(cfg, src, "x", tmp_path, progress=False, loop=True)
     res = system.run()
     assert res.interrupted and len(solves) == 2
     rep = json.loads((tmp_path / "report.json").read_text())
