@@ -133,7 +133,7 @@ class LoopConfig:
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)
-    global_ba: bool = False          # bundle adjustment of the whole map after each loop (see README for why off)
+    global_ba: bool = False          # bundle adjustment of the whole map after each loop (off: docs/architecture.md)
     global_ba_iterations: int = 10   # its LM iterations
     check_fp64: bool = False         # also solve every pose graph in fp64 and record its cost (benchmarks)
     nice: int = 15                   # loop thread below tracking and the odometry worker
