@@ -1,6 +1,6 @@
 """Run configuration: YAML loaded into typed dataclasses; unknown or ill-typed keys are errors.
 
-A config file has the sections `source`, `frontend`, `keyframes` and `odometry` (all optional; a
+A config file has the sections `source`, `frontend`, `keyframes`, `odometry` and `loop` (all optional; a
 missing key keeps its default). An error names the file, the line, the dotted key and what is
 allowed, e.g. `configs/x.yaml:7: unknown key 'frontend.max_feature'; allowed: max_features, ...`.
 """
@@ -17,6 +17,7 @@ from typing import Any
 from slam.errors import FormatError, InputError
 from slam.frontend.config import FrontendConfig, KeyframeConfig
 from slam.io.yamlfile import read_yaml_lines
+from slam.loop.config import LoopConfig
 from slam.odometry.config import OdometryConfig
 from slam.solvers.precision import PRESETS
 
@@ -51,6 +52,7 @@ class RunConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain nested dict (for report.json)."""
@@ -64,6 +66,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "odometry.loss": LOSSES,
     "odometry.precision": tuple(PRESETS),
     "odometry.preconditioner": ("jacobi", "schur"),
+    "loop.precision": tuple(PRESETS),
 }
 # Dotted key -> (lowest, highest) allowed numbers (None: unbounded).
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -74,6 +77,10 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "odometry.max_iterations": (1, None), "odometry.cg_max_iterations": (1, None),
     "odometry.relative_cost_tol": (0.0, 1.0),
     "odometry.loss_scale": (1e-3, None), "source.prefetch": (0, 64),
+    "loop.place_features": (0, 5000), "loop.recent_keyframes": (1, None), "loop.min_inliers": (6, None),
+    "loop.covisibility_min_shared": (1, None), "loop.sigma_rotation": (1e-9, None),
+    "loop.sigma_translation": (1e-9, None), "loop.sigma_scale": (1e-9, None), "loop.loop_weight": (1e-6, None),
+    "loop.max_iterations": (1, None), "loop.global_ba_iterations": (1, None), "loop.min_keyframes_between": (0, None), "loop.nice": (0, 19),
 }
 
 

@@ -107,3 +107,11 @@ class ProgressLine:
             self.stream.write(self.prefix + "done " + progress_text(stats, eta=False) + "\n")
         self.stream.flush()
         self._drawn = False
+
+    def note(self, text: str) -> None:
+        """A message of its own line (a loop closed): erases the updating line first; it is redrawn
+        at the next update. Called from worker threads too: one write per message."""
+        erase = "\r" + _ERASE if (self.tty and self._drawn) else ""
+        self.stream.write(erase + self.prefix + text + "\n")
+        self.stream.flush()
+        self._drawn = False

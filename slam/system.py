@@ -26,6 +26,7 @@ from slam.frontend.state import FrameResult
 from slam.frontend.tracker import Tracker
 from slam.geometry.pinhole import Rig
 from slam.io.text import write_text_atomic
+from slam.loop.worker import LoopWorker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.odometry.worker import OdometryWorker, timing_stats
@@ -193,10 +194,19 @@ class System:
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
         self.map = Map()
-        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry)
+        cfg.loop.enabled = cfg.loop.enabled and loop
+        self.loop = cfg.loop.enabled
+        self.loop_worker: LoopWorker | None = None
+        self.loop_unavailable: str | None = None
+        if self.loop:
+            self.loop_worker, self.loop_unavailable = _make_loop_worker(self, cfg.odometry.precision)
+        on_inserted = None if self.loop_worker is None else self._to_loop
+        self.worker = OdometryWorker(self.map, self.rig, cfg.odometry, on_inserted=on_inserted)
         self.tracker = Tracker(cfg.frontend, cfg.keyframes, self.rig, self.map, self.worker.submit, self.worker.pending,
                                max_reprojection_error=cfg.odometry.max_reprojection_error,
-                               min_parallax=cfg.odometry.min_parallax)
+                               min_parallax=cfg.odometry.min_parallax,
+                               place=self.loop_worker is not None and cfg.loop.place_features > 0)
+        self.frame_times: list[tuple[float, float]] = []  # (start, end) of tracking each frame (perf_counter)
         self.results: dict[int, FrameResult] = {}
         try:
             self.total = len(source)
@@ -213,6 +223,8 @@ class System:
         reader = (LatestFrameReader(self.source, self.max_frames) if self.live
                   else Prefetcher(self.source, self.cfg.source.prefetch, self.max_frames))
         self.reader = reader
+        if self.loop_worker is not None:
+            self.loop_worker.start()
         self.worker.start()
         n = 0
         t0_sensor = None
@@ -225,8 +237,10 @@ class System:
                     ahead = (frame.timestamp - t0_sensor) - (time.perf_counter() - t_start)
                     if ahead > 0:
                         time.sleep(ahead)
+                t_f = time.perf_counter()
                 for r in self.tracker.process(frame):
                     self.results[r.index] = r
+                self.frame_times.append((t_f, time.perf_counter()))
                 n += 1
                 self.worker.check()
                 if self.progress is not None and self.progress.due():
@@ -238,10 +252,18 @@ class System:
         finally:
             reader.stop()
             t_track = time.perf_counter() - t_start
+            if self.loop_worker is not None and (interrupted or error is not None):
+                self.loop_worker.abort()  # keep the last written correction, start no other
             try:
                 self.worker.stop()
             except KeyboardInterrupt:
                 interrupted = True
+            if self.loop_worker is not None:
+                try:
+                    self.loop_worker.stop()  # after the odometry worker: it hands on the last keyframes
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.loop_worker.abort()
         wall = time.perf_counter() - t_start
         if error is None and self.worker.error is not None:
             error = self.worker.error
@@ -249,6 +271,21 @@ class System:
             self.progress.finish(self._progress_stats(n, wall))
         report = self._write_outputs(n, wall, t_track, reader.read_times, interrupted, error)
         return RunResult(self.out, report, interrupted, error, [self.results[k] for k in sorted(self.results)])
+
+    def _to_loop(self, kf: Any) -> None:
+        """Odometry worker -> loop worker: a keyframe now in the map, with its place-feature input."""
+        assert self.loop_worker is not None
+        self.loop_worker.submit(kf.id, kf.timestamp, kf.place)
+
+    def _on_loop(self, rec: dict) -> None:
+        """The loop worker accepted a loop: record it for loops.json and the progress line, print it."""
+        self.loops.append(rec)
+        if self.progress is not None:
+            p = rec["pgo"]
+            self.progress.note(f"loop closed: keyframe {rec['query']['keyframe']} -> {rec['match']['keyframe']} "
+                               f"({rec['inliers']} inliers); PGO {p['vertices']} poses, cost "
+                               f"{p['initial_cost']:.4g} -> {p['final_cost']:.4g}, {p['iterations']} it, "
+                               f"{p['time_s']['total']:.3f} s")
 
     def _progress_stats(self, n: int, elapsed: float) -> ProgressStats:
         """Numbers of the progress line (counting lost frames is O(frames), done a few times a second)."""
@@ -280,9 +317,68 @@ class System:
         centers = snap.keyframe_poses[:, :3, 3] if len(snap.keyframe_poses) else None
         write_ply(self.out / "map.ply", snap.points, centers)
         write_text_atomic(self.out / "loops.json", json.dumps(self.loops, indent=2, default=_json_default) + "\n")
+        sol = None if self.loop_worker is None else self.loop_worker.closer.last_solution
+        if sol is not None:
+            from slam.loop.posegraph import export_g2o
+            export_g2o(self.out / "pose_graph.g2o", sol)
         report = build_report(self, res, ok, poses, snap, n, wall, t_track, read_times, interrupted, error)
         write_text_atomic(self.out / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
         return report
+
+
+def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None, str | None]:
+    """The loop worker with place recognition and verification, or (None, why it is not available)."""
+    from slam.loop.closer import LoopCloser
+    try:
+        from slam.loop.factory import place_recognition
+    except ImportError as exc:
+        return None, f"not available: {exc}"
+    from slam.frontend.features import make_orb
+    from slam.frontend.place import place_features
+
+    cfg = system.cfg.loop
+    candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg)
+    orb = make_orb()  # the loop thread's own extractor
+    rig, fcfg = system.rig, system.cfg.frontend
+    closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
+                        notify=system._on_loop,
+                        features=lambda inp: place_features(inp, cfg.place_features, rig, fcfg, orb))
+    if cfg.global_ba:
+        from slam.odometry.global_ba import global_ba
+
+        prec = cfg.precision or precision
+        closer.global_ba = lambda abort: global_ba(system.map, rig.K, rig.baseline, system.cfg.odometry, prec,
+                                                   cfg.global_ba_iterations, abort)
+    return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice), None
+
+
+def _percentiles(x: np.ndarray) -> dict[str, Any]:
+    """count, p50, p90, p99, max of durations in milliseconds."""
+    if x.size == 0:
+        return {"count": 0}
+    return {"count": int(x.size), "p50": float(np.percentile(x, 50)), "p90": float(np.percentile(x, 90)),
+            "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+
+
+def _frame_times(system: System) -> tuple[np.ndarray, np.ndarray]:
+    """(start, duration in ms) of tracking each frame."""
+    ft = np.array(system.frame_times).reshape(-1, 2)
+    return ft[:, 0], (ft[:, 1] - ft[:, 0]) * 1e3
+
+
+def _loop_report(system: System) -> Any:
+    """report.json's loop_closure: loops accepted / rejected, PGO times, tracking during PGO."""
+    if not system.loop:
+        return "disabled (--no-loop)"
+    if system.loop_worker is None:
+        return system.loop_unavailable
+    rep = system.loop_worker.summary()
+    start, dur = _frame_times(system)
+    during = np.zeros(len(start), bool)
+    for a, b in system.loop_worker.closer.pgo_intervals:  # per loop, a handful
+        during |= (start + dur / 1e3 >= a) & (start <= b)
+    rep["frame_time_ms"] = {"all": _percentiles(dur), "during_pgo": _percentiles(dur[during])}
+    return rep
 
 
 def _json_default(o: Any) -> Any:
@@ -325,8 +421,8 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "realtime_playback": system.realtime, "wall_time_s": wall, "tracking_time_s": t_track,
         "fps": n / wall if wall > 0 else 0.0,
         "tracking_fps": n / t_track if t_track > 0 else 0.0,
-        "timings_ms": stages, "ba": system.worker.summary(),
-        "loop_closure": "disabled (--no-loop)" if not system.loop else "not available in this version",
+        "timings_ms": stages, "frame_time_ms": _percentiles(_frame_times(system)[1]), "ba": system.worker.summary(),
+        "loop_closure": _loop_report(system),
         "config": system.cfg.as_dict(),
     }
     if tr.mono is not None:  # monocular: why frames did not initialize (a run that never does says why)

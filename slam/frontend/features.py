@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slam.frontend.guard import attempt, finite_rows
+from slam.geometry.guard import attempt, finite_rows
 
 _KLT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
 ORB_BORDER = 16  # ORB needs a 31x31 patch around a keypoint

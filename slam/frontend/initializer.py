@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slam.frontend.guard import affine_rank, attempt, finite_rows
+from slam.geometry.guard import affine_rank, attempt, finite_rows
 from slam.geometry.triangulation import checked_triangulation
 from slam.geometry import lie
 from slam.solvers.ba import BundleAdjustmentProblem

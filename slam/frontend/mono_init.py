@@ -18,7 +18,7 @@ import numpy as np
 from slam.frontend.config import FrontendConfig
 from slam.frontend.features import Pyramid, detect, klt
 from slam.frontend.initializer import Rejection, TwoView, try_two_view
-from slam.frontend.pose import pnp_ransac, refine_pose
+from slam.geometry.pose import pnp_ransac, refine_pose
 from slam.frontend.state import Tracks
 from slam.sources.base import Frame
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from slam.frontend.features import Pyramid
-from slam.frontend.guard import attempt, finite_rows
+from slam.geometry.guard import attempt, finite_rows
 
 
 def row_search(left: np.ndarray, right: np.ndarray, pts: np.ndarray, d_start: np.ndarray, width: int,

@@ -22,7 +22,8 @@ from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
 from slam.frontend.measure import measure
 from slam.frontend.mono_init import MonoInitializer, TwoViewStart, pose_from_points
-from slam.frontend.pose import pnp_ransac, project, refine_pose
+from slam.frontend.place import place_input
+from slam.geometry.pose import pnp_ransac, project, refine_pose
 from slam.frontend.relocalizer import relocalize
 from slam.frontend.state import FrameResult, Tracks, inv
 from slam.geometry.lie import orthonormalize
@@ -40,16 +41,18 @@ class Tracker:
 
     def __init__(self, frontend: FrontendConfig, keyframes: KeyframeConfig, rig: Rig, the_map: Map,
                  emit: Callable[[KeyframeData], None], pending: Callable[[], int] = lambda: 0,
-                 max_reprojection_error: float = 3.0, min_parallax: float = 1.0) -> None:
+                 max_reprojection_error: float = 3.0, min_parallax: float = 1.0, place: bool = False) -> None:
         """emit hands a keyframe on (to the odometry worker); pending counts those not yet in the map;
         max_reprojection_error (px) and min_parallax (deg) check the points tracking triangulates
-        (the odometry worker's landmark checks, one setting for both)."""
+        (the odometry worker's landmark checks, one setting for both); place: keyframes carry the
+        image and features loop closure describes (slam/frontend/place.py)."""
         self.f = frontend
         self.max_reprojection_error, self.min_parallax = max_reprojection_error, min_parallax
         self.rig, self.K = rig, rig.K
         self.map = the_map
         self.emit = emit
         self.pending = pending  # keyframes handed on but not yet in the map
+        self.place = place
         self.policy = KeyframePolicy(keyframes)
         self.orb = make_orb() if self.f.descriptors else None
         self.state = INIT
@@ -97,9 +100,16 @@ class Tracker:
         if self.map.version == self.map_version:
             return
         tr = self.tracks
-        view = self.map.tracking_view(tr.ids)
+        view = self.map.tracking_view(tr.ids)  # loop closure may have fused landmarks: ids resolved
         self.map_version = view.version
         states, pos, poses = view.states, view.positions, view.keyframe_poses
+        if len(tr) and not np.array_equal(view.ids, tr.ids):
+            tr.ids = view.ids  # a track follows its landmark to the one it was fused into
+            _, first = np.unique(tr.ids, return_index=True)
+            if len(first) < len(tr):  # two tracks of one landmark: keep the first
+                keep = np.isin(np.arange(len(tr)), first)
+                tr.keep(keep)
+                states, pos = states[keep], pos[keep]
         old = dict(self.kf_poses)
         self.kf_poses.update(enumerate(poses))
         for k in sorted(k for k in self.kf_rel if k >= len(poses)):  # queued keyframes, oldest first
@@ -121,6 +131,10 @@ class Tracker:
                 tr.xyz[m] = tr.xyz[m] @ D[:3, :3].T + D[:3, 3]
             tr.keep(states != CULLED)
         if self.kf_id >= 0:
+            # A world-frame correction D (window BA, loop closure) moves the current pose with its
+            # keyframe. The motion model V = T_cw(k) T_cw(k-1)^-1 is a camera-frame increment and
+            # is unchanged by it; only a monocular Sim(3) correction would rescale its translation,
+            # which the next pose refinement absorbs.
             D = delta(self.kf_id)
             self.T_cw = orthonormalize(self.T_cw @ inv(D))
             self.kf_T_wc = self.kf_poses[self.kf_id]
@@ -245,6 +259,7 @@ class Tracker:
         T_wc = inv(self.T_cw)
         lm = np.isfinite(tr.xyz[:, 0])
         m = measure(frame, gray, pyr, uv, self.rig, f, self.orb)
+        place = place_input(frame, gray, uv, m, tr.ids.copy()) if self.place else None  # loop worker's input
         fill = ~lm & np.isfinite(m.depth)  # provisional positions until the worker's landmarks arrive
         if fill.any():
             tr.xyz[fill] = backproject(uv[fill], m.depth[fill], self.K, T_wc)
@@ -257,7 +272,7 @@ class Tracker:
         kf = KeyframeData(
             id=self.next_kf, frame_index=frame.index, timestamp=frame.timestamp, pose=T_wc, segment=self.segment,
             ids=tr.ids.copy(), uv=uv, u_right=m.u_right, depth=m.depth, descriptors=m.descriptors,
-            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf)
+            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf, place=place)
         if T_ref_kf is not None:
             self.kf_rel[kf.id] = (ref, T_ref_kf)
         fresh_anchor = tr.anchor_kf < 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,9 @@ class KeyframeData:
     new_ids/new_points: landmarks the frontend triangulated itself (in the frame of `pose`);
     ref_kf/T_ref_kf: the keyframe tracking was relative to and the pose relative to it, so that
     the worker can move a keyframe that waited in its queue with the corrections BA made to its
-    reference meanwhile (-1: none, e.g. the first keyframe of a map segment).
+    reference meanwhile (-1: none, e.g. the first keyframe of a map segment);
+    place: what the loop worker computes the keyframe's place features from (frontend/place.py
+    PlaceInput), None when loop closure is off.
     """
 
     id: int
@@ -36,3 +39,4 @@ class KeyframeData:
     new_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     ref_kf: int = -1
     T_ref_kf: np.ndarray | None = None
+    place: Any = None  # slam.frontend.place.PlaceInput (typed loosely: map/ does not import frontend/)

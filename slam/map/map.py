@@ -17,9 +17,12 @@ with one version bump.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
+from slam.geometry import lie
+from slam.map.correction import propagate
 from slam.map.keyframe import KeyframeData
 from slam.map.views import MapSnapshot, ObservationRows, TrackingView, WindowView
 
@@ -65,6 +68,7 @@ class Map:
         self._lm_desc = _Grow((32,), np.uint8)
         self._lm_has_desc = _Grow((), bool, False)
         self._lm_ref_kf = _Grow((), np.int64, -1)
+        self._lm_merged = _Grow((), np.int64, -1)  # fused into this landmark (loop closure), -1: not fused
         # keyframes, indexed by keyframe id (inserted in id order)
         self._kf_pose = _Grow((4, 4), np.float64)
         self._kf_time = _Grow((), np.float64)
@@ -78,6 +82,9 @@ class Map:
         self._obs_ur = _Grow((), np.float64, np.nan)  # right-image u (stereo / virtual RGB-D), NaN for none
         self._obs_ok = _Grow((), bool, True)
         self._covisibility: dict[int, dict[int, int]] = {}
+        # Loop closure and global BA corrections so far: a window solve gathered before a correction
+        # must not write its (pre-correction) poses back after it (apply_window_solve checks).
+        self._corrections = 0
 
     # ------------------------------------------------------------------ ids
     def allocate_ids(self, n: int) -> np.ndarray:
@@ -85,10 +92,15 @@ class Map:
         with self._lock:
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             self._next_id += n
-            for g in (self._lm_pos, self._lm_state, self._lm_desc, self._lm_has_desc, self._lm_ref_kf):
+            for g in (self._lm_pos, self._lm_state, self._lm_desc, self._lm_has_desc, self._lm_ref_kf, self._lm_merged):
                 g.reserve(self._next_id)
                 g.n = self._next_id
             return ids
+
+    @property
+    def corrections(self) -> int:
+        """Loop or global corrections applied so far."""
+        return self._corrections
 
     @property
     def n_keyframes(self) -> int:
@@ -104,7 +116,8 @@ class Map:
             start = self._obs_kf.n
             k = len(kf.ids)
             self._obs_kf.extend(np.full(k, kf.id, np.int64))
-            self._obs_lm.extend(kf.ids)
+            ids = self.resolve(kf.ids)  # a queued keyframe may still name a fused landmark
+            self._obs_lm.extend(ids)
             self._obs_uv.extend(kf.uv)
             self._obs_ur.extend(kf.u_right)
             self._obs_ok.extend(np.ones(k, bool))
@@ -117,7 +130,7 @@ class Map:
                 ok = kf.desc_ok
                 self._lm_desc.a[kf.ids[ok]] = kf.descriptors[ok]
                 self._lm_has_desc.a[kf.ids[ok]] = True
-            self._update_covisibility(kf.id, kf.ids)
+            self._update_covisibility(kf.id, ids)
             self.version += 1
 
     def _update_covisibility(self, kf_id: int, ids: np.ndarray) -> None:
@@ -149,8 +162,11 @@ class Map:
             return m
 
     def apply_window_solve(self, kf_ids: np.ndarray, poses: np.ndarray, lm_ids: np.ndarray, positions: np.ndarray,
-                           reject_rows: np.ndarray | None = None, cull_ids: np.ndarray | None = None) -> int:
-        """Write one window bundle adjustment back in one locked step; returns the new version.
+                           reject_rows: np.ndarray | None = None, cull_ids: np.ndarray | None = None,
+                           corrections: int | None = None) -> int | None:
+        """Write one window bundle adjustment back in one locked step; returns the new version, or
+        None (nothing written) when `corrections` (WindowView.corrections of the view the window
+        was solved from) is no longer current: a loop correction moved the map meanwhile.
 
         Sets T_world_cam of kf_ids and the positions of lm_ids that are still alive (the solve ran
         outside the lock), marks reject_rows (observation rows of a WindowView) as outliers and
@@ -159,6 +175,8 @@ class Map:
         """
         lm_ids = np.asarray(lm_ids, np.int64)
         with self._lock:
+            if corrections is not None and corrections != self._corrections:
+                return None
             self._kf_pose.a[kf_ids] = poses
             live = self._lm_state.a[lm_ids] == ALIVE
             self._lm_pos.a[lm_ids[live]] = np.asarray(positions)[live]
@@ -196,8 +214,46 @@ class Map:
                 p_cam = np.einsum("nji,nj->ni", T_old[:, :3, :3], p) * s[k, None]
                 self._lm_pos.a[moved] = np.einsum("nij,nj->ni", poses[k, :3, :3], p_cam) + poses[k, :3, 3]
             self._kf_pose.a[kf_ids] = poses
+            self._corrections += 1
             self.version += 1
             return self.version
+
+    def correct_keyframes(self, C: np.ndarray, sim3: bool = False, abort: Any = None) -> tuple[int, int] | None:
+        """Apply world-frame corrections C (N,4,4) to keyframes 0..N-1 as they are now, in one locked
+        step (loop closure); keyframes inserted since (N..) get C[N-1], the correction of the one
+        they were tracked from. Sim(3) corrections (sim3) scale landmark depths (map/correction.py).
+
+        Returns (keyframes corrected, of which inserted after the graph was copied), or None when
+        `abort` (a threading.Event) is set: a run being stopped keeps its last completed correction.
+        """
+        with self._lock:
+            if abort is not None and abort.is_set():
+                return None
+            T, s = propagate(np.asarray(C, np.float64), self._kf_pose.view)
+            self.apply_correction(np.arange(len(T)), T, s if sim3 else None)
+            return len(T), len(T) - len(C)
+
+    def apply_global_solve(self, T_copied: np.ndarray, T_solved: np.ndarray, lm_ids: np.ndarray,
+                           positions: np.ndarray, abort: Any = None) -> bool:
+        """Write a global BA back in one locked step: keyframe i (0..N-1, T_world_cam as copied and
+        as solved) gets the correction T_solved T_copied^-1 applied to its pose now (later keyframes
+        the last one's), and each alive landmark of lm_ids is set to its solved position carried by
+        whatever its reference keyframe moved since the copy. False (nothing written) when aborted."""
+        lm_ids = np.asarray(lm_ids, np.int64)
+        T_solved = np.asarray(T_solved, np.float64)
+        with self._lock:
+            if abort is not None and abort.is_set():
+                return False
+            T_new, _ = propagate(T_solved @ lie.se3_inverse(np.asarray(T_copied, np.float64)), self._kf_pose.view)
+            self.apply_correction(np.arange(len(T_new)), T_new)
+            refs = self._lm_ref_kf.a[lm_ids]
+            X = np.asarray(positions, np.float64)
+            ok = ((self._lm_state.a[lm_ids] == ALIVE) & (refs >= 0) & (refs < len(T_solved))
+                  & np.isfinite(X).all(axis=1))
+            D = T_new[refs[ok]] @ lie.se3_inverse(T_solved[refs[ok]])  # what the reference moved since the copy
+            self._lm_pos.a[lm_ids[ok]] = np.einsum("nij,nj->ni", D[:, :3, :3], X[ok]) + D[:, :3, 3]
+            self.version += 1
+            return True
 
     def reject_observations(self, rows: np.ndarray) -> None:
         """Mark observation rows as outliers (kept in the table, ignored from now on)."""
@@ -281,6 +337,13 @@ class Map:
             return (self._kf_pose.view.copy(), self._kf_time.view.copy(), self._kf_frame.view.copy(),
                     self._kf_segment.view.copy())
 
+    def pose_graph_view(self, min_shared: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(T_world_cam (K,4,4), segment (K,), covisibility edges (E,3) [i, j, shared] with i < j and
+        shared >= min_shared, corrections so far) of one version: what a global pose graph is built from."""
+        with self._lock:
+            poses, _, _, segments = self.keyframe_table()
+            return poses, segments, self.covisibility_edges(min_shared), self._corrections
+
     def window_view(self, n_window: int, n_older: int) -> WindowView | None:
         """The newest n_window keyframes with their inlier observations of alive landmarks, and the
         observations of those landmarks by up to n_older keyframes before the window; None before
@@ -304,7 +367,7 @@ class Map:
                 version=self.version, n_keyframes=K, first_kf=w0, older_kf=o0, poses=self._kf_pose.a[o0:K].copy(),
                 segments=seg, segment_first=np.searchsorted(self._kf_segment.a[:K], seg),  # segments never decrease
                 window=self._observation_rows(rows), older=self._observation_rows(older),
-                point_ids=lms, points=self._lm_pos.a[lms].copy())
+                point_ids=lms, points=self._lm_pos.a[lms].copy(), corrections=self._corrections)
 
     def _observation_rows(self, rows: np.ndarray) -> ObservationRows:
         """Copies of the table rows; caller holds the lock."""
@@ -330,12 +393,12 @@ class Map:
 
     def tracking_view(self, ids: np.ndarray) -> TrackingView:
         """States and positions (NaN where not alive) of track ids, and all keyframe poses, of one version."""
-        ids = np.asarray(ids, np.int64)
         with self._lock:
+            ids = self.resolve(ids)
             pos = self._lm_pos.a[ids]
             st = self._lm_state.a[ids]
             pos[st != ALIVE] = np.nan
-            return TrackingView(self.version, st, pos, self._kf_pose.view.copy())
+            return TrackingView(self.version, ids, st, pos, self._kf_pose.view.copy())
 
     def snapshot(self) -> MapSnapshot:
         """A copy of keyframes and alive landmarks, taken under the lock."""
@@ -346,3 +409,73 @@ class Map:
                 keyframe_timestamps=self._kf_time.view.copy(), keyframe_frames=self._kf_frame.view.copy(),
                 keyframe_poses=self._kf_pose.view.copy(), keyframe_segments=self._kf_segment.view.copy(),
                 point_ids=alive, points=self._lm_pos.a[alive].copy(), n_observations=int(self._obs_ok.view.sum()))
+
+    # ------------------------------------------------------------------ loop closure: landmark fusion
+    def resolve(self, ids: np.ndarray) -> np.ndarray:
+        """The landmark each id now stands for: itself, or the one it was fused into (followed to the end)."""
+        with self._lock:
+            out = np.asarray(ids, np.int64).copy()
+            merged = self._lm_merged.a
+            for _ in range(64):  # chains are short: a landmark is fused at most once per loop
+                nxt = merged[out] if out.size else out
+                step = nxt >= 0
+                if not step.any():
+                    break
+                out[step] = nxt[step]
+            return out
+
+    def fuse_landmarks(self, keep: np.ndarray, drop: np.ndarray) -> int:
+        """Fuse duplicate landmarks (loop closure): drop[k]'s observations are redirected to keep[k]
+        and drop[k] is culled; returns the number fused.
+
+        Pairs where either side is not alive, or keep == drop, are skipped. An observation that
+        would make a keyframe see `keep` twice is marked an outlier instead. Covisibility gains the
+        pairs of keyframes that now share the fused landmarks (the two sides of the loop).
+        """
+        keep = np.asarray(keep, np.int64).reshape(-1)
+        drop = np.asarray(drop, np.int64).reshape(-1)
+        if len(keep) != len(drop):
+            raise ValueError(f"{len(keep)} landmarks to keep but {len(drop)} to drop")
+        with self._lock:
+            ok = (keep != drop) & (self._lm_state.a[keep] == ALIVE) & (self._lm_state.a[drop] == ALIVE)
+            keep, drop = keep[ok], drop[ok]
+            _, first = np.unique(drop, return_index=True)  # one target per dropped landmark
+            keep, drop = keep[first], drop[first]
+            drop_set = np.setdiff1d(drop, keep)  # a landmark both kept and dropped stays (no chains)
+            sel = np.isin(drop, drop_set)
+            keep, drop = keep[sel], drop[sel]
+            if drop.size == 0:
+                return 0
+            target = np.full(self._lm_state.n, -1, np.int64)
+            target[drop] = keep
+            obs_lm = self._obs_lm.view
+            rows = np.flatnonzero(target[obs_lm] >= 0)
+            new_lm = target[obs_lm[rows]]
+            kf_of = self._obs_kf.view[rows]
+            # keyframes already observing the kept landmark (alive rows): a second row is an outlier
+            keep_rows = np.flatnonzero(np.isin(obs_lm, keep) & self._obs_ok.view)
+            n_lm = np.int64(self._lm_state.n)
+            twice = np.isin(kf_of * n_lm + new_lm, self._obs_kf.view[keep_rows] * n_lm + obs_lm[keep_rows])
+            good = self._obs_ok.view[rows] & ~twice
+            # covisibility: every observer of drop[k] now shares keep[k] with every observer of keep[k]
+            a_kf, a_lm = kf_of[good], new_lm[good]
+            b_kf, b_lm = self._obs_kf.view[keep_rows], obs_lm[keep_rows]
+            order = np.argsort(b_lm, kind="stable")
+            b_kf, b_lm = b_kf[order], b_lm[order]
+            lo, hi = np.searchsorted(b_lm, a_lm, "left"), np.searchsorted(b_lm, a_lm, "right")
+            cnt = hi - lo
+            ia = np.repeat(np.arange(len(a_kf)), cnt)
+            ib = np.repeat(lo, cnt) + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            pa, pb = a_kf[ia], b_kf[ib]
+            diff = pa != pb
+            if diff.any():
+                pairs, n = np.unique(np.stack([pa[diff], pb[diff]], 1), axis=0, return_counts=True)
+                for (i, j), c in zip(pairs.tolist(), n.tolist()):  # per keyframe pair, a few hundred
+                    self._covisibility.setdefault(i, {})[j] = self._covisibility.get(i, {}).get(j, 0) + c
+                    self._covisibility.setdefault(j, {})[i] = self._covisibility.get(j, {}).get(i, 0) + c
+            self._obs_lm.a[rows] = new_lm
+            self._obs_ok.a[rows[twice]] = False
+            self._lm_state.a[drop] = CULLED
+            self._lm_merged.a[drop] = keep
+            self.version += 1
+            return int(drop.size)

@@ -63,6 +63,7 @@ class WindowView:
     older: ObservationRows     # inlier observations of those landmarks by older keyframes
     point_ids: np.ndarray      # (P,) the window's alive landmarks, sorted
     points: np.ndarray         # (P,3) their world positions
+    corrections: int = 0       # loop/global corrections so far (apply_window_solve refuses a stale solve)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class TrackingView:
     and every keyframe pose, all of one map version."""
 
     version: int
+    ids: np.ndarray            # (M,) the landmark each asked id now stands for (fused ids resolved)
     states: np.ndarray         # (M,) NONE / ALIVE / CULLED
     positions: np.ndarray      # (M,3) world positions, NaN where not alive
     keyframe_poses: np.ndarray  # (K,4,4) T_world_cam by keyframe id

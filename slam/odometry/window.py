@@ -44,6 +44,7 @@ class WindowData:
     uv: np.ndarray            # (O,2)
     ur: np.ndarray            # (O,) right u or NaN
     n_window: int
+    corrections: int = 0      # the map's correction count when gathered (a later loop correction makes it stale)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) 
     remap = np.cumsum(keep_pt) - 1
     m = keep_pt[pt]
     return WindowData(kf_ids, fixed, T_cw, lms[keep_pt], view.points[keep_pt], obs.rows[m], cam[m], remap[pt[m]],
-                      obs.uv[m], ur[m], len(win))
+                      obs.uv[m], ur[m], len(win), view.corrections)
 
 
 def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
@@ -144,9 +145,14 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
                  + np.bincount(data.pt, weights=~bad & np.isfinite(data.ur), minlength=len(X)))
     cull = behind | (good_meas < 2) | ~np.isfinite(X).all(axis=1)
     free = ~data.fixed
-    the_map.apply_window_solve(data.kf_ids[free], lie.orthonormalize(lie.se3_inverse(T_cw[free])),
-                               data.point_ids[~cull], X[~cull], reject_rows=data.rows[bad],
-                               cull_ids=data.point_ids[cull])
+    # A loop correction that moved the map while this window was solved leaves its poses and points
+    # in the old frame; writing them would undo the correction, so the map refuses them (None) and
+    # the next keyframe's solve starts from the corrected map.
+    written = the_map.apply_window_solve(data.kf_ids[free], lie.orthonormalize(lie.se3_inverse(T_cw[free])),
+                                         data.point_ids[~cull], X[~cull], reject_rows=data.rows[bad],
+                                         cull_ids=data.point_ids[cull], corrections=data.corrections)
+    if written is None:
+        return None
     t3 = time.perf_counter()
     return WindowStats(int(len(data.kf_ids) - data.fixed.sum()), int(data.fixed.sum()), len(X), len(data.rows),
                        t1 - t0, t2 - t1, t3 - t2, summary.iterations, summary.total_linear_iterations,

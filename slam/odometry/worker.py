@@ -9,7 +9,6 @@ result back, so tracking waits at most for a lock handoff. An exception in the w
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -24,6 +23,7 @@ from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
 from slam.odometry.landmarks import from_measurements, triangulate_tracks
 from slam.odometry.window import WindowData, WindowStats, optimize
+from slam.priority import lower_priority
 
 _STOP = object()
 
@@ -41,24 +41,16 @@ class WorkerError(RuntimeError):
     """The odometry worker stopped with an exception (the original is the __cause__)."""
 
 
-def _lower_priority(nice: int) -> None:
-    """Run this thread below tracking: on a 2-core machine the window BA then takes the CPU time
-    tracking leaves instead of slowing it down (Linux schedules threads individually)."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except OSError:
-        pass  # not permitted here: run at normal priority
-
-
 class OdometryWorker:
     """Sliding-window bundle adjustment on its own thread."""
 
-    def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, nice: int = 10, observer: Callable[[WindowData], None] | None = None) -> None:
+    def __init__(self, the_map: Map, rig: Rig, cfg: OdometryConfig, nice: int = 10,
+                 observer: Callable[[WindowData], None] | None = None,
+                 on_inserted: Callable[[KeyframeData], None] | None = None) -> None:
         self.map, self.rig, self.cfg = the_map, rig, cfg
         self.nice = nice
         self.observer = observer  # sees every window problem (benchmarks)
+        self.on_inserted = on_inserted  # each keyframe once inserted and solved (the loop worker's input)
         self.precision = cfg.precision  # one source of truth: `slam run --precision` writes it into the config
         self.queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
@@ -105,7 +97,7 @@ class OdometryWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        _lower_priority(self.nice)
+        lower_priority(self.nice)
         stop = False
         while not stop:
             batch = [self.queue.get()]
@@ -123,6 +115,9 @@ class OdometryWorker:
                     st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.observer)
                     if st is not None:
                         self.stats.append(st)
+                    if self.on_inserted is not None:
+                        for kf in kfs:
+                            self.on_inserted(kf)
             except BaseException as exc:  # kept for the main thread, which re-raises it
                 self.error = exc
             finally:

@@ -34,12 +34,15 @@ from slam.errors import FormatError, InputError
 # installed with the package). Study runs add odometry.blocking and loop.blocking: deterministic.
 SENSOR_CONFIGS: dict[str, dict[str, Any]] = {
     "stereo": {"source": {"sensor": "stereo"}, "frontend": {"max_features": 250, "max_depth": 20.0},
-               "keyframes": {"max_rate_hz": 10.0}, "odometry": {"window": 20, "precision": "mixed"}},
+               "keyframes": {"max_rate_hz": 10.0}, "odometry": {"window": 20, "precision": "mixed"},
+               "loop": {"enabled": True, "min_inliers": 40}},
     "rgbd": {"source": {"sensor": "rgbd"}, "frontend": {"max_features": 250, "max_depth": 6.0, "rgbd_baseline": 0.08},
-             "keyframes": {"max_rate_hz": 10.0}, "odometry": {"window": 20, "precision": "mixed"}},
+             "keyframes": {"max_rate_hz": 10.0}, "odometry": {"window": 20, "precision": "mixed"},
+             "loop": {"enabled": True, "min_inliers": 40}},
     "mono": {"source": {"sensor": "mono"}, "frontend": {"max_features": 250, "init_min_flow": 8.0},
              "keyframes": {"max_rate_hz": 10.0},
-             "odometry": {"relative_cost_tol": 1.0e-5, "window": 20, "precision": "mixed"}},
+             "odometry": {"relative_cost_tol": 1.0e-5, "window": 20, "precision": "mixed"},
+             "loop": {"enabled": True, "min_inliers": 40}},
 }
 SENSOR_FILES = {"stereo": "euroc_stereo.yaml", "rgbd": "tum_rgbd.yaml", "mono": "euroc_mono.yaml"}
 PRECISIONS = ("fp64", "fp32", "mixed", "fp16")

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from slam.frontend.features import build_pyramid, detect, klt, make_orb, orb_descriptors
-from slam.frontend.guard import affine_rank, attempt
+from slam.geometry.guard import affine_rank, attempt
 from slam.frontend.initializer import Rejection, TwoView, try_two_view, two_view
-from slam.frontend.pose import pnp_ransac, project, refine_pose
-from slam.frontend.relocalizer import match_descriptors, multiscale_features
+from slam.geometry.pose import pnp_ransac, project, refine_pose
+from slam.frontend.relocalizer import multiscale_features
+from slam.geometry.matching import match_descriptors
 from slam.frontend.stereo import depth_lookup, stereo_match
 from slam.geometry.triangulation import checked_triangulation, triangulate
 from slam.geometry import lie

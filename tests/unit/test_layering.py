@@ -14,7 +14,7 @@ SLAM = Path(__file__).resolve().parents[2] / "slam"
 CORE = {"errors", "geometry", "io", "solvers", "eval"}
 SOURCES = {"sources", "synthetic"}
 PARTS = {"frontend", "odometry", "loop", "map"}
-BELOW_APP = CORE | SOURCES | PARTS | {"config", "system", "progress"}
+BELOW_APP = CORE | SOURCES | PARTS | {"config", "system", "progress", "run_folder", "priority"}
 # component (slam/<name> package or slam/<name>.py) -> the components it may import
 ALLOWED: dict[str, set[str]] = {
     # core: math and file formats; no threads, images or terminal
@@ -29,15 +29,19 @@ ALLOWED: dict[str, set[str]] = {
     # parts, above the map; frontend and odometry side by side: no part imports another
     "map": CORE,
     "frontend": CORE | {"sources", "map"},
-    "odometry": CORE | {"map"},
-    "loop": CORE | {"map"},
+    "odometry": CORE | {"map", "priority"},
+    "loop": CORE | {"map", "priority"},
     # pipeline: the run configuration (the parts' own config modules) and the threads
-    "config": CORE | {"frontend", "odometry"},  # only their config modules (see below)
+    "config": CORE | {"frontend", "odometry", "loop"},  # only their config modules (see below)
     "progress": set(),                    # the terminal progress line: a leaf the pipeline hands numbers
-    "system": CORE | SOURCES | PARTS | {"config", "progress"},
+    "priority": set(),                    # the workers' thread priority: a leaf
+    "run_folder": {"errors"},             # which files of a folder are a run's (system clears, run checks)
+    "system": CORE | SOURCES | PARTS | {"config", "progress", "run_folder"},
+    # the precision study: runs the pipeline many times (slam study)
+    "study": BELOW_APP,
     # app
     "cli": BELOW_APP | {"commands"},
-    "commands": BELOW_APP | {"viewer", "report", "cli"},
+    "commands": BELOW_APP | {"viewer", "report", "cli", "study"},
     "viewer": BELOW_APP,
     "report": BELOW_APP,
     "__main__": {"cli"},
@@ -48,8 +52,9 @@ NARROW = {
     ("slam.sources", "slam.synthetic"): {"slam.sources.open"},
     ("slam.config", "slam.frontend"): {"slam.frontend.config"},
     ("slam.config", "slam.odometry"): {"slam.odometry.config"},
+    ("slam.config", "slam.loop"): {"slam.loop.config"},
 }
-LEAVES = ("slam.frontend.config", "slam.odometry.config", "slam.errors", "slam.progress")  # import nothing of slam
+LEAVES = ("slam.frontend.config", "slam.odometry.config", "slam.loop.config", "slam.errors", "slam.progress", "slam.priority")  # import nothing of slam
 
 
 def _module_name(path: Path) -> str:

@@ -82,3 +82,16 @@ def test_terminal_line_never_wraps(monkeypatch) -> None:
     line.update(ProgressStats(10, 1.0, 100, keyframes=3))
     drawn = out.getvalue()[1:].replace("\x1b[K", "")
     assert len(drawn) == 39
+
+
+def test_a_note_gets_its_own_line_and_the_progress_line_comes_back() -> None:
+    out, clock = FakeTTY(), Clock()
+    line = ProgressLine(out, clock=clock)
+    _feed(line, clock, 1.0)
+    line.note("loop closed: keyframe 131 -> 0")
+    assert out.getvalue().endswith("\r\x1b[Kslam run: loop closed: keyframe 131 -> 0\n")
+    _feed(line, clock, 2.0)
+    assert out.getvalue().rsplit("\n", 1)[1].startswith("\rslam run: frame")
+    pipe = io.StringIO()
+    ProgressLine(pipe, clock=clock).note("loop closed")
+    assert pipe.getvalue() == "slam run: loop closed\n"

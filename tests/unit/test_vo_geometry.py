@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from slam.frontend.initializer import two_view
-from slam.frontend.pose import pnp_ransac, project, refine_pose
+from slam.geometry.pose import pnp_ransac, project, refine_pose
 from slam.geometry.lie import orthonormalize
 from slam.geometry.triangulation import checked_triangulation, triangulate
 from slam.geometry import lie

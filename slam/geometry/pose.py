@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from slam.frontend.guard import affine_rank, attempt, finite_rows
+from slam.geometry.guard import affine_rank, attempt, finite_rows
 from slam.geometry import lie
 
 

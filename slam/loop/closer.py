@@ -1,0 +1,167 @@
+"""Loop closing for one keyframe at a time: candidates, verification, pose graph, write-back, fusion.
+
+LoopCloser holds no thread (worker.py runs it): `process` takes a keyframe once the odometry worker
+has inserted it, asks place recognition for candidates, verifies them geometrically, and for an
+accepted loop builds the global pose graph of the map (posegraph.py), solves it in the run's
+precision, writes the correction back in one locked step (correction.py) and fuses the landmarks
+the verification matched on both sides of the loop (Map.fuse_landmarks, the older one is kept).
+Candidate search and verification are injected callables (`candidates`, `verify`) so that the
+pipeline is independent of how places are recognised.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from slam.loop.config import LoopConfig
+from slam.loop.posegraph import GraphSolution, LoopEdge, build_graph, solve_graph
+
+
+@dataclass
+class Verified:
+    """A verified loop: Z = X_match^-1 X_query (Sim(3) with `scale` for monocular maps)."""
+
+    Z: np.ndarray
+    inliers: int
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (K,2) [query feature, landmark id]
+    scale: float = 1.0
+
+
+# candidates(kf_id, place features) -> [(keyframe, score)], best first
+Candidates = Callable[[int, Any], list[tuple[int, float]]]
+# verify(query kf, place features, match kf) -> Verified, or the reason it was rejected
+Verify = Callable[[int, Any, int], "Verified | str"]
+
+
+class LoopCloser:
+    """Detect, verify and close loops against a shared map (one keyframe per `process` call)."""
+
+    def __init__(self, the_map: Any, mode: str, cfg: LoopConfig, precision: str, candidates: Candidates,
+                 verify: Verify, notify: Callable[[dict], None] | None = None, abort: Any = None,
+                 features: Callable[[Any], Any] | None = None,
+                 global_ba: Callable[[Any], dict | None] | None = None) -> None:
+        self.map, self.cfg, self.precision = the_map, cfg, precision
+        self.group = "sim3" if mode == "mono" else "se3"
+        self.candidates, self.verify = candidates, verify
+        self.features = features  # what the keyframe hands over -> its place features (None: as given)
+        self.feature_times: list[float] = []
+        self.global_ba = global_ba  # global_ba(abort) -> statistics, run after each loop when given
+        self.notify = notify
+        self.abort = abort  # threading.Event: set when the run stops (a correction in flight is dropped)
+        self.edges: list[LoopEdge] = []
+        self.loops: list[dict] = []
+        self.rejections: dict[str, int] = {}
+        self.pgo_intervals: list[tuple[float, float]] = []
+        self.last_solution: GraphSolution | None = None
+        self.process_times: list[float] = []
+        self.fused = 0
+        self._last_loop_kf = -(10 ** 9)
+
+    def _reject(self, reason: str) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+
+    def process(self, kf_id: int, timestamp: float, place: Any) -> dict | None:
+        """Look for a loop at a newly inserted keyframe; returns the loop's record when one was closed."""
+        t0 = time.perf_counter()
+        try:
+            if place is None:
+                return None
+            if self.features is not None:
+                t_f = time.perf_counter()
+                place = self.features(place)
+                self.feature_times.append(time.perf_counter() - t_f)
+                if place is None:
+                    return None
+            cands = self.candidates(kf_id, place)
+            if kf_id - self._last_loop_kf < self.cfg.min_keyframes_between:
+                if cands:
+                    self._reject("just_closed")
+                return None
+            for match, score in cands:
+                res = self.verify(kf_id, place, int(match))
+                if isinstance(res, str):
+                    self._reject(res)
+                    continue
+                if res.inliers < self.cfg.min_inliers:
+                    self._reject("too_few_inliers")
+                    continue
+                return self._close(kf_id, timestamp, int(match), float(score), res, place)
+            return None
+        finally:
+            self.process_times.append(time.perf_counter() - t0)
+
+    def _close(self, query: int, timestamp: float, match: int, score: float, res: Verified,
+               place: Any) -> dict | None:
+        """Pose graph, solve, write back, fuse; one record for loops.json."""
+        t0 = time.perf_counter()
+        edge = LoopEdge(match, query, np.asarray(res.Z, np.float64), int(res.inliers))
+        graph = build_graph(self.map, self.edges + [edge], self.cfg, self.group)
+        t1 = time.perf_counter()
+        sol = solve_graph(graph, self.precision, self.cfg.max_iterations, build_s=t1 - t0)
+        t2 = time.perf_counter()
+        ref = solve_graph(graph, "fp64", self.cfg.max_iterations) if self.cfg.check_fp64 else None
+        t2 += 0.0 if ref is None else ref.solve_s  # the check is not part of the write-back time
+        done = self.map.correct_keyframes(sol.corrections(), self.group == "sim3", self.abort)
+        t3 = time.perf_counter()
+        self.pgo_intervals.append((t0, t3))
+        if done is None:
+            self._reject("run_stopped")
+            return None
+        fused = self._fuse(res, place) if self.cfg.fuse_landmarks else 0
+        gba = self.global_ba(self.abort) if self.global_ba is not None else None
+        t4 = time.perf_counter()
+        self.pgo_intervals[-1] = (t0, t4)
+        self.edges.append(edge)
+        self.last_solution = sol
+        self._last_loop_kf = query
+        times = self.map.keyframe_table()[1]
+        stats = sol.stats()
+        stats["time_s"].update({"write_back": t3 - t2, "fuse_and_global_ba": t4 - t3, "total": t4 - t0})
+        rec = {"query": {"keyframe": query, "timestamp": float(timestamp)},
+               "match": {"keyframe": match, "timestamp": float(times[match])},
+               "score": score, "inliers": int(res.inliers), "transform": np.asarray(res.Z).tolist(),
+               "keyframes_corrected": done[0], "keyframes_inserted_during_pgo": done[1],
+               "landmarks_fused": fused, "pgo": stats, "global_ba": gba}
+        if ref is not None:
+            stats["fp64_final_cost"] = ref.summary.final_cost
+            stats["fp64_relative_cost_difference"] = (abs(sol.summary.final_cost - ref.summary.final_cost)
+                                                     / max(ref.summary.final_cost, 1e-300))
+        if self.group == "sim3":
+            rec["scale"] = float(res.scale)
+        self.loops.append(rec)
+        if self.notify is not None:
+            self.notify(rec)
+        return rec
+
+    def _fuse(self, res: Verified, place: Any) -> int:
+        """Fuse the query side's landmarks into the matched (older) ones."""
+        pairs = np.asarray(res.pairs, np.int64).reshape(-1, 2)
+        if not len(pairs):
+            return 0
+        q_ids = np.asarray(place.ids, np.int64)[pairs[:, 0]]  # track id of each matched query feature (-1: none)
+        ok = q_ids >= 0
+        if not ok.any():
+            return 0
+        a, b = self.map.resolve(q_ids[ok]), self.map.resolve(pairs[ok, 1])
+        n = self.map.fuse_landmarks(np.minimum(a, b), np.maximum(a, b))
+        self.fused += n
+        return n
+
+    def summary(self) -> dict:
+        """report.json: loops accepted, rejections by reason, PGO times."""
+        pgo = [r["pgo"] for r in self.loops]
+        rejected = {k: v for k, v in getattr(self.candidates, "rejections", {}).items() if v}
+        rejected.update(self.rejections)  # verification's reasons next to place recognition's
+        return {"accepted": len(self.loops), "rejected": rejected,
+                "group": self.group, "precision": self.precision, "landmarks_fused": self.fused,
+                "pgo_solve_s": [p["time_s"]["solve"] for p in pgo],
+                "pgo_total_s": [p["time_s"]["total"] for p in pgo],
+                "pgo_vertices": [p["vertices"] for p in pgo],
+                "global_ba_s": [r["global_ba"]["time_s"]["total"] for r in self.loops if r.get("global_ba")],
+                "place_features_ms_mean": 1e3 * float(np.mean(self.feature_times)) if self.feature_times else None,
+                "keyframe_ms_mean": 1e3 * float(np.mean(self.process_times)) if self.process_times else None,
+                "keyframes_checked": len(self.process_times)}

@@ -1,0 +1,84 @@
+"""Place recognition and verification as the loop closer's two callables, for one run.
+
+`candidates(kf, place)` asks the run's own place database (no vocabulary to download) for
+consistent candidates, never the newest `recent_keyframes` keyframes nor keyframes covisible with
+the query, then indexes the keyframe (detector.py). `verify(kf, place, match)` checks one candidate
+against the landmarks of the match and of its covisible keyframes (verify.py: PnP for stereo /
+RGB-D, Sim(3) for monocular, then a second look by projection) and returns the loop edge
+Z = X_match^-1 X_query, with X_query the verified Sim(3) [s R, t] of the query camera in the
+match's map (s = 1 for SE(3)).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from slam.loop.config import LoopConfig
+from slam.geometry import lie
+from slam.loop.closer import Verified
+from slam.map.map import ALIVE
+
+CONNECTED = 15        # shared landmarks that make two keyframes neighbours (ORB-SLAM's connected keyframes)
+SECOND_LOOK_KFS = 10  # the match's most covisible keyframes whose landmarks join the second look
+
+
+def query_features(the_map: Any, kf_id: int, place: Any, mode: str) -> Any:
+    """verify.QueryFeatures of a keyframe: its place features, with 3-D points in its camera frame
+    (stereo/RGB-D depth; monocular: its own landmarks moved into the camera)."""
+    from slam.loop.verify import QueryFeatures
+
+    pts = np.asarray(place.xyz, np.float64).copy()
+    if mode == "mono":
+        pts[:] = np.nan
+        have = place.ids >= 0
+        if have.any():
+            pos, st, _, _ = the_map.landmarks(the_map.resolve(place.ids[have]))
+            T_cw = lie.se3_inverse(the_map.keyframe_pose(kf_id))
+            cam = pos @ T_cw[:3, :3].T + T_cw[:3, 3]
+            cam[st != ALIVE] = np.nan
+            pts[have] = cam
+    return QueryFeatures(place.uv, place.descriptors, pts)
+
+
+def candidate_landmarks(the_map: Any, match: int) -> Any:
+    """verify.CandidateLandmarks: the match's landmarks (primary) and those of its most covisible keyframes."""
+    from slam.loop.verify import CandidateLandmarks
+
+    own = the_map.keyframe_observations(match)[0]
+    neigh = sorted(the_map.covisible(match).items(), key=lambda kv: -kv[1])[:SECOND_LOOK_KFS]
+    ids = [own] + [the_map.keyframe_observations(k)[0] for k, _ in neigh]
+    ids = np.unique(np.concatenate(ids))
+    pos, st, _, desc = the_map.landmarks(ids)
+    keep = (st == ALIVE) & desc.any(axis=1)  # a landmark without a descriptor cannot be matched
+    ids, pos, desc = ids[keep], pos[keep], desc[keep]
+    return CandidateLandmarks(ids, pos, desc, np.isin(ids, own))
+
+
+def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig) -> tuple[Callable, Callable]:
+    """(candidates, verify) callables for LoopCloser; ImportError when the modules are missing."""
+    from slam.loop.detector import LoopDetector
+    from slam.loop.verify import VerifyParams, verify_loop
+
+    detector = LoopDetector(min_score=cfg.min_score)
+    params = VerifyParams(min_inliers=cfg.min_inliers)
+
+    def neighbours(k: int) -> set[int]:
+        return set(the_map.covisible(k, CONNECTED))
+
+    def candidates(kf_id: int, place: Any) -> list[tuple[int, float]]:
+        excluded = np.union1d(np.arange(max(0, kf_id - cfg.recent_keyframes), kf_id + 1),
+                              np.fromiter(the_map.covisible(kf_id).keys(), np.int64))
+        return detector.detect(kf_id, place.descriptors, excluded, neighbours)
+
+    def verify(kf_id: int, place: Any, match: int) -> Verified | str:
+        res = verify_loop(query_features(the_map, kf_id, place, mode), candidate_landmarks(the_map, match),
+                          rig.K, mode, params)
+        if not res.accepted:
+            return res.reason
+        Z = lie.se3_inverse(the_map.keyframe_pose(match)) @ res.S_world_query
+        return Verified(Z, int(res.inliers), res.matches, float(res.scale))
+
+    candidates.rejections = detector.rejections  # type: ignore[attr-defined]
+    return candidates, verify

@@ -1,0 +1,194 @@
+"""The global pose graph of the map: built from its keyframes, solved by the project's PGO, exported.
+
+Vertices: every keyframe, T_world_cam (SE(3) for stereo / RGB-D; Sim(3) with unit scale for
+monocular maps, whose scale drifts). Edges, e = Log(Z_ij^-1 X_i^-1 X_j):
+
+- odometry: consecutive keyframes of a map segment;
+- covisibility: non-consecutive keyframes sharing >= `covisibility_min_shared` landmarks;
+  both measured by the keyframes' current relative pose (what window BA made of them), so they
+  hold the map's local shape while the loop edges bend it;
+- loop: every accepted loop, measured by its verification (relative pose, and scale for Sim(3)).
+
+Information model (documented in LoopConfig): Omega = w diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3
+[, 1/sigma_scale^2]) with w = min(shared landmarks, 200) / 100 for odometry and covisibility edges
+(more shared landmarks, a better-determined relative pose; floored at 0.1) and
+w = loop_weight * min(inliers, 200) / 100 for loop edges. The first keyframe is held fixed
+(and, by PoseGraphProblem's gauge rule, the first of every piece no loop joins to it yet).
+
+Keyframes of map segments that a loop joins for the first time are moved rigidly onto the loop
+before the solve (the segments' frames are unrelated until then, ORB-SLAM3's map merge).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from slam.loop.config import LoopConfig
+from slam.geometry import lie
+from slam.io.g2o import PoseGraph, write_g2o
+from slam.solvers.lm import SolverOptions, Summary, solve
+from slam.solvers.pgo import PoseGraphProblem
+
+ODOMETRY, COVISIBILITY, LOOP = 0, 1, 2
+EDGE_KINDS = ("odometry", "covisibility", "loop")
+
+
+@dataclass
+class LoopEdge:
+    """An accepted loop as a pose-graph edge: Z = X_match^-1 X_query (Sim(3) for monocular)."""
+
+    match: int
+    query: int
+    Z: np.ndarray     # (4,4) [[s R, t], [0, 1]]
+    inliers: int
+
+
+@dataclass
+class GraphData:
+    """A pose graph copied out of the map (keyframe ids are vertex indices: all keyframes, by id)."""
+
+    group: str               # se3 or sim3
+    poses: np.ndarray        # (N,4,4) initial vertex values (after segment alignment)
+    poses_map: np.ndarray    # (N,4,4) the map's keyframe poses when the graph was built
+    segments: np.ndarray     # (N,)
+    edges: np.ndarray        # (M,2)
+    kinds: np.ndarray        # (M,) ODOMETRY, COVISIBILITY, LOOP
+    Z: np.ndarray            # (M,4,4)
+    information: np.ndarray  # (M,d,d)
+    fixed: np.ndarray        # (N,) bool
+    corrections: int         # the map's correction count when copied
+    merged_segments: int     # pieces a loop joined for the first time in this graph
+
+    @property
+    def n(self) -> int:
+        """Number of vertices."""
+        return len(self.poses)
+
+    def counts(self) -> dict[str, int]:
+        """Edges by kind."""
+        return {k: int((self.kinds == i).sum()) for i, k in enumerate(EDGE_KINDS)}
+
+
+def _information(weights: np.ndarray, cfg: LoopConfig, group: str) -> np.ndarray:
+    diag = [cfg.sigma_rotation ** -2] * 3 + [cfg.sigma_translation ** -2] * 3
+    if group == "sim3":
+        diag.append(cfg.sigma_scale ** -2)
+    return weights[:, None, None] * np.diag(diag)[None]
+
+
+def _support_weight(shared: np.ndarray) -> np.ndarray:
+    return np.clip(np.minimum(shared, 200) / 100.0, 0.1, None)
+
+
+def build_graph(the_map: Any, loops: list[LoopEdge], cfg: LoopConfig, group: str) -> GraphData:
+    """The pose graph of every keyframe now in the map, with `loops` as loop edges."""
+    poses, segments, covis, corrections = the_map.pose_graph_view(1)  # one consistent copy
+    n = len(poses)
+    if n < 2:
+        raise ValueError(f"a pose graph needs two keyframes, the map has {n}")
+    shared = {(int(i), int(j)): int(c) for i, j, c in covis.tolist()}
+    # odometry: consecutive keyframes of one segment
+    i = np.arange(n - 1)
+    same = segments[i] == segments[i + 1]
+    odo = np.stack([i[same], i[same] + 1], 1)
+    odo_w = _support_weight(np.array([shared.get((a, b), 0) for a, b in odo.tolist()], float))
+    # covisibility: strong, non-consecutive
+    strong = covis[(covis[:, 2] >= cfg.covisibility_min_shared) & (covis[:, 1] - covis[:, 0] > 1)]
+    cov = strong[:, :2]
+    cov_w = _support_weight(strong[:, 2].astype(float))
+    # loop edges
+    lp = np.array([[e.match, e.query] for e in loops if max(e.match, e.query) < n], np.int64).reshape(-1, 2)
+    lp_Z = np.array([e.Z for e in loops if max(e.match, e.query) < n]).reshape(-1, 4, 4)
+    lp_w = cfg.loop_weight * _support_weight(np.array([e.inliers for e in loops if max(e.match, e.query) < n], float))
+
+    X = poses.copy()
+    rel = np.concatenate([odo, cov])
+    Z_rel = lie.se3_inverse(X[rel[:, 0]]) @ X[rel[:, 1]] if len(rel) else np.zeros((0, 4, 4))
+    X, merged = _align_pieces(X, rel, lp, lp_Z, group)
+    edges = np.concatenate([rel, lp]).astype(np.int64)
+    Z = np.concatenate([Z_rel, lp_Z])
+    kinds = np.concatenate([np.full(len(odo), ODOMETRY), np.full(len(cov), COVISIBILITY), np.full(len(lp), LOOP)])
+    info = _information(np.concatenate([odo_w, cov_w, lp_w]), cfg, group)
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    return GraphData(group, X, poses, segments, edges, kinds, Z, info, fixed, corrections, merged)
+
+
+def _align_pieces(X: np.ndarray, rel: np.ndarray, lp: np.ndarray, lp_Z: np.ndarray, group: str) -> tuple[np.ndarray, int]:
+    """Move pieces of the graph that only loop edges connect rigidly (Sim(3): with scale) onto the
+    oldest piece they join, so that the solve starts near its solution; returns (poses, pieces moved)."""
+    n = len(X)
+    G = sp.coo_matrix((np.ones(len(rel)), (rel[:, 0], rel[:, 1])), shape=(n, n)) if len(rel) else sp.coo_matrix((n, n))
+    _, label = connected_components(G, directed=False)
+    X = X.copy()
+    moved = 0
+    for (m, q), Z in zip(lp.tolist(), lp_Z):  # per loop: a handful
+        if label[m] == label[q]:
+            continue
+        # the piece holding the newer keyframe follows the older one
+        old, new = (m, q) if min(np.flatnonzero(label == label[m])) < min(np.flatnonzero(label == label[q])) else (q, m)
+        want = X[m] @ Z if new == q else X[q] @ lie.sim3_inverse(Z[None])[0]  # where `new` should be
+        G_move = want @ lie.sim3_inverse(X[new][None])[0]
+        piece = label == label[new]
+        X[piece] = G_move[None] @ X[piece]
+        label[piece] = label[old]
+        moved += 1
+    if group == "se3":
+        X = lie.orthonormalize(X)
+    return X, moved
+
+
+@dataclass
+class GraphSolution:
+    """A solved pose graph: vertex values and the solver's summary."""
+
+    graph: GraphData
+    poses: np.ndarray   # (N,4,4) solved vertex values (Sim(3) for monocular)
+    summary: Summary
+    build_s: float
+    solve_s: float
+
+    def corrections(self) -> np.ndarray:
+        """(N,4,4) C_i = X_i^new X_i^map^-1: the world-frame similarity each keyframe moved by."""
+        return self.poses @ lie.se3_inverse(self.graph.poses_map)
+
+    def stats(self) -> dict[str, Any]:
+        """What loops.json records about the solve."""
+        s = self.summary
+        return {"group": self.graph.group, "vertices": self.graph.n, "edges": int(len(self.graph.edges)),
+                "edges_by_kind": self.graph.counts(), "merged_segments": self.graph.merged_segments,
+                "initial_cost": s.initial_cost, "final_cost": s.final_cost, "iterations": s.iterations,
+                "cg_iterations": s.total_linear_iterations, "termination": s.termination,
+                "time_s": {"build": self.build_s, "solve": self.solve_s, **dict(s.stage_times)},
+                "precision": s.precision}
+
+
+def solve_graph(graph: GraphData, precision: str, max_iterations: int, build_s: float = 0.0) -> GraphSolution:
+    """Solve the graph with the project's LM / PCG in `precision` (static IC preconditioner)."""
+    t0 = time.perf_counter()
+    problem = PoseGraphProblem(graph.poses, graph.edges, graph.Z, graph.information, graph.fixed, group=graph.group)
+    summary = solve(problem, SolverOptions(precision=precision, max_iterations=max_iterations))
+    return GraphSolution(graph, problem.poses.copy(), summary, build_s, time.perf_counter() - t0)
+
+
+def export_g2o(path: str | Path, sol: GraphSolution) -> bool:
+    """Write the solved graph (measurements, information, FIX, solution poses) as g2o 3-D.
+
+    g2o's 3-D format holds SE(3) only: a Sim(3) graph (monocular) is not written; returns whether
+    the file was written. `slam pgo` (or GTSAM) re-solving the file reaches the same cost.
+    """
+    g = sol.graph
+    if g.group != "se3":
+        return False
+    ids = np.arange(g.n, dtype=np.int64)
+    pg = PoseGraph(ids=ids, poses=g.poses, edges=g.edges, measurements=g.Z, information=g.information,
+                   fixed=g.fixed)
+    write_g2o(path, pg, poses=sol.poses)
+    return True

@@ -1,0 +1,91 @@
+"""The loop worker thread: runs LoopCloser on every keyframe the odometry worker inserted.
+
+Keyframes arrive through `submit` (called by the odometry worker after it inserted them), so
+tracking never waits for place recognition or PGO (unless `blocking` is set for deterministic
+runs). The thread runs below the odometry worker's priority. An exception stops loop closure only:
+it is kept in `error`, later keyframes are dropped, and the run finishes as odometry. `stop`
+drains the queue; `abort` ends at once, dropping a correction still being computed, so that an
+interrupted run keeps the last correction that was written.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from typing import Any
+
+from slam.loop.closer import LoopCloser
+from slam.priority import lower_priority
+
+_STOP = object()
+
+
+class LoopWorker:
+    """LoopCloser on its own thread."""
+
+    def __init__(self, closer: LoopCloser, blocking: bool = False, nice: int = 15) -> None:
+        self.closer = closer
+        self.blocking, self.nice = blocking, nice
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.error_text: str | None = None
+        self.abort_event = threading.Event()
+        closer.abort = self.abort_event
+        self.busy_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="loop", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def submit(self, kf_id: int, timestamp: float, place: Any) -> None:
+        """Queue an inserted keyframe (dropped once the worker has failed or been stopped)."""
+        if self.error is not None or self.abort_event.is_set():
+            return
+        self.queue.put((kf_id, timestamp, place))
+        if self.blocking:
+            self.queue.join()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Process what is queued, then end the thread."""
+        if self._thread.is_alive():
+            self.queue.put(_STOP)
+            self._thread.join(timeout)
+
+    def abort(self, timeout: float = 5.0) -> None:
+        """End now: queued keyframes are dropped and a correction being computed is not written."""
+        self.abort_event.set()
+        if self._thread.is_alive():
+            self.queue.put(_STOP)
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        lower_priority(self.nice)
+        while True:
+            item = self.queue.get()
+            try:
+                if item is _STOP:
+                    return
+                if self.error is None and not self.abort_event.is_set():
+                    self.busy_since = time.perf_counter()
+                    self.closer.process(*item)
+            except BaseException as exc:  # loop closure stops; the run goes on as odometry
+                self.error = exc
+                self.error_text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            finally:
+                self.busy_since = None
+                self.queue.task_done()
+
+    def summary(self) -> dict:
+        """report.json's loop-closure section."""
+        out = self.closer.summary()
+        out["status"] = "failed" if self.error is not None else "ok"
+        out["error"] = self.error_text
+        return out

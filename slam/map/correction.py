@@ -1,0 +1,30 @@
+"""The arithmetic of a loop or global correction (Map.correct_keyframes applies it in one locked step).
+
+The graph was solved from a copy of the map; meanwhile window BA may have refined the newest
+keyframes and the odometry worker may have inserted new ones. So the solution is applied as a
+world-frame correction per keyframe, C_i = X_i^solved (X_i^copied)^-1, to the keyframe's pose as
+it is *now*: a BA refinement made during the solve survives, and keyframes inserted after the copy
+get the correction of the newest keyframe of the graph, the one they were tracked from. Every
+landmark moves with its reference keyframe (Map.apply_correction); for Sim(3) corrections of a
+monocular map its depth is scaled by the keyframe's scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slam.geometry import lie
+
+
+def propagate(C: np.ndarray, poses_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(SE(3) poses (K,4,4), scales (K,)) after applying corrections C (N,4,4) to the K >= N current
+    keyframe poses; keyframes N..K-1 get the correction of keyframe N-1."""
+    n, k = len(C), len(poses_now)
+    if k < n:
+        raise ValueError(f"the map has {k} keyframes, fewer than the {n} of the pose graph")
+    C_all = np.concatenate([C, np.repeat(C[-1:], k - n, axis=0)]) if k > n else C
+    S = C_all @ poses_now
+    s = np.cbrt(np.linalg.det(S[:, :3, :3]))
+    T = S.copy()
+    T[:, :3, :3] /= s[:, None, None]
+    return lie.orthonormalize(T), s

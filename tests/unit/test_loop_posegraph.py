@@ -1,0 +1,240 @@
+"""Loop closure's pose graph, write-back and landmark fusion on small maps with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slam.loop.config import LoopConfig
+from slam.geometry import lie
+from slam.io.g2o import read_g2o
+from slam.map.correction import propagate
+from slam.loop.posegraph import LOOP, ODOMETRY, LoopEdge, build_graph, export_g2o, solve_graph
+from slam.map.keyframe import KeyframeData
+from slam.map.map import ALIVE, CULLED, Map
+from slam.solvers.pgo import from_pose_graph
+
+
+def _circle(n: int, radius: float = 3.0) -> np.ndarray:
+    """Camera poses T_world_cam on a circle, looking outwards, closing after n steps."""
+    a = 2 * np.pi * np.arange(n) / n
+    R = lie.so3_exp(np.stack([np.zeros(n), a, np.zeros(n)], 1))
+    t = np.stack([radius * np.sin(a), np.zeros(n), radius * np.cos(a)], 1)
+    return lie.se3_from_Rt(R, t)
+
+
+def _drifted(truth: np.ndarray, yaw_per_step: float, scale_per_step: float = 1.0) -> np.ndarray:
+    """Odometry that accumulates a small rotation (and scale) error at every step."""
+    rel = lie.se3_inverse(truth[:-1]) @ truth[1:]
+    err = lie.se3_exp(np.array([0.0, yaw_per_step, 0.0, 0, 0, 0]))
+    out = [truth[0]]
+    for k, Z in enumerate(rel):
+        Zk = Z.copy()
+        Zk[:3, 3] *= scale_per_step ** (k + 1)
+        out.append(out[-1] @ err @ Zk)
+    return np.stack(out)
+
+
+def _map_with(poses: np.ndarray, shared: int = 80, per_kf: int = 120) -> Map:
+    """A map whose keyframes see overlapping runs of track ids (consecutive ones share `shared`)."""
+    m = Map()
+    step = per_kf - shared
+    ids = m.allocate_ids(step * len(poses) + per_kf)
+    for i, T in enumerate(poses):
+        obs = ids[i * step:i * step + per_kf]
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=0.1 * i, pose=T, segment=0, ids=obs,
+                                       uv=np.zeros((per_kf, 2)), u_right=np.full(per_kf, np.nan),
+                                       depth=np.full(per_kf, np.nan)))
+    return m
+
+
+def _rot_err_deg(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    return np.degrees(np.linalg.norm(lie.so3_log(np.swapaxes(A[:, :3, :3], 1, 2) @ B[:, :3, :3]), axis=1))
+
+
+def test_graph_has_odometry_covisibility_and_loop_edges_measured_by_current_poses() -> None:
+    truth = _circle(40)
+    est = _drifted(truth, 0.004)
+    m = _map_with(est)
+    loop = LoopEdge(match=0, query=39, Z=lie.se3_inverse(truth[0]) @ truth[39], inliers=100)
+    g = build_graph(m, [loop], LoopConfig(covisibility_min_shared=30), "se3")
+    assert g.n == 40 and g.fixed[0] and g.fixed.sum() == 1
+    c = g.counts()
+    assert c["odometry"] == 39 and c["loop"] == 1
+    assert c["covisibility"] == 38  # keyframes two apart share 40 >= 30; three apart share none
+    odo = g.kinds == ODOMETRY
+    np.testing.assert_allclose(g.Z[odo], lie.se3_inverse(est[:-1]) @ est[1:], atol=1e-12)
+    np.testing.assert_allclose(g.Z[g.kinds == LOOP][0], loop.Z)
+    # information follows the model: weight 80/100 for odometry edges
+    np.testing.assert_allclose(g.information[odo][0], 0.8 * np.diag([1e4] * 6))
+
+
+@pytest.mark.parametrize("precision", ["fp64", "mixed"])
+def test_solved_loop_removes_the_drift(precision: str) -> None:
+    truth = _circle(60)
+    est = _drifted(truth, 0.003)
+    m = _map_with(est)
+    loop = LoopEdge(match=0, query=59, Z=lie.se3_inverse(truth[0]) @ truth[59], inliers=150)
+    sol = solve_graph(build_graph(m, [loop], LoopConfig(), "se3"), precision, 30)
+    before = np.linalg.norm(est[:, :3, 3] - truth[:, :3, 3], axis=1).max()
+    after = np.linalg.norm(sol.poses[:, :3, 3] - truth[:, :3, 3], axis=1).max()
+    assert before > 0.4 and after < 0.1 * before
+    assert sol.summary.final_cost < 1e-3 * sol.summary.initial_cost
+    assert _rot_err_deg(sol.poses, truth).max() < 0.1 * _rot_err_deg(est, truth).max()
+
+
+def test_sim3_graph_corrects_scale_drift() -> None:
+    truth = _circle(50)
+    est = _drifted(truth, 0.002, scale_per_step=1.01)  # 1% scale drift per keyframe: 1.6x at the end
+    m = _map_with(est)
+    # The loop's Sim(3) maps query-camera coordinates (in the drifted units near keyframe 49) into
+    # the match camera's (the true units near keyframe 0): its scale is the inverse of the drift.
+    S_loop = lie.se3_inverse(truth[0]) @ truth[49]
+    S_loop[:3, :3] /= 1.01 ** 49
+    sol = solve_graph(build_graph(m, [LoopEdge(0, 49, S_loop, 150)], LoopConfig(), "sim3"), "fp64", 50)
+    s, _, t = lie.sRt(sol.poses)
+    before = np.linalg.norm(est[:, :3, 3] - truth[:, :3, 3], axis=1).max()
+    after = np.linalg.norm(t - truth[:, :3, 3], axis=1).max()
+    assert after < 0.25 * before
+    assert s[-1] < 0.8  # the last keyframes' camera units shrink back towards the truth
+
+
+def test_exported_g2o_resolves_to_the_reported_cost(tmp_path: Path) -> None:
+    truth = _circle(30)
+    m = _map_with(_drifted(truth, 0.004))
+    sol = solve_graph(build_graph(m, [LoopEdge(0, 29, lie.se3_inverse(truth[0]) @ truth[29], 90)], LoopConfig(),
+                                  "se3"), "mixed", 30)
+    path = tmp_path / "pose_graph.g2o"
+    assert export_g2o(path, sol)
+    graph = read_g2o(path)
+    problem = from_pose_graph(graph)
+    assert problem.cost() == pytest.approx(sol.summary.final_cost, rel=1e-9)
+    try:
+        from slam.eval.peers import gtsam_cost
+        import gtsam  # noqa: F401
+    except ImportError:
+        return
+    assert gtsam_cost(path, graph.poses) == pytest.approx(sol.summary.final_cost, rel=1e-6)
+
+
+def test_separate_segments_are_joined_by_a_loop() -> None:
+    truth = _circle(40)
+    m = Map()
+    ids = m.allocate_ids(40 * 40 + 120)
+    shift = lie.se3_exp(np.array([0.3, -0.2, 0.1, 5.0, -2.0, 1.0]))  # segment 1 lives in an unrelated frame
+    for i in range(40):
+        seg = int(i >= 20)
+        pose = truth[i] if seg == 0 else shift @ truth[i]
+        obs = ids[i * 40:i * 40 + 120]
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=0.1 * i, pose=pose, segment=seg, ids=obs,
+                                       uv=np.zeros((120, 2)), u_right=np.full(120, np.nan), depth=np.full(120, np.nan)))
+    # consecutive keyframes share landmarks across the segment boundary only in the counts, not as an edge
+    loop = LoopEdge(5, 35, lie.se3_inverse(truth[5]) @ truth[35], 100)
+    g = build_graph(m, [loop], LoopConfig(covisibility_min_shared=1000), "se3")
+    assert g.merged_segments == 1 and g.counts()["odometry"] == 38
+    np.testing.assert_allclose(g.poses[20:], truth[20:], atol=1e-9)  # moved onto the loop before the solve
+    sol = solve_graph(g, "fp64", 10)
+    np.testing.assert_allclose(sol.poses[:, :3, 3], truth[:, :3, 3], atol=1e-6)
+
+
+def test_correct_keyframes_corrects_late_keyframes_like_the_one_they_follow() -> None:
+    """Keyframes inserted while the graph was solved get the last graph keyframe's correction,
+    applied to the pose each keyframe has *now*; landmarks move with their reference keyframes."""
+    truth = _circle(12)
+    m = _map_with(truth[:10])
+    C = lie.sim3_from_sRt(np.full(10, 1.0), lie.so3_exp(np.tile([0.0, 0.05, 0.0], (10, 1))),
+                          np.tile([0.1, 0.0, -0.2], (10, 1)))
+    C[3] = lie.se3_exp(np.array([0.0, 0.0, 0.1, 0.3, 0.0, 0.0]))  # one keyframe moved differently
+    # meanwhile: window BA nudged keyframe 9, the worker inserted keyframes 10 and 11
+    nudged = truth[9] @ lie.se3_exp(np.array([0.01, 0, 0, 0.02, 0, 0]))
+    m.apply_window_solve(np.array([9]), nudged[None], np.zeros(0, np.int64), np.zeros((0, 3)))
+    ids = m.allocate_ids(5)
+    for k in (10, 11):
+        m.insert_keyframe(KeyframeData(id=k, frame_index=k, timestamp=k, pose=truth[k], segment=0, ids=ids,
+                                       uv=np.zeros((5, 2)), u_right=np.full(5, np.nan), depth=np.full(5, np.nan)))
+    P = np.array([[0.0, 0.0, 4.0], [1.0, 0.5, 3.0], [0.2, -0.3, 5.0]])
+    m.create_landmarks(ids[:1], P[:1], ref_kf=3)
+    m.create_landmarks(ids[1:2], P[1:2], ref_kf=9)
+    m.create_landmarks(ids[2:3], P[2:3], ref_kf=11)
+    corr0 = m.corrections
+    now = m.keyframe_poses()
+    done = m.correct_keyframes(C, sim3=False)
+    assert done == (12, 2) and m.corrections == corr0 + 1
+    expect = np.concatenate([C @ now[:10], C[9] @ now[10:]])  # independent: the rule written out
+    np.testing.assert_allclose(m.keyframe_poses(), expect, atol=1e-12)
+    np.testing.assert_allclose(m.keyframe_pose(9), C[9] @ nudged, atol=1e-12)  # BA's nudge survives
+    pos = m.positions(ids[:3])
+    for j, r in enumerate((3, 9, 11)):
+        c = C[min(r, 9)]
+        np.testing.assert_allclose(pos[j], c[:3, :3] @ P[j] + c[:3, 3], atol=1e-12)
+
+
+def test_propagate_splits_sim3_into_pose_and_scale() -> None:
+    C = lie.sim3_from_sRt(np.array([2.0]), lie.so3_exp(np.array([[0.1, 0.2, 0.3]])), np.array([[1.0, 2, 3]]))
+    T0 = lie.se3_exp(np.array([[0.0, 0.1, 0.0, 1, 0, 0], [0.2, 0, 0, 0, 1, 0]]))
+    T, s = propagate(C, T0)
+    np.testing.assert_allclose(s, [2.0, 2.0])
+    S = C @ T0
+    np.testing.assert_allclose(T[:, :3, :3] * 2.0, S[:, :3, :3], atol=1e-12)
+    np.testing.assert_allclose(T[:, :3, 3], S[:, :3, 3], atol=1e-12)
+    with pytest.raises(ValueError):
+        propagate(np.stack([C[0]] * 3), T0)
+
+
+def test_fuse_landmarks_redirects_observations_and_links_the_two_sides() -> None:
+    m = Map()
+    ids = m.allocate_ids(10)
+    # keyframes 0,1 see 0..4 (old side); keyframes 2,3 see 5..9 (new side, duplicates of 0..4)
+    sets = [ids[:5], ids[:5], ids[5:], ids[5:]]
+    for i, s in enumerate(sets):
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=i, pose=np.eye(4), segment=0, ids=s,
+                                       uv=np.zeros((5, 2)), u_right=np.full(5, np.nan), depth=np.full(5, np.nan)))
+    m.create_landmarks(ids, np.arange(30.0).reshape(10, 3), ref_kf=0)
+    assert m.covisible(0).get(2) is None
+    # 2 and 7 are each kept in one pair and dropped in the other: neither pair is fused (no chains)
+    n = m.fuse_landmarks(ids[[0, 1, 2, 7]], ids[[5, 6, 7, 2]])
+    assert n == 2
+    st = m.states(ids)
+    assert (st[[5, 6]] == CULLED).all() and (st[[0, 1, 2, 3, 4, 7, 8, 9]] == ALIVE).all()
+    lm2, _, _ = m.keyframe_observations(2)
+    np.testing.assert_array_equal(np.sort(lm2), ids[[0, 1, 7, 8, 9]])
+    assert m.covisible(0)[2] == 2 and m.covisible(3)[1] == 2
+    np.testing.assert_array_equal(m.resolve(ids[[5, 6, 7, 8]]), ids[[0, 1, 7, 8]])
+    # a keyframe that saw both copies keeps one observation
+    m.insert_keyframe(KeyframeData(id=4, frame_index=4, timestamp=4, pose=np.eye(4), segment=0, ids=ids[[3, 9]],
+                                   uv=np.zeros((2, 2)), u_right=np.full(2, np.nan), depth=np.full(2, np.nan)))
+    assert m.fuse_landmarks(ids[[3]], ids[[9]]) == 1
+    lm4, _, _ = m.keyframe_observations(4)
+    np.testing.assert_array_equal(lm4, ids[[3]])
+
+
+def test_global_ba_restores_a_perturbed_stereo_map() -> None:
+    """Exact stereo observations, perturbed keyframe poses and points: global BA brings every
+    keyframe back to its true pose (keyframe 0 is the gauge) and writes it in one correction."""
+    from slam.config import OdometryConfig
+    from slam.odometry.global_ba import global_ba
+
+    rng = np.random.default_rng(3)
+    K = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    b = 0.1
+    truth = lie.se3_from_Rt(lie.so3_exp(rng.normal(0, 0.03, (8, 3))), np.stack([0.15 * np.arange(8),
+                                                                                 np.zeros(8), np.zeros(8)], 1))
+    P = np.column_stack([rng.uniform(-2, 3, 300), rng.uniform(-1.5, 1.5, 300), rng.uniform(3, 8, 300)])
+    m = Map()
+    ids = m.allocate_ids(len(P))
+    noisy = truth.copy()
+    noisy[1:] = truth[1:] @ lie.se3_exp(rng.normal(0, [0.004] * 3 + [0.01] * 3, (7, 6)))
+    for i, T in enumerate(truth):
+        pc = (P - T[:3, 3]) @ T[:3, :3]
+        uv = pc[:, :2] / pc[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=i, pose=noisy[i], segment=0, ids=ids, uv=uv,
+                                       u_right=uv[:, 0] - K[0, 0] * b / pc[:, 2], depth=pc[:, 2]))
+    m.create_landmarks(ids, P + rng.normal(0, 0.02, P.shape), ref_kf=0)
+    stats = global_ba(m, K, b, OdometryConfig(), "mixed", 20)
+    assert stats is not None and stats["final_cost"] < 1e-6 * stats["initial_cost"]
+    assert m.corrections == 1
+    err = np.linalg.norm(m.keyframe_poses()[:, :3, 3] - truth[:, :3, 3], axis=1)
+    assert err.max() < 1e-4
+    np.testing.assert_allclose(m.positions(ids), P, atol=1e-3)
