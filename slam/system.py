@@ -131,8 +131,9 @@ class System:
 
     def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path, precision: str | None = None,
                  max_frames: int | None = None, progress: bool = True, loop: bool = False,
-                 realtime: bool = False) -> None:
+                 realtime: bool = False, viewer: Any | None = None) -> None:
         self.cfg, self.source, self.spec = cfg, source, spec
+        self.viewer = viewer  # slam.viewer.live.LiveViewer or None: fed from tracking, never waited for
         self.out = Path(out)
         self.max_frames, self.progress, self.loop = max_frames, progress, loop
         self.realtime = realtime  # recorded sources: release frames at their timestamps
@@ -168,9 +169,12 @@ class System:
                     ahead = (frame.timestamp - t0_sensor) - (time.perf_counter() - t_start)
                     if ahead > 0:
                         time.sleep(ahead)
-                for r in self.tracker.process(frame):
+                rs = self.tracker.process(frame)
+                for r in rs:
                     self.results[r.index] = r
                 n += 1
+                if self.viewer is not None and self._show(frame, rs):
+                    raise KeyboardInterrupt  # the window was closed (or q pressed): end like Ctrl-C
                 self.worker.check()
                 now = time.perf_counter()
                 if self.progress and now - last_print >= 1.0:
@@ -194,6 +198,20 @@ class System:
         if self.progress:
             self._print_progress(n, wall, final=True)
         return RunResult(self.out, report, interrupted, error, [self.results[k] for k in sorted(self.results)])
+
+    def loop_records(self) -> list[dict[str, Any]]:
+        """Accepted loop closures as loops.json records (none until loop closure exists)."""
+        return []
+
+    def _show(self, frame: Frame, rs: list[FrameResult]) -> bool:
+        """Hand the live viewer this frame's poses and, at its rate, a map snapshot; True once it was closed."""
+        v = self.viewer
+        v.record(rs)
+        if v.due():
+            tr = self.tracker.tracks
+            current = next((r.T_wc for r in reversed(rs) if r.T_wc is not None), None)
+            v.update(self.map.snapshot, frame.left, tr.uv, np.isfinite(tr.xyz[:, 0]), current, self.loop_records())
+        return v.closed
 
     def _print_progress(self, n: int, elapsed: float, final: bool = False) -> None:
         tot = f"/{self.total}" if self.total else ""
