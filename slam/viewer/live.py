@@ -46,7 +46,7 @@ class LiveViewer:
     """The pipeline's handle on the viewer process (a `System(viewer=...)`)."""
 
     def __init__(self, K: np.ndarray, image_size: tuple[int, int], with_scale: bool, title: str = "slam run",
-                 period_s: float = 0.1, width: int = 1400, height: int = 800) -> None:
+                 period_s: float = 0.1, width: int = 1280, height: int = 720, cpu_budget: float = 0.25) -> None:
         if importlib.util.find_spec("open3d") is None:
             raise InputError("--viewer open3d needs Open3D: `pip install -e '.[viewer]'` (`make venv` installs it "
                              "with the test extra)")
@@ -61,9 +61,10 @@ class LiveViewer:
         ctx = mp.get_context("spawn")  # never fork a process whose threads hold locks
         self._q = ctx.Queue(maxsize=1)
         self._closed = ctx.Event()
+        self._cpu = ctx.Value("d", 0.0)  # CPU seconds the viewer process used, written as it ends
         self._proc = ctx.Process(target=_window_main, name="slam-viewer", daemon=True,
-                                 args=(self._q, self._closed, title, np.asarray(K, np.float64), tuple(image_size),
-                                       bool(with_scale), width, height))
+                                 args=(self._q, self._closed, self._cpu, title, np.asarray(K, np.float64),
+                                       tuple(image_size), bool(with_scale), width, height, cpu_budget))
         self._proc.start()
         self._warned = False
         # per tracked frame: reference keyframe, pose relative to it, pose at tracking time, ground truth
@@ -132,7 +133,8 @@ class LiveViewer:
         def ms(v: list[float]) -> str:
             return f"{1e3 * np.mean(v):.2f} ms mean, {1e3 * np.max(v):.2f} ms max" if v else "none"
         return (f"viewer: {self.sent} updates sent, {self.dropped} dropped (window busy); map snapshot "
-                f"(lock held) {ms(self.snapshot_s)}; tracking thread per update {ms(self.update_s)}")
+                f"(lock held) {ms(self.snapshot_s)}; tracking thread per update {ms(self.update_s)}; "
+                f"viewer process CPU {self._cpu.value:.1f} s")
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the window (if still open) and wait for its process."""
@@ -157,20 +159,35 @@ class LiveViewer:
 
 
 # ---------------------------------------------------------------------- the child process
-def _window_main(q: Any, closed: Any, title: str, K: np.ndarray, image_size: tuple[int, int], with_scale: bool,
-                 width: int, height: int) -> None:
-    """Entry of the viewer process: the window on the main thread, a thread that turns messages into scenes."""
+def _window_main(q: Any, closed: Any, cpu: Any, title: str, K: np.ndarray, image_size: tuple[int, int],
+                 with_scale: bool, width: int, height: int, cpu_budget: float) -> None:
+    """Entry of the viewer process: the window on the main thread, a thread that turns messages into scenes.
+
+    The process renders in software on a machine without a GPU; it keeps to `cpu_budget` cores on
+    average (after its start) by waiting before it takes the next picture, and renders on one
+    thread (LP_NUM_THREADS=1 for Mesa's llvmpipe/lavapipe), so that tracking keeps its cores.
+    """
     import signal
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pipeline's to handle
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     try:
         os.nice(10)  # tracking first when the cores are busy
     except OSError:
         pass
+    try:
+        _serve(q, closed, title, K, image_size, with_scale, width, height, cpu_budget, threading)
+    finally:
+        cpu.value = time.process_time()
+
+
+def _serve(q: Any, closed: Any, title: str, K: np.ndarray, image_size: tuple[int, int], with_scale: bool,
+           width: int, height: int, cpu_budget: float, threading: Any) -> None:
     from slam.viewer.open3d_viewer import ViewerWindow
 
     win = ViewerWindow(title, width, height, show_image=True)
+    cpu0, wall0 = time.process_time(), time.monotonic()
     alive = threading.Event()
     alive.set()
     ended_by_pipeline = threading.Event()
@@ -198,6 +215,9 @@ def _window_main(q: Any, closed: Any, title: str, K: np.ndarray, image_size: tup
             win.post(apply)
             while alive.is_set() and not done.wait(0.2):
                 pass  # one picture at a time: the queue stays full meanwhile, so the pipeline drops
+            # over budget: wait (and let the pipeline drop) until the average is back under it
+            while alive.is_set() and time.process_time() - cpu0 > cpu_budget * (time.monotonic() - wall0):
+                time.sleep(0.02)
 
     t = threading.Thread(target=feed, name="viewer-feed", daemon=True)
     t.start()

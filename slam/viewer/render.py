@@ -100,10 +100,19 @@ def set_view(camera_setter: Any, view: View) -> None:
     camera_setter.setup_camera(view.K, view.T_cam_world, view.width, view.height)
 
 
+ROW = 18  # legend line height (px)
+
+
 def legend_box(scene: Scene) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the legend drawn on screenshots (top-left corner)."""
     n = len(scene.legend()) + len(scene.info)
-    return 8, 8, 8 + 260, 8 + 12 + 20 * n
+    return 8, 8, 8 + 236, 8 + 8 + ROW * n
+
+
+def screenshot_view(scene: Scene, width: int, height: int, legend: bool = True) -> View:
+    """The view camera of a screenshot: `default_view`, with the scene framed right of the legend."""
+    margin = legend_box(scene)[2] + 8 if legend and width >= 3 * legend_box(scene)[2] else 0
+    return default_view(scene, width, height, left_margin=margin)
 
 
 def draw_legend(img: np.ndarray, scene: Scene) -> None:
@@ -113,22 +122,22 @@ def draw_legend(img: np.ndarray, scene: Scene) -> None:
     x0, y0, x1, y1 = legend_box(scene)
     cv2.rectangle(img, (x0, y0), (x1, y1), (255, 255, 255), -1)
     cv2.rectangle(img, (x0, y0), (x1, y1), (160, 160, 160), 1)
-    y = y0 + 20
+    y = y0 + ROW
     for label, color in scene.legend():
         rgb = tuple(int(round(255 * c)) for c in color)
-        cv2.line(img, (x0 + 10, y - 5), (x0 + 34, y - 5), rgb, 4)
-        cv2.putText(img, label, (x0 + 42, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
-        y += 20
+        cv2.line(img, (x0 + 8, y - 5), (x0 + 30, y - 5), rgb, 4)
+        cv2.putText(img, label, (x0 + 38, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 20), 1, cv2.LINE_AA)
+        y += ROW
     for line in scene.info:
-        cv2.putText(img, line[:40], (x0 + 10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (60, 60, 60), 1, cv2.LINE_AA)
-        y += 20
+        cv2.putText(img, line[:38], (x0 + 8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+        y += ROW
 
 
 def render_image(scene: Scene, width: int, height: int, view: View | None = None,
                  legend: bool = True) -> tuple[np.ndarray, View]:
     """(H,W,3) uint8 RGB picture of the scene without a display (Open3D's OffscreenRenderer), and its view."""
     o3d = import_open3d()
-    view = view or default_view(scene, width, height)
+    view = view or screenshot_view(scene, width, height, legend)
     try:
         r = o3d.visualization.rendering.OffscreenRenderer(int(width), int(height))
     except RuntimeError as exc:

@@ -92,7 +92,8 @@ def load_run(run_dir: str | Path) -> Scene:
 def _info_lines(d: Path, report: dict[str, Any], scene: Scene, n_loops: int) -> list[str]:
     lines = [d.name or str(d)]
     if report:
-        lines.append(f"{report.get('source', '?')} ({report.get('sensor', '?')}), {report.get('frames', '?')} frames")
+        frames = f", {report['frames']} frames" if "frames" in report else ""
+        lines.append(f"{report.get('source', '?')} ({report.get('sensor', '?')}){frames}")
     lines.append(f"{len(scene.keyframe_poses)} keyframes, {len(scene.points)} points, {n_loops} loops")
     ate = report.get("ate") or {}
     if "rmse" in ate:

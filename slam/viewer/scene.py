@@ -212,8 +212,9 @@ def scene_up(scene: Scene) -> np.ndarray:
 
 
 def default_view(scene: Scene, width: int, height: int, elevation_deg: float = 55.0,
-                 vfov_deg: float = 50.0) -> View:
-    """A view from above and to the side that frames the trajectories and keyframes."""
+                 vfov_deg: float = 50.0, left_margin: int = 0) -> View:
+    """A view from above and to the side that frames the trajectories, keyframes and the bulk of the
+    map in the image right of `left_margin` pixels (room for a legend)."""
     a = scene.anchor_points()
     if len(a) == 0:
         a = scene.points if len(scene.points) else np.zeros((1, 3))
@@ -235,9 +236,10 @@ def default_view(scene: Scene, width: int, height: int, elevation_deg: float = 5
     side = side / np.linalg.norm(side)
     el = np.radians(elevation_deg)
     direction = np.cos(el) * side + np.sin(el) * up
-    fy = 0.5 * height / np.tan(np.radians(vfov_deg) / 2)
-    half = np.radians(vfov_deg) / 2 if width >= height else np.arctan(0.5 * width / fy)
-    dist = 1.15 * radius / np.sin(half)
+    f = 0.5 * height / np.tan(np.radians(vfov_deg) / 2)
+    margin = min(max(int(left_margin), 0), width // 2)
+    half = min(np.arctan(0.5 * height / f), np.arctan(0.5 * (width - margin) / f))
+    dist = 1.1 * radius / np.sin(half)
     eye = center + dist * direction
-    K = np.array([[fy, 0, width / 2], [0, fy, height / 2], [0, 0, 1.0]])
+    K = np.array([[f, 0, (width + margin) / 2], [0, f, height / 2], [0, 0, 1.0]])
     return View(K, look_at(eye, center, up), int(width), int(height), center)
