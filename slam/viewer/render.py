@@ -17,7 +17,7 @@ from slam.viewer.scene import BACKGROUND, COLORS, Scene, View, default_view, fru
 
 GEOMETRY_NAMES = ("points", "ground_truth", "trajectory", "keyframes", "keyframe_centres", "loops", "current")
 POINT_SIZE = {"points": 2.0, "keyframe_centres": 6.0}
-LINE_WIDTH = {"ground_truth": 2.0, "trajectory": 2.0, "keyframes": 1.0, "loops": 3.0, "current": 3.0}
+LINE_WIDTH = {"ground_truth": 3.0, "trajectory": 3.0, "keyframes": 1.0, "loops": 3.0, "current": 3.0}
 
 
 def import_open3d() -> Any:
@@ -106,7 +106,7 @@ ROW = 18  # legend line height (px)
 def legend_box(scene: Scene) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the legend drawn on screenshots (top-left corner)."""
     n = len(scene.legend()) + len(scene.info)
-    return 8, 8, 8 + 236, 8 + 8 + ROW * n
+    return 8, 8, 8 + 280, 8 + 8 + ROW * n
 
 
 def screenshot_view(scene: Scene, width: int, height: int, legend: bool = True) -> View:
@@ -129,7 +129,7 @@ def draw_legend(img: np.ndarray, scene: Scene) -> None:
         cv2.putText(img, label, (x0 + 38, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 20), 1, cv2.LINE_AA)
         y += ROW
     for line in scene.info:
-        cv2.putText(img, line[:38], (x0 + 8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, line[:46], (x0 + 8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
         y += ROW
 
 

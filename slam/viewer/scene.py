@@ -76,7 +76,7 @@ def frustum_size(scene: Scene) -> float:
     if len(a) < 2:
         return 0.1
     ext = float(np.linalg.norm(np.ptp(a, axis=0)))
-    return max(0.04 * ext, 1e-3)
+    return max(0.025 * ext, 1e-3)
 
 
 def frustum_lines(poses: np.ndarray, K: np.ndarray, size: tuple[int, int], depth: float) -> tuple[np.ndarray, np.ndarray]:
