@@ -12,9 +12,9 @@ start (its process, Open3D's import, the window) is inside the measurement. With
 Xvfb server is started for the runs (`make system-deps` installs xvfb).
 
 Reported per mode: report.json's tracking_fps of every run, the median, and the ratio of the
-medians; for the viewer runs, the viewer's line (updates sent/dropped, time under the map lock,
-time the tracking thread spent per update). Prints a table and writes DIR/bench_viewer.json with
-the host's CPU count and load average.
+medians; for the viewer runs, the viewer's line (updates sent/dropped, time taking map snapshots,
+for which the map's lock is held, time the tracking thread spent per update, the viewer process's
+CPU time). Prints a table and writes DIR/bench_viewer.json with the host's CPU count and load.
 """
 
 from __future__ import annotations
@@ -81,13 +81,13 @@ def main() -> int:
                     sys.exit(f"bench_viewer: slam run --viewer {mode} failed ({r.returncode}):\n{r.stderr[-3000:]}")
                 rep = json.loads((run_dir / "report.json").read_text())
                 line = next((ln for ln in r.stderr.splitlines() if "viewer:" in ln), "")
-                m = re.search(r"(\d+) updates sent, (\d+) dropped.*lock held\) ([\d.]+) ms mean, ([\d.]+) ms max"
-                              r".*per update ([\d.]+) ms mean", line)
+                m = re.search(r"(\d+) updates sent, (\d+) dropped.*snapshot ([\d.]+) ms mean, ([\d.]+) ms max"
+                              r".*per update ([\d.]+) ms mean.*CPU ([\d.]+) s", line)
                 row = {"mode": mode, "pair": i, "tracking_fps": rep["tracking_fps"], "fps": rep["fps"],
                        "frames": rep["frames"], "load_before": load}
                 if m:
                     row.update(sent=int(m[1]), dropped=int(m[2]), snapshot_ms_mean=float(m[3]),
-                               snapshot_ms_max=float(m[4]), update_ms_mean=float(m[5]))
+                               snapshot_ms_max=float(m[4]), update_ms_mean=float(m[5]), viewer_cpu_s=float(m[6]))
                 rows.append(row)
                 print(f"{mode:7s} run {i}: tracking {rep['tracking_fps']:6.2f} frames/s  (load {load:.1f})  "
                       f"{line.replace('slam run: ', '')}", flush=True)

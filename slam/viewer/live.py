@@ -55,7 +55,7 @@ class LiveViewer:
                              "--viewer none and look at the run afterwards with `slam view RUN_DIR --screenshot`")
         self.period_s = period_s
         self.sent = self.dropped = 0
-        self.snapshot_s: list[float] = []  # time under the map's lock, per update
+        self.snapshot_s: list[float] = []  # Map.snapshot() per update: the lock is held for (most of) it
         self.update_s: list[float] = []    # time the tracking thread spent per update, snapshot included
         self._last = -np.inf
         ctx = mp.get_context("spawn")  # never fork a process whose threads hold locks
@@ -129,11 +129,11 @@ class LiveViewer:
         return True
 
     def summary(self) -> str:
-        """One line: updates sent and dropped, time under the map lock and in the tracking thread."""
+        """One line: updates sent and dropped, time taking snapshots and in the tracking thread, viewer CPU."""
         def ms(v: list[float]) -> str:
             return f"{1e3 * np.mean(v):.2f} ms mean, {1e3 * np.max(v):.2f} ms max" if v else "none"
         return (f"viewer: {self.sent} updates sent, {self.dropped} dropped (window busy); map snapshot "
-                f"(lock held) {ms(self.snapshot_s)}; tracking thread per update {ms(self.update_s)}; "
+                f"{ms(self.snapshot_s)}; tracking thread per update {ms(self.update_s)}; "
                 f"viewer process CPU {self._cpu.value:.1f} s")
 
     def close(self, timeout: float = 5.0) -> None:
@@ -254,7 +254,8 @@ def scene_from_message(msg: dict[str, Any], K: np.ndarray, image_size: tuple[int
     return scene, feature_image(msg["image"], msg["uv"], msg["in_map"]), status
 
 
-def feature_image(image: np.ndarray | None, uv: np.ndarray, in_map: np.ndarray, max_width: int = 400) -> np.ndarray | None:
+def feature_image(image: np.ndarray | None, uv: np.ndarray, in_map: np.ndarray,
+                  max_width: int = 400) -> np.ndarray | None:
     """RGB copy of the frame, scaled to max_width, with tracked features: green on a map point, yellow new."""
     if image is None:
         return None
@@ -263,7 +264,8 @@ def feature_image(image: np.ndarray | None, uv: np.ndarray, in_map: np.ndarray, 
     img = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     s = min(1.0, max_width / img.shape[1])
     if s < 1.0:
-        img = cv2.resize(img, (int(round(img.shape[1] * s)), int(round(img.shape[0] * s))), interpolation=cv2.INTER_AREA)
+        size = (int(round(img.shape[1] * s)), int(round(img.shape[0] * s)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     img = img[:, :, ::-1].copy()  # BGR -> RGB
     a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     ring = np.round(3 * np.stack([np.cos(a), np.sin(a)], 1)).astype(int)  # a circle of radius 3 px

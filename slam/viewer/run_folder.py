@@ -79,7 +79,8 @@ def load_run(run_dir: str | Path) -> Scene:
     cam = report.get("camera") or {}
     scene.K = np.asarray(cam["K"], np.float64) if "K" in cam else nominal_K(int(w), int(h))
     if gt is not None and traj is not None:
-        with_scale = (report.get("ate") or {}).get("align", "sim3" if report.get("sensor") == "mono" else "se3") == "sim3"
+        method = (report.get("ate") or {}).get("align", "sim3" if report.get("sensor") == "mono" else "se3")
+        with_scale = method == "sim3"
         aligned = align_ground_truth(traj.timestamps, traj.positions, gt.timestamps, gt.positions, with_scale)
         if aligned is not None:
             scene.ground_truth = aligned

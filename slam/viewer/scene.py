@@ -79,7 +79,8 @@ def frustum_size(scene: Scene) -> float:
     return max(0.025 * ext, 1e-3)
 
 
-def frustum_lines(poses: np.ndarray, K: np.ndarray, size: tuple[int, int], depth: float) -> tuple[np.ndarray, np.ndarray]:
+def frustum_lines(poses: np.ndarray, K: np.ndarray, size: tuple[int, int],
+                  depth: float) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (5N,3) and line index pairs (8N,2) of camera frusta: apex and image corners at `depth`."""
     poses = np.asarray(poses, np.float64).reshape(-1, 4, 4)
     w, h = size
@@ -95,7 +96,8 @@ def frustum_lines(poses: np.ndarray, K: np.ndarray, size: tuple[int, int], depth
 def polyline(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vertices and consecutive line pairs of a path."""
     n = len(points)
-    return np.asarray(points, np.float64).reshape(-1, 3), np.stack([np.arange(n - 1), np.arange(1, n)], 1).reshape(-1, 2)
+    pairs = np.stack([np.arange(n - 1), np.arange(1, n)], 1).reshape(-1, 2)
+    return np.asarray(points, np.float64).reshape(-1, 3), pairs
 
 
 def loop_edges(loops: list[dict[str, Any]], kf_ids: np.ndarray, kf_times: np.ndarray,

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -90,6 +91,7 @@ def test_closing_the_window_ends_the_run_like_ctrl_c(tmp_path: Path, display: st
         viewer.close()
     closer.join(5)
     assert how, "the run ended before the window showed anything"
+    assert how[0] == ("key q" if shutil.which("xdotool") else "request_close")
     assert viewer.closed and viewer.sent >= 3
     assert result.interrupted and result.error is None
     rep = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -105,7 +107,29 @@ def test_closing_the_window_ends_the_run_like_ctrl_c(tmp_path: Path, display: st
     check_screenshot(tmp_path / "run", png, 960, 600)
 
 
-def test_viewer_needs_a_display(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.slow
+def test_slam_view_window_closes_on_q(tmp_path: Path, display: str) -> None:
+    """`slam view RUN_DIR` opens its window on the run and returns 0 when q is pressed."""
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (`make system-deps` installs it)")
+    from test_viewer_render import make_run_folder
+
+    make_run_folder(tmp_path / "run")
+    proc = subprocess.Popen([sys.executable, "-m", "slam", "view", str(tmp_path / "run")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        r = subprocess.run(["xdotool", "search", "--sync", "--name", "slam view", "key", "q"],
+                           capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+
+
+def test_viewer_needs_a_display(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     code = main(["run", "configs/synthetic.yaml", "--source", "synthetic:room_loop", "--max-frames", "3",

@@ -46,7 +46,8 @@ def make_run_folder(d: Path) -> None:
     (d / "report.json").write_text(json.dumps({"resolution": [752, 480], "sensor": "stereo", "source": "test"}))
 
 
-def near_color(img: np.ndarray, uv: np.ndarray, color: tuple[float, float, float], r: int = 2, tol: int = 40) -> np.ndarray:
+def near_color(img: np.ndarray, uv: np.ndarray, color: tuple[float, float, float], r: int = 2,
+               tol: int = 40) -> np.ndarray:
     """For each pixel uv: does its (2r+1)^2 neighbourhood hold a pixel within tol of color (RGB 0..1)?"""
     target = np.round(255 * np.asarray(color)).astype(int)
     h, w = img.shape[:2]

@@ -140,3 +140,32 @@ def test_load_run_bad_input(tmp_path: Path) -> None:
     (tmp_path / "cut.ply").write_bytes((tmp_path / "cut.ply").read_bytes()[:-20])
     with pytest.raises(InputError, match="truncated"):
         read_map_points(tmp_path / "cut.ply")
+
+
+def test_live_message_follows_keyframes_and_aligns_ground_truth() -> None:
+    from slam.viewer.live import feature_image, scene_from_message
+
+    rng = np.random.default_rng(2)
+    kf = np.stack([_pose(rng) for _ in range(4)])
+    T_ref = np.stack([_pose(rng) for _ in range(6)])
+    ref = np.array([0, 0, 1, 2, 3, -1])  # the last frame has no keyframe yet: its tracking-time pose is kept
+    T_wc = np.stack([_pose(rng) for _ in range(6)])
+    expect = np.concatenate([(kf[ref[:5]] @ T_ref[:5])[:, :3, 3], T_wc[5:, :3, 3]])
+    R, t = lie.so3_exp(np.array([0.1, 0.7, -0.3])), np.array([4.0, -1.0, 2.0])
+    gt = expect @ R.T + t  # ground truth in its own frame
+    msg = {"points": rng.normal(size=(10, 3)).astype(np.float32), "kf_ids": np.arange(4),
+           "kf_times": np.arange(4) * 0.5, "kf_poses": kf, "ref": ref, "T_ref": T_ref, "T_wc": T_wc, "gt": gt,
+           "image": np.full((48, 64), 100, np.uint8), "uv": np.array([[10.0, 10.0], [40.0, 30.0]]),
+           "in_map": np.array([True, False]), "current": T_wc[-1],
+           "loops": [{"query": {"keyframe": 3, "timestamp": 1.5}, "match": {"keyframe": 0, "timestamp": 0.0}}],
+           "status": ""}
+    K = nominal_K(64, 48)
+    scene, img, status = scene_from_message(msg, K, (64, 48), with_scale=False)
+    np.testing.assert_allclose(scene.trajectory, expect, atol=1e-12)
+    np.testing.assert_allclose(scene.ground_truth, expect, atol=1e-9)
+    np.testing.assert_allclose(scene.loop_edges, [[kf[3, :3, 3], kf[0, :3, 3]]])
+    assert "4 keyframes" in status and "1 loops" in status
+    assert img.shape == (48, 64, 3)
+    assert (img[10, 13] == [0, 200, 0]).all() and (img[30, 43] == [230, 200, 0]).all()  # rings: map point, new
+    assert (img[10, 10] == 100).all()  # the feature itself is not covered
+    assert feature_image(None, msg["uv"], msg["in_map"]) is None
