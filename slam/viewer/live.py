@@ -60,11 +60,14 @@ class LiveViewer:
         self._last = -np.inf
         ctx = mp.get_context("spawn")  # never fork a process whose threads hold locks
         self._q = ctx.Queue(maxsize=1)
-        self._closed = ctx.Event()
+        self._closed = ctx.Event()  # set by the viewer when the user closed its window
+        self._stop = ctx.Event()    # set by the pipeline: the run is over, close the window
+        self._close = ctx.Event()   # set by request_close(): close the window as the q key does
         self._cpu = ctx.Value("d", 0.0)  # CPU seconds the viewer process used, written as it ends
         self._proc = ctx.Process(target=_window_main, name="slam-viewer", daemon=True,
-                                 args=(self._q, self._closed, self._cpu, title, np.asarray(K, np.float64),
-                                       tuple(image_size), bool(with_scale), width, height, cpu_budget))
+                                 args=(self._q, self._closed, self._stop, self._close, self._cpu, title,
+                                       np.asarray(K, np.float64), tuple(image_size), bool(with_scale), width,
+                                       height, cpu_budget))
         self._proc.start()
         self._warned = False
         # per tracked frame: reference keyframe, pose relative to it, pose at tracking time, ground truth
@@ -138,12 +141,8 @@ class LiveViewer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the window (if still open) and wait for its process."""
-        if self._proc.is_alive():
-            try:
-                self._q.put(None, timeout=1.0)
-            except queue.Full:
-                pass
-            self._proc.join(timeout)
+        self._stop.set()
+        self._proc.join(timeout)
         if self._proc.is_alive():
             self._proc.terminate()
             self._proc.join(1.0)
@@ -152,14 +151,11 @@ class LiveViewer:
 
     def request_close(self) -> None:
         """Close the window as the q key does (for tests and scripts)."""
-        try:
-            self._q.put("close", timeout=1.0)
-        except queue.Full:
-            pass
+        self._close.set()
 
 
 # ---------------------------------------------------------------------- the child process
-def _window_main(q: Any, closed: Any, cpu: Any, title: str, K: np.ndarray, image_size: tuple[int, int],
+def _window_main(q: Any, closed: Any, stop: Any, close: Any, cpu: Any, title: str, K: np.ndarray, image_size: tuple[int, int],
                  with_scale: bool, width: int, height: int, cpu_budget: float) -> None:
     """Entry of the viewer process: the window on the main thread, a thread that turns messages into scenes.
 
@@ -177,12 +173,12 @@ def _window_main(q: Any, closed: Any, cpu: Any, title: str, K: np.ndarray, image
     except OSError:
         pass
     try:
-        _serve(q, closed, title, K, image_size, with_scale, width, height, cpu_budget, threading)
+        _serve(q, closed, stop, close, title, K, image_size, with_scale, width, height, cpu_budget, threading)
     finally:
         cpu.value = time.process_time()
 
 
-def _serve(q: Any, closed: Any, title: str, K: np.ndarray, image_size: tuple[int, int], with_scale: bool,
+def _serve(q: Any, closed: Any, stop: Any, close: Any, title: str, K: np.ndarray, image_size: tuple[int, int], with_scale: bool,
            width: int, height: int, cpu_budget: float, threading: Any) -> None:
     from slam.viewer.open3d_viewer import ViewerWindow
 
@@ -190,21 +186,26 @@ def _serve(q: Any, closed: Any, title: str, K: np.ndarray, image_size: tuple[int
     cpu0, wall0 = time.process_time(), time.monotonic()
     alive = threading.Event()
     alive.set()
-    ended_by_pipeline = threading.Event()
+
+    def running() -> bool:
+        if alive.is_set() and (stop.is_set() or close.is_set()):
+            alive.clear()
+            win.post(win.window.close)
+        return alive.is_set()
 
     def feed() -> None:
-        while alive.is_set():
+        while running():
+            # over budget: wait (and let the pipeline drop pictures) until the average is back under it
+            if time.process_time() - cpu0 > cpu_budget * (time.monotonic() - wall0):
+                time.sleep(0.02)
+                continue
             try:
-                msg = q.get(timeout=0.2)
+                msg = q.get(timeout=0.1)
             except queue.Empty:
                 continue
-            except (EOFError, OSError):
-                msg = None
-            if msg is None or msg == "close":
-                if msg is None:
-                    ended_by_pipeline.set()
-                win.post(win.window.close)
-                return
+            except (EOFError, OSError):  # the pipeline's process is gone
+                stop.set()
+                continue
             scene, img, status = scene_from_message(msg, K, image_size, with_scale)
             done = threading.Event()
 
@@ -213,17 +214,14 @@ def _serve(q: Any, closed: Any, title: str, K: np.ndarray, image_size: tuple[int
                 done.set()
 
             win.post(apply)
-            while alive.is_set() and not done.wait(0.2):
+            while running() and not done.wait(0.1):
                 pass  # one picture at a time: the queue stays full meanwhile, so the pipeline drops
-            # over budget: wait (and let the pipeline drop) until the average is back under it
-            while alive.is_set() and time.process_time() - cpu0 > cpu_budget * (time.monotonic() - wall0):
-                time.sleep(0.02)
 
     t = threading.Thread(target=feed, name="viewer-feed", daemon=True)
     t.start()
     win.run()
     alive.clear()
-    if not ended_by_pipeline.is_set():
+    if not stop.is_set():  # the window was closed by the user (or request_close), not by the run's end
         closed.set()
 
 
