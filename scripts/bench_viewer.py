@@ -82,12 +82,13 @@ def main() -> int:
                 rep = json.loads((run_dir / "report.json").read_text())
                 line = next((ln for ln in r.stderr.splitlines() if "viewer:" in ln), "")
                 m = re.search(r"(\d+) updates sent, (\d+) dropped.*snapshot ([\d.]+) ms mean, ([\d.]+) ms max"
-                              r".*per update ([\d.]+) ms mean.*CPU ([\d.]+) s", line)
+                              r".*per update ([\d.]+) ms mean.*CPU ([\d.]+) s \(([\d.]+) s to open", line)
                 row = {"mode": mode, "pair": i, "tracking_fps": rep["tracking_fps"], "fps": rep["fps"],
                        "frames": rep["frames"], "load_before": load}
                 if m:
                     row.update(sent=int(m[1]), dropped=int(m[2]), snapshot_ms_mean=float(m[3]),
-                               snapshot_ms_max=float(m[4]), update_ms_mean=float(m[5]), viewer_cpu_s=float(m[6]))
+                               snapshot_ms_max=float(m[4]), update_ms_mean=float(m[5]), viewer_cpu_s=float(m[6]),
+                               viewer_start_cpu_s=float(m[7]))
                 rows.append(row)
                 print(f"{mode:7s} run {i}: tracking {rep['tracking_fps']:6.2f} frames/s  (load {load:.1f})  "
                       f"{line.replace('slam run: ', '')}", flush=True)

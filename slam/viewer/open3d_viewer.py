@@ -53,7 +53,7 @@ class ViewerWindow:
         self.widget.set_on_key(self._on_key)
         self.widget.set_on_mouse(self._on_mouse)
         self.user_moved = False
-        self._framed_radius = 0.0
+        self._framed_extent = 0.0
         self._scene = Scene()
 
     def _layout(self, ctx: Any) -> None:
@@ -83,7 +83,7 @@ class ViewerWindow:
         r = self.widget.frame
         view = default_view(scene, max(r.width, 1), max(r.height, 1))
         anchors = scene.anchor_points()
-        self._framed_radius = float(np.linalg.norm(np.ptp(anchors, axis=0))) if len(anchors) else 0.0
+        self._framed_extent = float(np.linalg.norm(np.ptp(anchors, axis=0))) if len(anchors) else 0.0
         vfov = float(np.degrees(2 * np.arctan(0.5 * view.height / view.K[1, 1])))
         target = view.target.astype(np.float32)
         self.widget.setup_camera(vfov, self.widget.scene.bounding_box, target)
@@ -95,16 +95,20 @@ class ViewerWindow:
         self._scene = scene
         draw(self.widget.scene, scene)
         present = {label for label, _ in scene.legend()}
+        relayout = False
         for key, label in self.legend.items():
-            label.visible = LABELS[key] in present
+            if label.visible != (LABELS[key] in present):
+                label.visible = not label.visible
+                relayout = True
         anchors = scene.anchor_points()
         extent = float(np.linalg.norm(np.ptp(anchors, axis=0))) if len(anchors) >= 2 else 0.0
-        if not self.user_moved and extent > 0 and (self._framed_radius == 0 or extent > 1.5 * self._framed_radius):
+        if not self.user_moved and extent > 0 and (self._framed_extent == 0 or extent > 1.5 * self._framed_extent):
             self._frame(scene)
         if image is not None and self.image is not None:
             self.image.update_image(self.o3d.geometry.Image(np.ascontiguousarray(image)))
         self.status.text = status or "\n".join(scene.info)
-        self.window.set_needs_layout()
+        if relayout:
+            self.window.set_needs_layout()
         self.window.post_redraw()
 
     def post(self, fn: Callable[[], None]) -> None:

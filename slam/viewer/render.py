@@ -30,7 +30,9 @@ def import_open3d() -> Any:
     return open3d
 
 
-def _lineset(o3d: Any, verts: np.ndarray, lines: np.ndarray, color: tuple[float, float, float]) -> Any:
+def _lineset(o3d: Any, verts: np.ndarray, lines: np.ndarray, color: tuple[float, float, float]) -> Any | None:
+    if not np.ptp(np.asarray(verts).reshape(-1, 3), axis=0).any():
+        return None  # all vertices in one spot: nothing to see, and Open3D 0.20 crashes (SIGSEGV) adding it
     ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(verts, np.float64)),
                               o3d.utility.Vector2iVector(np.asarray(lines, np.int32)))
     ls.paint_uniform_color(color)
@@ -65,7 +67,7 @@ def geometries(scene: Scene) -> dict[str, Any]:
     if scene.current_pose is not None:
         out["current"] = _lineset(o3d, *frustum_lines(scene.current_pose[None], K, scene.image_size, 2 * depth),
                                   COLORS["current"])
-    return out
+    return {name: g for name, g in out.items() if g is not None}
 
 
 def material(name: str) -> Any:

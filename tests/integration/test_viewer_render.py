@@ -120,3 +120,16 @@ def test_view_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["view", str(tmp_path / "nothing"), "--screenshot", str(tmp_path / "x.png")]) == 2
     assert "no such run folder" in capsys.readouterr().err
     assert main(["view", str(tmp_path / "run"), "--screenshot", str(tmp_path / "x.png"), "--width", "0"]) == 2
+
+
+def test_degenerate_scene_renders() -> None:
+    """The first frames of a run: one keyframe, a trajectory standing still (Open3D crashed on such lines)."""
+    from slam.viewer.render import render_image
+    from slam.viewer.scene import Scene
+
+    scene = Scene(points=np.zeros((3, 3)), keyframe_poses=np.eye(4)[None], trajectory=np.zeros((5, 3)),
+                  ground_truth=np.zeros((5, 3)), loop_edges=np.zeros((1, 2, 3)), current_pose=np.eye(4))
+    img, view = render_image(scene, 160, 120, legend=False)
+    assert img.shape == (120, 160, 3)
+    u, v = np.round(view.project(np.zeros((1, 3)))[0][0]).astype(int)
+    assert (img[v, u] != 255).any()  # the camera centre is drawn
