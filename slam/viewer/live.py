@@ -46,7 +46,7 @@ class LiveViewer:
     """The pipeline's handle on the viewer process (a `System(viewer=...)`)."""
 
     def __init__(self, K: np.ndarray, image_size: tuple[int, int], with_scale: bool, title: str = "slam run",
-                 period_s: float = 0.1, width: int = 1280, height: int = 720, cpu_budget: float = 0.25) -> None:
+                 period_s: float = 0.1, width: int = 1280, height: int = 720, cpu_budget: float = 0.15) -> None:
         if importlib.util.find_spec("open3d") is None:
             raise InputError("--viewer open3d needs Open3D: `pip install -e '.[viewer]'` (`make venv` installs it "
                              "with the test extra)")
@@ -70,10 +70,10 @@ class LiveViewer:
                                        height, cpu_budget))
         self._proc.start()
         self._warned = False
-        # per tracked frame: reference keyframe, pose relative to it, pose at tracking time, ground truth
+        # per tracked frame: reference keyframe, position in it, position at tracking time, ground truth
         self._ref = _Rows((), np.int64, -1)
-        self._T_ref = _Rows((4, 4))
-        self._T_wc = _Rows((4, 4))
+        self._t_ref = _Rows((3,))
+        self._t_wc = _Rows((3,))
         self._gt = _Rows((3,))
 
     @property
@@ -93,8 +93,8 @@ class LiveViewer:
             if r.T_ref_cam is None:
                 continue
             self._ref.append(r.ref_kf)
-            self._T_ref.append(r.T_ref_cam)
-            self._T_wc.append(r.T_wc)
+            self._t_ref.append(r.T_ref_cam[:3, 3])
+            self._t_wc.append(np.nan if r.T_wc is None else r.T_wc[:3, 3])
             self._gt.append(np.nan if r.gt_pose is None else r.gt_pose[:3, 3])
 
     def due(self) -> bool:
@@ -118,7 +118,7 @@ class LiveViewer:
             "points": np.asarray(snapshot.points, np.float32),
             "kf_ids": snapshot.keyframe_ids, "kf_times": snapshot.keyframe_timestamps,
             "kf_poses": snapshot.keyframe_poses,
-            "ref": self._ref.copy(), "T_ref": self._T_ref.copy(), "T_wc": self._T_wc.copy(), "gt": self._gt.copy(),
+            "ref": self._ref.copy(), "t_ref": self._t_ref.copy(), "t_wc": self._t_wc.copy(), "gt": self._gt.copy(),
             "image": image, "uv": np.asarray(tracked_uv, np.float32), "in_map": np.asarray(tracked_in_map, bool),
             "current": current_pose, "loops": list(loops), "status": status,
         }
@@ -233,18 +233,19 @@ def scene_from_message(msg: dict[str, Any], K: np.ndarray, image_size: tuple[int
     from slam.viewer.scene import Scene, align_ground_truth, loop_edges
 
     kf_poses = msg["kf_poses"]
-    T = msg["T_wc"].copy()
+    traj = msg["t_wc"].copy()
     ref = msg["ref"]
     have = (ref >= 0) & (ref < len(kf_poses))
     if have.any():  # frames follow their keyframe through BA and loop corrections (as trajectory.tum)
-        T[have] = kf_poses[ref[have]] @ msg["T_ref"][have]
-    scene = Scene(points=msg["points"].astype(np.float64), keyframe_poses=kf_poses, trajectory=T[:, :3, 3],
+        kf = kf_poses[ref[have]]
+        traj[have] = np.einsum("nij,nj->ni", kf[:, :3, :3], msg["t_ref"][have]) + kf[:, :3, 3]
+    scene = Scene(points=msg["points"].astype(np.float64), keyframe_poses=kf_poses, trajectory=traj,
                   current_pose=msg["current"], K=K, image_size=image_size)
     gt = msg["gt"]
     ok = np.all(np.isfinite(gt), axis=1)
     if ok.sum() >= 3:
         idx = np.flatnonzero(ok).astype(np.float64)  # frames matched by their order: use it as the time
-        aligned = align_ground_truth(idx, T[ok, :3, 3], idx, gt[ok], with_scale)
+        aligned = align_ground_truth(idx, traj[ok], idx, gt[ok], with_scale)
         if aligned is not None:
             scene.ground_truth = aligned
     if msg["loops"] and len(kf_poses):

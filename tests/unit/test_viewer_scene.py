@@ -154,7 +154,7 @@ def test_live_message_follows_keyframes_and_aligns_ground_truth() -> None:
     R, t = lie.so3_exp(np.array([0.1, 0.7, -0.3])), np.array([4.0, -1.0, 2.0])
     gt = expect @ R.T + t  # ground truth in its own frame
     msg = {"points": rng.normal(size=(10, 3)).astype(np.float32), "kf_ids": np.arange(4),
-           "kf_times": np.arange(4) * 0.5, "kf_poses": kf, "ref": ref, "T_ref": T_ref, "T_wc": T_wc, "gt": gt,
+           "kf_times": np.arange(4) * 0.5, "kf_poses": kf, "ref": ref, "t_ref": T_ref[:, :3, 3], "t_wc": T_wc[:, :3, 3], "gt": gt,
            "image": np.full((48, 64), 100, np.uint8), "uv": np.array([[10.0, 10.0], [40.0, 30.0]]),
            "in_map": np.array([True, False]), "current": T_wc[-1],
            "loops": [{"query": {"keyframe": 3, "timestamp": 1.5}, "match": {"keyframe": 0, "timestamp": 0.0}}],
