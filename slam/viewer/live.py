@@ -46,7 +46,7 @@ class LiveViewer:
     """The pipeline's handle on the viewer process (a `System(viewer=...)`)."""
 
     def __init__(self, K: np.ndarray, image_size: tuple[int, int], with_scale: bool, title: str = "slam run",
-                 period_s: float = 0.1, width: int = 1280, height: int = 720, cpu_budget: float = 0.15) -> None:
+                 period_s: float = 0.1, width: int = 1024, height: int = 640, cpu_budget: float = 0.1) -> None:
         if importlib.util.find_spec("open3d") is None:
             raise InputError("--viewer open3d needs Open3D: `pip install -e '.[viewer]'` (`make venv` installs it "
                              "with the test extra)")
