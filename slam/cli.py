@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "view": "show a run folder in the 3-D viewer",
     "info": "describe a source: kind, frames, calibration, ground truth, problems",
     "demo": "run the built-in demo (no download needed)",
+    "calibrate": "calibrate a camera from chessboard views (the YAML `slam run --calibration` reads)",
 }
 
 

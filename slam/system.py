@@ -28,6 +28,7 @@ from slam.frontend.tracker import Tracker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.odometry.worker import OdometryWorker, timing_stats
+from slam.progress import ProgressLine, ProgressStats
 from slam.sources.base import Frame, Source
 
 _END = object()
@@ -115,6 +116,52 @@ class Prefetcher:
         self._thread.join(timeout=5.0)
 
 
+class LatestFrameReader(Prefetcher):
+    """Reader of a live source: holds only the newest frame, so tracking that falls behind skips frames.
+
+    A camera does not wait for tracking: a queue would grow (or, bounded, hand over ever older
+    frames). Here a frame not yet taken when the next one arrives is dropped and counted.
+    """
+
+    def __init__(self, source: Source, max_frames: int | None) -> None:
+        self.frames_read = 0
+        self.dropped = 0
+        self.first_read: float | None = None
+        self.last_read: float | None = None
+        super().__init__(source, 1, max_frames)
+
+    def _put(self, item: Any) -> bool:
+        if not isinstance(item, Frame):
+            return super()._put(item)  # the end or an error waits for the consumer: nothing is lost
+        now = time.perf_counter()
+        self.first_read = now if self.first_read is None else self.first_read
+        self.last_read = now
+        self.frames_read += 1
+        try:
+            self.q.get_nowait()  # this thread is the only producer: afterwards the queue is empty
+            self.dropped += 1
+        except queue.Empty:
+            pass
+        self.q.put_nowait(item)
+        return not self.stop_event.is_set()
+
+    def stop(self) -> None:
+        """Stop the source's own grabber too: a stalled camera must not hold the reader in a read."""
+        self.stop_event.set()
+        stop_source = getattr(self.source, "stop", None)
+        if callable(stop_source):
+            stop_source()
+        super().stop()
+
+    @property
+    def input_fps(self) -> float | None:
+        """Rate at which frames arrived from the source (None before two frames)."""
+        if self.frames_read < 2 or self.last_read is None or self.first_read is None:
+            return None
+        dt = self.last_read - self.first_read
+        return (self.frames_read - 1) / dt if dt > 0 else None
+
+
 @dataclass
 class RunResult:
     """What a run produced (the report is also written to report.json)."""
@@ -130,12 +177,17 @@ class System:
     """Wires source, tracker, odometry worker and map for one run."""
 
     def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path, precision: str | None = None,
-                 max_frames: int | None = None, progress: bool = True, loop: bool = False,
+                 max_frames: int | None = None, progress: bool | ProgressLine = True, loop: bool = False,
                  realtime: bool = False, viewer: Any | None = None) -> None:
         self.cfg, self.source, self.spec = cfg, source, spec
         self.viewer = viewer  # slam.viewer.live.LiveViewer or None: fed from tracking, never waited for
         self.out = Path(out)
-        self.max_frames, self.progress, self.loop = max_frames, progress, loop
+        self.max_frames, self.loop = max_frames, loop
+        # True: the default line on stderr (updating on a terminal); False: silent.
+        self.progress = ProgressLine() if progress is True else (progress or None)
+        self.live = bool(getattr(source, "live", False))  # a camera: newest frame only, drops counted
+        self.loops: list[dict[str, Any]] = []  # accepted loop closures, as written to loops.json
+        self.reader: Prefetcher | None = None
         self.realtime = realtime  # recorded sources: release frames at their timestamps
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
@@ -155,9 +207,10 @@ class System:
         self.out.mkdir(parents=True, exist_ok=True)
         interrupted, error = False, None
         t_start = time.perf_counter()
-        reader = Prefetcher(self.source, self.cfg.source.prefetch, self.max_frames)
+        reader = (LatestFrameReader(self.source, self.max_frames) if self.live
+                  else Prefetcher(self.source, self.cfg.source.prefetch, self.max_frames))
+        self.reader = reader
         self.worker.start()
-        last_print = t_start
         n = 0
         t0_sensor = None
         try:
@@ -176,10 +229,8 @@ class System:
                 if self.viewer is not None and self._show(frame, rs):
                     raise KeyboardInterrupt  # the window was closed (or q pressed): end like Ctrl-C
                 self.worker.check()
-                now = time.perf_counter()
-                if self.progress and now - last_print >= 1.0:
-                    self._print_progress(n, now - t_start)
-                    last_print = now
+                if self.progress is not None and self.progress.due():
+                    self.progress.update(self._progress_stats(n, time.perf_counter() - t_start))
         except KeyboardInterrupt:
             interrupted = True
         except BaseException as exc:
@@ -194,14 +245,10 @@ class System:
         wall = time.perf_counter() - t_start
         if error is None and self.worker.error is not None:
             error = self.worker.error
+        if self.progress is not None:
+            self.progress.finish(self._progress_stats(n, wall))
         report = self._write_outputs(n, wall, t_track, reader.read_times, interrupted, error)
-        if self.progress:
-            self._print_progress(n, wall, final=True)
         return RunResult(self.out, report, interrupted, error, [self.results[k] for k in sorted(self.results)])
-
-    def loop_records(self) -> list[dict[str, Any]]:
-        """Accepted loop closures as loops.json records (none until loop closure exists)."""
-        return []
 
     def _show(self, frame: Frame, rs: list[FrameResult]) -> bool:
         """Hand the live viewer this frame's poses and, at its rate, a map snapshot; True once it was closed."""
@@ -210,14 +257,21 @@ class System:
         if v.due():
             tr = self.tracker.tracks
             current = next((r.T_wc for r in reversed(rs) if r.T_wc is not None), None)
-            v.update(self.map.snapshot, frame.left, tr.uv, np.isfinite(tr.xyz[:, 0]), current, self.loop_records())
+            v.update(self.map.snapshot, frame.left, tr.uv, np.isfinite(tr.xyz[:, 0]), current, self.loops)
         return v.closed
 
-    def _print_progress(self, n: int, elapsed: float, final: bool = False) -> None:
-        tot = f"/{self.total}" if self.total else ""
-        lost = sum(1 for r in self.results.values() if not r.ok)  # a few thousand at most, once a second
-        print(f"slam run: {'done ' if final else ''}frame {n}{tot}  {n / max(elapsed, 1e-9):.1f} frames/s  "
-              f"keyframes {self.tracker.next_kf}  lost {lost}", file=sys.stderr, flush=True)
+    def _progress_stats(self, n: int, elapsed: float) -> ProgressStats:
+        """Numbers of the progress line (counting lost frames is O(frames), done a few times a second)."""
+        lost = sum(1 for r in self.results.values() if not r.ok)
+        st = ProgressStats(n, elapsed, self.total, self.tracker.next_kf, len(self.loops), lost, self.live)
+        if isinstance(self.reader, LatestFrameReader):
+            st.input_fps, st.dropped = self.reader.input_fps, self.dropped_frames()
+        return st
+
+    def dropped_frames(self) -> int:
+        """Live frames never tracked: skipped by the reader, plus those the source's own grabber skipped."""
+        own = int(getattr(self.source, "dropped_frames", 0) or 0)
+        return own + (self.reader.dropped if isinstance(self.reader, LatestFrameReader) else 0)
 
     # ------------------------------------------------------------------ outputs
     def _write_outputs(self, n: int, wall: float, t_track: float, read_times: list[float], interrupted: bool,
@@ -235,7 +289,7 @@ class System:
         write_trajectories(self.out, times, poses, snap)
         centers = snap.keyframe_poses[:, :3, 3] if len(snap.keyframe_poses) else None
         write_ply(self.out / "map.ply", snap.points, centers)
-        (self.out / "loops.json").write_text(json.dumps([], indent=2) + "\n")
+        (self.out / "loops.json").write_text(json.dumps(self.loops, indent=2, default=_json_default) + "\n")
         report = build_report(self, res, ok, poses, snap, n, wall, t_track, read_times, interrupted, error)
         (self.out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
         return report
@@ -285,6 +339,10 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "loop_closure": "disabled (--no-loop)" if not system.loop else "not available in this version",
         "config": system.cfg.as_dict(),
     }
+    if isinstance(system.reader, LatestFrameReader):
+        own = int(getattr(system.source, "dropped_frames", 0) or 0)
+        report["live"] = {"frames_received": system.reader.frames_read + own,
+                          "frames_dropped": system.dropped_frames(), "input_fps": system.reader.input_fps}
     gt_idx = [i for i, r in enumerate(ok) if r.gt_pose is not None]
     all_gt = [r for r in res if r.gt_pose is not None]
     if len(gt_idx) >= 3:

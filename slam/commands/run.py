@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from slam.config import load_config, source_options
+from slam.report.export import check_body_frame
 from slam.solvers.precision import PRESETS
 
 
@@ -28,6 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="play a recorded source at its sensor rate (default: as fast as tracking runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--trajectory-format", choices=("tum", "kitti", "euroc"), default="tum",
+                        help="also write trajectory/keyframes/groundtruth as .kitti (+ _times.txt) or .csv "
+                             "(EuRoC); trajectory.tum is always written")
+    parser.add_argument("--frame", choices=("camera", "body"), default="camera",
+                        help="pose frame of those files: camera, or body (sources with a body-to-camera transform, "
+                             "e.g. EuRoC's T_BS; not monocular): written as *_body.*")
+    parser.add_argument("--calibration", metavar="CAMERA.yaml",
+                        help="camera calibration (video, image folder, camera, stream; `slam calibrate` writes it); "
+                             "overrides the config's source.calibration")
 
 
 def _default_out(spec: str) -> Path:
@@ -39,6 +49,21 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # `kill`, `docker stop`: end like Ctrl-C, writing the run folder
 
 
+def _pictures_and_exports(out: Path, args: argparse.Namespace, T_body_cam: object) -> None:
+    """top_view.png, error.png, report.html and --trajectory-format/--frame files (never fatal to the run)."""
+    from slam.report import write_run_report
+    from slam.report.export import export_trajectories
+
+    try:
+        export_trajectories(out, args.trajectory_format, args.frame, T_body_cam)
+    except Exception as exc:  # the run's own files are written already: say what is missing, keep them
+        print(f"slam run: warning: no {args.trajectory_format}/{args.frame} trajectory files ({exc})", file=sys.stderr)
+    try:
+        write_run_report(out)
+    except Exception as exc:
+        print(f"slam run: warning: no report.html ({exc})", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the source, run the pipeline, print a summary; 130 when interrupted."""
     from slam.errors import InputError
@@ -46,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from slam.system import System
 
     cfg = load_config(args.config)
+    if args.calibration is not None:
+        cfg.source.calibration = args.calibration
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
     opts, stereo = source_options(cfg.source, args.source)
@@ -57,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         system = System(cfg, source, args.source, out, precision=args.precision, max_frames=args.max_frames,
                         progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
+        T_body_cam = source.calibration.T_body_cam
+        if args.frame == "body":
+            check_body_frame(T_body_cam, system.mode, getattr(source, "kind", "this"))
         if args.viewer == "open3d":
             from slam.viewer.live import LiveViewer
 
@@ -75,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     if "ate" in rep and "rmse" in rep["ate"]:
         a = rep["ate"]
         line += f"; ATE RMSE {a['rmse']:.4f} m ({a['align']}, {a['rmse_percent_of_path']:.2f}% of {a['path_length_m']:.1f} m)"
+    if "live" in rep:
+        lv = rep["live"]
+        cam = "?" if lv["input_fps"] is None else f"{lv['input_fps']:.1f}"
+        line += f"; live: camera {cam} frames/s, {lv['frames_dropped']} of {lv['frames_received']} frames dropped"
     print(line)
+    _pictures_and_exports(out, args, T_body_cam)
     print(f"slam run: wrote {out}")
     if result.error is not None:
         raise result.error

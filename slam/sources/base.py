@@ -94,6 +94,7 @@ class Source(ABC):
 
     calibration: Calibration
     kind: str = "unknown"
+    live: bool = False  # a camera or stream: frames arrive at their own pace, tracking takes the newest
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]:

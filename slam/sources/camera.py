@@ -28,6 +28,7 @@ class LiveSource(Source):
     """
 
     kind = "camera"
+    live = True
 
     def __init__(self, device: int | str, calibration: str | Path | CameraModel | None,
                  realtime: bool = False, rate_hz: float | None = None, alpha: float = 0.0) -> None:

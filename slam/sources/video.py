@@ -19,7 +19,8 @@ from slam.sources.euroc import camera_from_sensor_yaml
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".flv", ".ts", ".mts", ".mjpeg", ".mjpg", ".h264", ".gif")
 CALIBRATION_KEYS = {"width": int, "height": int, "fx": float, "fy": float, "cx": float, "cy": float,
-                    "distortion_model": str, "distortion": list, "rate_hz": float, "depth_scale": float}
+                    "distortion_model": str, "distortion": list, "rate_hz": float, "depth_scale": float,
+                    "calibration_info": dict}  # calibration_info: how it was made (slam calibrate); not read
 REQUIRED_KEYS = ("width", "height", "fx", "fy", "cx", "cy")
 
 
@@ -27,8 +28,9 @@ def load_calibration(path: str | Path) -> tuple[CameraModel, dict[str, float]]:
     """Camera model and extras (rate_hz, depth_scale) from a calibration YAML file.
 
     Accepted layouts: the project's flat one (width height fx fy cx cy [distortion_model
-    none|radtan|equidistant] [distortion [..]] [rate_hz] [depth_scale]) or an ASL/EuRoC camera
-    sensor.yaml (intrinsics, resolution, distortion_coefficients, rate_hz).
+    none|radtan|equidistant] [distortion [..]] [rate_hz] [depth_scale] [calibration_info {..}]), as
+    `slam calibrate` writes it, or an ASL/EuRoC camera sensor.yaml (intrinsics, resolution,
+    distortion_coefficients, rate_hz). Format: datasets/README.md.
     """
     path = require_file(path, "a camera calibration YAML file")
     data = load_yaml(path)
@@ -50,11 +52,11 @@ def load_calibration(path: str | Path) -> tuple[CameraModel, dict[str, float]]:
             continue
         v = data[key]
         ok = isinstance(v, list) if typ is list else isinstance(v, (int, float)) and not isinstance(v, bool)
-        if typ is str:
-            ok = isinstance(v, str)
+        if typ in (str, dict):
+            ok = isinstance(v, typ)
         if not ok:
-            raise FormatError(f"key '{key}' must be {'a list of numbers' if typ is list else typ.__name__}, "
-                              f"got {v!r}", path)
+            what = {list: "a list of numbers", dict: "a mapping"}.get(typ, typ.__name__)
+            raise FormatError(f"key '{key}' must be {what}, got {v!r}", path)
         values[key] = v
     model = values.get("distortion_model", "none" if not values.get("distortion") else "radtan")
     if model not in MODELS:
