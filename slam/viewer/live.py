@@ -169,7 +169,7 @@ def _window_main(q: Any, closed: Any, stop: Any, close: Any, cpu: Any, title: st
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pipeline's to handle
     os.environ.setdefault("LP_NUM_THREADS", "1")
     try:
-        os.nice(10)  # tracking first when the cores are busy
+        os.nice(19)  # tracking first: the window gets the CPU tracking leaves idle
     except OSError:
         pass
     try:
@@ -188,8 +188,11 @@ def _serve(q: Any, closed: Any, stop: Any, close: Any, cpu: Any, title: str, K: 
     wall0 = time.monotonic()
     alive = threading.Event()
     alive.set()
+    parent = os.getppid()
 
     def running() -> bool:
+        if os.getppid() != parent:  # the pipeline's process died without closing us
+            stop.set()
         if alive.is_set() and (stop.is_set() or close.is_set()):
             alive.clear()
             win.post(win.window.close)
@@ -205,7 +208,7 @@ def _serve(q: Any, closed: Any, stop: Any, close: Any, cpu: Any, title: str, K: 
                 msg = q.get(timeout=0.1)
             except queue.Empty:
                 continue
-            except (EOFError, OSError):  # the pipeline's process is gone
+            except (EOFError, OSError):  # the queue is gone with the pipeline's process
                 stop.set()
                 continue
             scene, img, status = scene_from_message(msg, K, image_size, with_scale)
@@ -217,7 +220,7 @@ def _serve(q: Any, closed: Any, stop: Any, close: Any, cpu: Any, title: str, K: 
 
             win.post(apply)
             while running() and not done.wait(0.1):
-                pass  # one picture at a time: the queue stays full meanwhile, so the pipeline drops
+                pass  # one picture at a time: one more may wait in the queue, the pipeline drops the rest
 
     t = threading.Thread(target=feed, name="viewer-feed", daemon=True)
     t.start()
