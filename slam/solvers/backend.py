@@ -50,6 +50,23 @@ class Backend:
             return x.astype(dtype, copy=False)
 
 
+    def emulated_stages(self, policy: Any) -> list[str]:
+        """The policy's fp16 stages that are rounded through fp16 but computed in fp32 on this backend.
+
+        NumPy: every fp16 stage. CuPy: CGNR's products and vectors run natively in fp16
+        (gpu_sparse.py); the problem's residual, Jacobian and update are host code on every
+        backend, and the preconditioner's triangular solves stay fp32 because cuSPARSE has no
+        half-precision triangular solve.
+        """
+        half = [s for s in ("residual", "jacobian", "matvec", "precond", "vector", "update")
+                if np.dtype(getattr(policy, s)) == F16]
+        return half if self.emulates_fp16 else [s for s in half if s not in ("matvec", "vector")]
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (no-op on NumPy), so host clocks time finished work."""
+        if self.name == "cupy":
+            self.xp.cuda.Device().synchronize()
+
     def asarray(self, x: Any) -> Any:
         """Move a host array to this backend."""
         return self.xp.asarray(x)

@@ -57,7 +57,14 @@ class ScaledSystem:
     def normal_matvec(self, p: Any) -> Any:
         """(A^T A + lam I) p with both products in the matvec precision, the rest in the vector precision."""
         be = self.backend
-        if np.dtype(self.matvec_dtype) == F16:
+        half, u = np.dtype(self.matvec_dtype) == F16, None
+        if half and self.scale_operands and be.name == "cupy":
+            # The same scaling and roundings on the device, without host round trips (gpu_sparse.py);
+            # None when its kernels cannot be built here: then the host-scaled path below.
+            from slam.solvers.gpu_sparse import half_normal_product
+
+            u = half_normal_product(self.J_mv, self.J_mv_T, p)
+        if u is None and half:
             # fp16 operands: an exact power-of-two scaling first keeps them in range (no overflow,
             # the fewest subnormals); products accumulate in fp32.
             s = pow2_of_max(p, be.xp) if self.scale_operands else 1.0
@@ -65,7 +72,7 @@ class ScaledSystem:
             t = pow2_of_max(q, be.xp) if self.scale_operands else 1.0
             u = self.J_mv_T @ be.cast(q * t, F16)
             u *= 1.0 / (s * t)
-        else:
+        elif u is None:
             u = self.J_mv_T @ (self.J_mv @ p.astype(self.J_mv.dtype, copy=False))
         u += self.lam * p
         return be.cast(u, self.vector_dtype)

@@ -27,7 +27,7 @@ import scipy.sparse.linalg as spla
 from scipy.linalg.blas import dtrsm
 from scipy.linalg.lapack import dpotrf
 
-from slam.solvers.backend import F16, Backend
+from slam.solvers.backend import F16, Backend, numpy_backend
 from slam.solvers.cgnr import pow2_of_max
 
 
@@ -212,9 +212,14 @@ class ICPreconditioner:
         self._half = self.dtype == F16
         self.scale_operands = True  # power-of-two scaling before fp16 rounding (off only to study its effect)
         store = backend.storage_dtype(self.dtype)
+        if backend.name != "numpy" and self._half:
+            # cuSPARSE (and cupyx.scipy.sparse) has no fp16 triangular solve: on the GPU the fp16
+            # factor and vectors are rounded to fp16 and solved in fp32, like the NumPy emulation.
+            store = np.dtype(np.float32)
         self._store = store
         Ls = L.copy()
-        Ls.data = backend.cast(np.asarray(L.data), self.dtype).astype(store)
+        Ls.data = np.asarray(numpy_backend().cast(np.asarray(L.data), self.dtype)).astype(store)
+        self._perm_idx = None if perm is None else backend.asarray(np.asarray(perm))  # device copy on the GPU
         if backend.name == "numpy":
             # Natural ordering, no pivoting: SuperLU's LU of the triangular L^T is I * L^T (no fill),
             # so its solve *is* the backward substitution, and its transposed solve the forward one.
@@ -223,8 +228,10 @@ class ICPreconditioner:
             self._lu = spla.splu(Ls.T.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
                                  options=dict(SymmetricMode=True))
         else:
-            self._L = backend.sparse.csr_matrix(Ls.tocsr())
-            self._LT = backend.sparse.csr_matrix(Ls.T.tocsr())
+            from slam.solvers.gpu_sparse import TriangularSolver  # analysis once per factor
+
+            self._fwd = TriangularSolver(Ls.tocsr(), lower=True, dtype=store)
+            self._bwd = TriangularSolver(Ls.T.tocsr(), lower=False, dtype=store)
 
     @property
     def outer(self) -> np.ndarray | None:
@@ -238,20 +245,18 @@ class ICPreconditioner:
             self._outer_p = None
         else:
             v = self.backend.asarray(np.asarray(value, dtype=self._store))
-            self._outer_p = v if self.perm is None else v[self.perm]
+            self._outer_p = v if self.perm is None else v[self._perm_idx]
 
     def _solve(self, v: Any, trans: bool) -> Any:
         be = self.backend
         if be.name == "numpy":
             return self._lu.solve(v, trans="N" if trans else "T")
-        from cupyx.scipy.sparse.linalg import spsolve_triangular
-
-        return spsolve_triangular(self._LT if trans else self._L, v, lower=not trans)
+        return (self._bwd if trans else self._fwd)(v)
 
     def __call__(self, r: Any) -> Any:
         """z = M^-1 r."""
         be = self.backend
-        v = r if self.perm is None else r[self.perm]
+        v = r if self.perm is None else r[self._perm_idx]
         v = v * self._outer_p if self._outer_p is not None else v.astype(self._store, copy=True)
         if self._half:
             s = pow2_of_max(v, be.xp) if self.scale_operands else 1.0
@@ -267,6 +272,6 @@ class ICPreconditioner:
             z *= self._outer_p
         if self.perm is not None:
             out = be.xp.empty_like(z)
-            out[self.perm] = z
+            out[self._perm_idx] = z
             z = out
         return be.cast(z, self.vector_dtype)

@@ -103,21 +103,26 @@ class Summary:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
         self.t = {k: 0.0 for k in STAGE_NAMES}
+        self.sync = sync  # GPU: wait for queued kernels at span edges, so a stage is charged its own work
 
     def __call__(self, stage: str) -> "_Span":
-        return _Span(self.t, stage)
+        return _Span(self.t, stage, self.sync)
 
 
 class _Span:
-    def __init__(self, acc: dict[str, float], stage: str) -> None:
-        self.acc, self.stage = acc, stage
+    def __init__(self, acc: dict[str, float], stage: str, sync: Callable[[], None] | None = None) -> None:
+        self.acc, self.stage, self.sync = acc, stage, sync
 
     def __enter__(self) -> None:
+        if self.sync is not None:
+            self.sync()
         self.t0 = time.perf_counter()
 
     def __exit__(self, *a: object) -> None:
+        if self.sync is not None:
+            self.sync()
         self.acc[self.stage] += time.perf_counter() - self.t0
 
 
@@ -174,7 +179,11 @@ def _linearize(problem: LeastSquaresProblem, pol: PrecisionPolicy, be: Backend, 
     rhs = -(J_mv_T @ rc) if data is J_hi.data else -(J_hi.T @ rc)
     gnorm = float(np.max(np.abs(rhs))) / sigma if rhs.size else 0.0
     if be.name != "numpy":
-        J_mv, J_mv_T = be.sparse.csr_matrix(J_mv), be.sparse.csr_matrix(J_mv_T)
+        # Native stage dtype on the device (cupyx.scipy.sparse has no fp16 matrices); J_mv's values
+        # are already rounded to it, so this cast is exact.
+        from slam.solvers.gpu_sparse import DeviceCSR
+
+        J_mv, J_mv_T = DeviceCSR(J_mv, pol.matvec), DeviceCSR(J_mv_T, pol.matvec)
     rhs = be.asarray(be.cast(np.asarray(rhs, dtype=np.float64), pol.vector))
     return _Linearization(J_hi, J_mv, J_mv_T, S, sigma, rhs, gnorm)
 
@@ -184,7 +193,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     opt = options or SolverOptions()
     pol = get_policy(opt.precision)
     be = get_backend(opt.backend)
-    timer = _Timer()
+    timer = _Timer(be.synchronize if be.name != "numpy" else None)
     t_start = time.perf_counter()
 
     with timer("residual"):
@@ -285,7 +294,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
 
     with timer("residual"):
         final_cost = problem.cost(np.float64)
-    precision = {**pol.as_dict(), "backend": be.name, "emulated_fp16": be.emulates_fp16 and _uses_fp16(pol)}
+    precision = {**pol.as_dict(), "backend": be.name, "emulated_fp16": be.emulates_fp16 and _uses_fp16(pol),
+                 "emulated_stages": be.emulated_stages(pol)}
     coarse_size = two_level.coarse_size if two_level is not None else 0
     if coarse_size:
         precision["coarse"] = np.dtype(np.float32 if pol.vector == np.float16 else pol.vector).name
