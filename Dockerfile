@@ -2,6 +2,7 @@
 # Python 3.11 because constraints.txt (the exact versions `make venv` installs) is locked for it.
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends make libgl1 libgomp1 libusb-1.0-0 \
+    libvulkan1 mesa-vulkan-drivers xvfb xdotool \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /slam
 # .dockerignore keeps the host's .venv, runs and caches out of the image

@@ -9,7 +9,23 @@ LOCK := constraints.txt
 # The OpenCV major that the lock does not hold, for `make test-other-opencv`.
 OTHER_OPENCV ?= opencv-python-headless==4.14.0.94
 
-.PHONY: venv test bench demo clean lock test-other-opencv
+.PHONY: venv system-deps test bench demo clean lock test-other-opencv
+
+# Debian packages the viewer needs: Open3D's own libraries (libgl1 libgomp1 libusb-1.0-0), Mesa's
+# software Vulkan for rendering without a GPU or display (libvulkan1 mesa-vulkan-drivers: `slam view
+# --screenshot`), a virtual screen and a key-presser for the live-window test (xvfb xdotool).
+# Installed only when missing (one dpkg query each); elsewhere than Debian/Ubuntu as root, a warning.
+SYSTEM_PKGS := libgl1 libgomp1 libusb-1.0-0 libvulkan1 mesa-vulkan-drivers xvfb xdotool
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: system packages missing:$$missing (apt-get install them; the viewer and its tests need them)"; fi; \
+	fi
 
 # Rebuild the venv's packages only when it is missing or pyproject.toml or the lock changed.
 $(STAMP): pyproject.toml $(LOCK)
@@ -18,7 +34,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+venv: system-deps $(STAMP)
 
 # Resolve the newest versions pyproject.toml allows in a throwaway venv and freeze them into the lock.
 # Run it with Python 3.11 (the lock's interpreter), then `make test` before committing the new lock.

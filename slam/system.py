@@ -181,8 +181,9 @@ class System:
 
     def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path,
                  max_frames: int | None = None, progress: bool | ProgressLine = True, loop: bool = False,
-                 realtime: bool = False) -> None:
+                 realtime: bool = False, viewer: Any | None = None) -> None:
         self.cfg, self.source, self.spec = cfg, source, spec
+        self.viewer = viewer  # slam.viewer.live.LiveViewer or None: fed from tracking, never waited for
         self.out = Path(out)
         self.max_frames, self.loop = max_frames, loop
         # True: the default line on stderr (updating on a terminal); False: silent.
@@ -238,10 +239,13 @@ class System:
                     if ahead > 0:
                         time.sleep(ahead)
                 t_f = time.perf_counter()
-                for r in self.tracker.process(frame):
+                rs = self.tracker.process(frame)
+                for r in rs:
                     self.results[r.index] = r
                 self.frame_times.append((t_f, time.perf_counter()))
                 n += 1
+                if self.viewer is not None and self._show(frame, rs):
+                    raise KeyboardInterrupt  # the window was closed (or q pressed): end like Ctrl-C
                 self.worker.check()
                 if self.progress is not None and self.progress.due():
                     self.progress.update(self._progress_stats(n, time.perf_counter() - t_start))
@@ -286,6 +290,16 @@ class System:
                                f"({rec['inliers']} inliers); PGO {p['vertices']} poses, cost "
                                f"{p['initial_cost']:.4g} -> {p['final_cost']:.4g}, {p['iterations']} it, "
                                f"{p['time_s']['total']:.3f} s")
+
+    def _show(self, frame: Frame, rs: list[FrameResult]) -> bool:
+        """Hand the live viewer this frame's poses and, at its rate, a map snapshot; True once it was closed."""
+        v = self.viewer
+        v.record(rs)
+        if v.due():
+            tr = self.tracker.tracks
+            current = next((r.T_wc for r in reversed(rs) if r.T_wc is not None), None)
+            v.update(self.map.snapshot, frame.left, tr.uv, np.isfinite(tr.xyz[:, 0]), current, self.loops)
+        return v.closed
 
     def _progress_stats(self, n: int, elapsed: float) -> ProgressStats:
         """Numbers of the progress line (counting lost frames is O(frames), done a few times a second)."""

@@ -83,14 +83,12 @@ def run(args: argparse.Namespace) -> int:
         cfg.source.calibration = args.calibration
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.viewer == "open3d":
-        print("slam run: note: the open3d viewer is not available in this version; running without it",
-              file=sys.stderr)
     opts, stereo = source_options(cfg.source, args.source)
     source = open_source(args.source, opts, stereo=stereo)
     out = Path(args.out) if args.out else _default_out(args.source)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    viewer = None
     try:
         check_run_folder(out, args.overwrite)
         system = System(cfg, source, args.source, out, max_frames=args.max_frames,
@@ -98,8 +96,17 @@ def run(args: argparse.Namespace) -> int:
         T_body_cam = source.calibration.T_body_cam
         if args.frame == "body":
             check_body_frame(T_body_cam, system.mode, getattr(source, "kind", "this"))
+        if args.viewer == "open3d":
+            from slam.viewer.live import LiveViewer
+
+            viewer = system.viewer = LiveViewer(system.rig.K, (system.rig.width, system.rig.height),
+                                                with_scale=system.mode == "mono", title=f"slam run {args.source}")
+            print("slam run: viewer open (q or Esc in its window ends the run like Ctrl-C)", file=sys.stderr)
         result = system.run()
     finally:
+        if viewer is not None:
+            viewer.close()
+            print(f"slam run: {viewer.summary()}", file=sys.stderr)
         source.close()
     rep = result.report
     line = (f"slam run: {rep['frames']} frames ({rep['frames_lost']} lost), {rep['keyframes']} keyframes, "
