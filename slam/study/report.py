@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from slam.io.text import atomic_output, write_text_atomic
+
 COLORS = {"fp64": "black", "fp32": "tab:blue", "mixed": "tab:green", "fp16": "tab:red"}
 
 
@@ -51,7 +53,8 @@ def write_figures(summary: dict[str, Any], out: Path) -> list[Path]:
                         "|ATE / ATE(fp64) - 1|, same rendering", log=True)
             fig.axes[1].set_title("against fp64")
         written.append(out / "odometry_ate.png")
-        fig.savefig(written[-1], dpi=100)
+        with atomic_output(written[-1]) as tmp:
+            fig.savefig(tmp, dpi=100)
     pg = summary["pgo"]
     if pg["problems"]:
         fig = _figure((11, 4.5))
@@ -60,7 +63,8 @@ def write_figures(summary: dict[str, Any], out: Path) -> list[Path]:
         fig.axes[0].set_title(f"loop-closure PGO: {pg['problems']} problems")
         _cumulative(fig.add_subplot(1, 2, 2), pg["ate"], "keyframe ATE RMSE after PGO [m]", log=True)
         written.append(out / "pgo_histograms.png")
-        fig.savefig(written[-1], dpi=100)
+        with atomic_output(written[-1]) as tmp:
+            fig.savefig(tmp, dpi=100)
         fig = _figure()
         ax = fig.add_subplot(1, 1, 1)
         for p, pts in pg["time_vs_keyframes"].items():
@@ -73,7 +77,8 @@ def write_figures(summary: dict[str, Any], out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         written.append(out / "pgo_time.png")
-        fig.savefig(written[-1], dpi=100)
+        with atomic_output(written[-1]) as tmp:
+            fig.savefig(tmp, dpi=100)
     return written
 
 
@@ -127,7 +132,6 @@ def write_html(summary: dict[str, Any], study: dict[str, Any], figures: list[Pat
            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study['name'])}</title>"
             f"<style>{css}</style></head><body>{''.join(parts)}</body></html>\n")
-    from slam.io.text import write_text_atomic
     path = out / "report.html"
     write_text_atomic(path, page)
     return path

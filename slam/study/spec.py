@@ -147,13 +147,10 @@ def study_from_dict(data: Any, where: str = "<study>") -> StudySpec:
 
 def load_study(path: str | Path) -> StudySpec:
     """Read a study YAML file."""
+    from slam.io.yamlfile import read_yaml_lines  # the project's one YAML reader (errors name file and line)
+
     p = Path(path)
     if not p.is_file():
         raise InputError("no such study file", p)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FormatError(f"invalid YAML: {getattr(exc, 'problem', exc)}", p,
-                          None if mark is None else mark.line + 1) from None
+    data, _ = read_yaml_lines(p, "study file")
     return study_from_dict(data, str(p))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from slam.errors import InputError
+from slam.io.text import atomic_output
 from slam.viewer.scene import BACKGROUND, COLORS, Scene, View, default_view, frustum_lines, frustum_size, polyline
 
 GEOMETRY_NAMES = ("points", "ground_truth", "trajectory", "keyframes", "keyframe_centres", "loops", "current")
@@ -161,6 +162,7 @@ def save_screenshot(scene: Scene, path: str | Path, width: int = 1280, height: i
     img, view = render_image(scene, width, height)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img[:, :, ::-1]):
-        raise InputError(f"{path}: could not write the PNG (is the folder writable and the name *.png?)")
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), img[:, :, ::-1]):
+            raise InputError(f"{path}: could not write the PNG (is the folder writable and the name *.png?)")
     return view

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from slam.errors import InputError
+from slam.io.text import read_text
 from slam.io.trajectory import Trajectory, read_tum
 from slam.viewer.scene import Scene, align_ground_truth, loop_edges, nominal_K
 
@@ -39,7 +40,7 @@ def read_map_points(path: Path) -> np.ndarray:
 def _read_optional_tum(path: Path) -> Trajectory | None:
     if not path.exists():
         return None
-    if not any(line.strip() and not line.lstrip().startswith("#") for line in path.read_text().splitlines()):
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in read_text(path, "TUM trajectory").splitlines()):
         return None  # an empty trajectory (every frame lost) is a valid run output
     return read_tum(path)
 
@@ -48,7 +49,7 @@ def _read_json(path: Path, default: Any) -> Any:
     if not path.exists():
         return default
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path, "JSON file"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
 
