@@ -18,13 +18,14 @@ from slam.errors import InputError
 _TRAJECTORIES = tuple(f"{name}{frame}{ext}" for name in ("trajectory", "keyframes", "groundtruth")
                       for frame in ("", "_body") for ext in (".tum", ".kitti", "_times.txt", ".csv"))
 RUN_FILES = _TRAJECTORIES + ("map.ply", "loops.json", "report.json", "trajectory.png", "top_view.png", "error.png",
-                             "report.html")
+                             "report.html", "pose_graph.g2o")
+RUN_DIRS = ("pose_graphs",)  # loop.export_graphs: every pose graph solved (NNN.g2o)
 
 
 def is_run_folder(folder: Path) -> bool:
     """True when folder holds a run's report.json, or nothing but files a run writes."""
     names = {p.name for p in folder.iterdir()}
-    return "report.json" in names or names <= set(RUN_FILES)
+    return "report.json" in names or names <= set(RUN_FILES) | set(RUN_DIRS)
 
 
 def check_run_folder(folder: str | Path, overwrite: bool = False) -> None:
@@ -48,4 +49,9 @@ def clear_run_files(folder: str | Path) -> Path:
         f = out / name
         if f.is_file() or f.is_symlink():
             f.unlink()
+    for name in RUN_DIRS:
+        d = out / name
+        if d.is_dir() and not d.is_symlink():
+            for f in d.glob("*.g2o"):
+                f.unlink()
     return out

@@ -355,7 +355,7 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
     orb = make_orb()  # the loop thread's own extractor
     rig, fcfg = system.rig, system.cfg.frontend
     closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
-                        notify=system._on_loop,
+                        notify=system._on_loop, export_dir=system.out / "pose_graphs" if cfg.export_graphs else None,
                         features=lambda inp: place_features(inp, cfg.place_features, rig, fcfg, orb))
     if cfg.global_ba:
         from slam.odometry.global_ba import global_ba

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from slam.loop.config import LoopConfig
-from slam.loop.posegraph import GraphSolution, LoopEdge, build_graph, solve_graph
+from slam.loop.posegraph import GraphSolution, LoopEdge, build_graph, export_g2o, solve_graph
 
 
 @dataclass
@@ -43,8 +44,9 @@ class LoopCloser:
     def __init__(self, the_map: Any, mode: str, cfg: LoopConfig, precision: str, candidates: Candidates,
                  verify: Verify, notify: Callable[[dict], None] | None = None, abort: Any = None,
                  features: Callable[[Any], Any] | None = None,
-                 global_ba: Callable[[Any], dict | None] | None = None) -> None:
+                 global_ba: Callable[[Any], dict | None] | None = None, export_dir: Path | None = None) -> None:
         self.map, self.cfg, self.precision = the_map, cfg, precision
+        self.export_dir = export_dir  # every pose graph solved, at its initial estimate (NNN.g2o; the study re-solves them)
         self.group = "sim3" if mode == "mono" else "se3"
         self.candidates, self.verify = candidates, verify
         self.features = features  # what the keyframe hands over -> its place features (None: as given)
@@ -101,6 +103,9 @@ class LoopCloser:
         edge = LoopEdge(match, query, np.asarray(res.Z, np.float64), int(res.inliers))
         graph = build_graph(self.map, self.edges + [edge], self.cfg, self.group)
         t1 = time.perf_counter()
+        if self.export_dir is not None:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+            export_g2o(self.export_dir / f"{len(self.pgo_intervals):03d}.g2o", graph, at_solution=False)
         sol = solve_graph(graph, self.precision, self.cfg.max_iterations, build_s=t1 - t0)
         t2 = time.perf_counter()
         ref = solve_graph(graph, "fp64", self.cfg.max_iterations) if self.cfg.check_fp64 else None

@@ -34,4 +34,5 @@ class LoopConfig:
     global_ba: bool = False          # bundle adjustment of the whole map after each loop (off: docs/architecture.md)
     global_ba_iterations: int = 10   # its LM iterations
     check_fp64: bool = False         # also solve every pose graph in fp64 and record its cost (benchmarks)
+    export_graphs: bool = False      # write every pose graph solved, at its initial estimate, to pose_graphs/NNN.g2o (study)
     nice: int = 15                   # loop thread below tracking and the odometry worker

@@ -178,17 +178,18 @@ def solve_graph(graph: GraphData, precision: str, max_iterations: int, build_s: 
     return GraphSolution(graph, problem.poses.copy(), summary, build_s, time.perf_counter() - t0)
 
 
-def export_g2o(path: str | Path, sol: GraphSolution) -> bool:
-    """Write the solved graph (measurements, information, FIX, solution poses) as g2o 3-D.
+def export_g2o(path: str | Path, sol: GraphSolution | GraphData, at_solution: bool = True) -> bool:
+    """Write a pose graph (measurements, information, FIX; vertices at the solution, or with
+    at_solution False at the initial estimate the solver started from) as g2o 3-D.
 
     g2o's 3-D format holds SE(3) only: a Sim(3) graph (monocular) is not written; returns whether
     the file was written. `slam pgo` (or GTSAM) re-solving the file reaches the same cost.
     """
-    g = sol.graph
+    g = sol.graph if isinstance(sol, GraphSolution) else sol
     if g.group != "se3":
         return False
     ids = np.arange(g.n, dtype=np.int64)
     pg = PoseGraph(ids=ids, poses=g.poses, edges=g.edges, measurements=g.Z, information=g.information,
                    fixed=g.fixed)
-    write_g2o(path, pg, poses=sol.poses)
+    write_g2o(path, pg, poses=sol.poses if at_solution and isinstance(sol, GraphSolution) else g.poses)
     return True
