@@ -288,3 +288,70 @@ def test_create_landmarks_only_in_the_given_states() -> None:
     np.testing.assert_array_equal(pos[:, 0], [1.0, 2.0, 2.0, 2.0])
     np.testing.assert_array_equal(refs, [0, 3, 3, 3])
     assert (states == ALIVE).all()
+
+
+def test_a_window_solved_before_a_correction_is_refused() -> None:
+    """apply_window_solve with the correction count of its view refuses to write once a loop
+    correction moved the map (its poses are in the old frame)."""
+    m = Map()
+    ids = m.allocate_ids(4)
+    for i in range(3):
+        m.insert_keyframe(_kf(i, ids))
+    m.create_landmarks(ids, np.ones((4, 3)), ref_kf=0)
+    view = m.window_view(3, 0)
+    assert view.corrections == m.corrections == 0
+    m.correct_keyframes(np.stack([_se3([0, 0, 0.1], [1, 0, 0])] * 3))
+    before = m.keyframe_poses().copy(), m.version
+    assert m.apply_window_solve(np.array([1]), np.eye(4)[None], ids[:1], np.zeros((1, 3)),
+                                corrections=view.corrections) is None
+    np.testing.assert_array_equal(m.keyframe_poses(), before[0])
+    assert m.version == before[1]
+    assert m.apply_window_solve(np.array([1]), np.eye(4)[None], ids[:1], np.zeros((1, 3)),
+                                corrections=m.window_view(3, 0).corrections) == before[1] + 1
+
+
+def test_correct_keyframes_and_global_solve_exactly() -> None:
+    """Corrections applied to the poses as they are now (later keyframes: the last one's), landmarks
+    carried by their reference keyframe; global BA positions carried by what the reference moved since."""
+    m = Map()
+    ids = m.allocate_ids(3)
+    for i in range(4):
+        m.insert_keyframe(_kf(i, ids))
+    P = np.array([[0.0, 1.0, 5.0], [1.0, -1.0, 4.0], [2.0, 0.5, 6.0]])
+    m.create_landmarks(ids[:1], P[:1], ref_kf=0)
+    m.create_landmarks(ids[1:2], P[1:2], ref_kf=2)
+    m.create_landmarks(ids[2:], P[2:], ref_kf=3)
+    now = m.keyframe_poses()
+    C = np.stack([_se3([0, 0.1 * k, 0], [0.2 * k, 0, 0]) for k in range(3)])
+    assert m.correct_keyframes(C) == (4, 1) and m.corrections == 1
+    expect = np.concatenate([C @ now[:3], C[2:] @ now[3:]])
+    np.testing.assert_allclose(m.keyframe_poses(), expect, atol=1e-12)
+    for j, r in enumerate((0, 2, 3)):
+        c = C[min(r, 2)]
+        np.testing.assert_allclose(m.positions(ids[j:j + 1])[0], c[:3, :3] @ P[j] + c[:3, 3], atol=1e-12)
+    # global BA solved keyframes 0..2 (copied at `copied`), keyframe 3 arrived meanwhile
+    copied = m.keyframe_poses()[:3].copy()
+    solved = np.stack([_se3([0.01, 0, 0], [0, 0.1, 0]) @ T for T in copied])
+    X = np.array([[0.5, 0.5, 5.0], [1.5, -0.5, 4.0], [9.0, 9.0, 9.0]])
+    assert m.apply_global_solve(copied, solved, ids, X)
+    D = solved @ np.linalg.inv(copied)
+    np.testing.assert_allclose(m.keyframe_poses()[:3], solved, atol=1e-12)
+    np.testing.assert_allclose(m.keyframe_pose(3), D[2] @ expect[3], atol=1e-12)
+    np.testing.assert_allclose(m.positions(ids[:2]), X[:2], atol=1e-12)  # references 0 and 2: unmoved since
+    ref3 = m.positions(ids[2:])[0]  # reference keyframe 3 was not in the solve: carried as anchored
+    np.testing.assert_allclose(ref3, D[2][:3, :3] @ (C[2][:3, :3] @ P[2] + C[2][:3, 3]) + D[2][:3, 3], atol=1e-12)
+
+
+def test_tracking_view_follows_fused_landmarks() -> None:
+    m = Map()
+    ids = m.allocate_ids(4)
+    m.insert_keyframe(_kf(0, ids[:2]))
+    m.insert_keyframe(_kf(1, ids[2:]))
+    m.create_landmarks(ids, np.arange(12.0).reshape(4, 3), ref_kf=0)
+    assert m.fuse_landmarks(ids[:1], ids[2:3]) == 1  # landmark 2 is a duplicate of landmark 0
+    view = m.tracking_view(ids)
+    np.testing.assert_array_equal(view.ids, [ids[0], ids[1], ids[0], ids[3]])
+    np.testing.assert_array_equal(view.positions[2], [0.0, 1.0, 2.0])
+    assert m.states(ids[2:3])[0] == CULLED and m.covisible(1).get(0, 0) >= 1
+    poses, segments, edges, corrections = m.pose_graph_view(1)
+    assert len(poses) == 2 and corrections == 0 and [0, 1] in edges[:, :2].tolist()
