@@ -17,7 +17,7 @@ import pytest
 
 from slam.cli import main
 from slam.config import load_config
-from slam.sources.synthetic import SyntheticSource
+from slam.synthetic import SyntheticSource
 from slam.system import System
 
 pytest.importorskip("open3d", reason="Open3D is not importable (install the test extra and its system libraries: "
