@@ -58,8 +58,13 @@ def near_color(img: np.ndarray, uv: np.ndarray, color: tuple[float, float, float
     return np.array(out)
 
 
-def check_screenshot(run_dir: Path, png: Path, width: int, height: int) -> None:
-    """The picture's keyframe centres show the keyframes' colour; most of the picture is background."""
+def check_screenshot(run_dir: Path, png: Path, width: int, height: int, min_shown: float = 1.0) -> None:
+    """The picture's keyframe centres show the keyframes' colour; most of the picture is background.
+
+    min_shown: the fraction of keyframe centres that must show their colour. In a real run some are
+    legitimately hidden behind nearer geometry (a landmark, the current camera's frustum, a keyframe
+    frustum of the other side of the loop); none may be background.
+    """
     img = cv2.imread(str(png), cv2.IMREAD_COLOR)[:, :, ::-1]
     assert img.shape == (height, width, 3)
     scene = load_run(run_dir)
@@ -75,7 +80,8 @@ def check_screenshot(run_dir: Path, png: Path, width: int, height: int) -> None:
     bg = np.round(255 * np.asarray(BACKGROUND)).astype(int)
     u, v = np.round(uv[free]).astype(int).T
     assert (np.abs(img[v, u].astype(int) - bg).max(axis=1) > 30).all(), "background where a camera centre projects"
-    assert near_color(img, uv[free], COLORS["keyframes"]).all()
+    shown = near_color(img, uv[free], COLORS["keyframes"])
+    assert shown.mean() >= min_shown, f"{(~shown).sum()} of {shown.size} keyframe centres do not show their colour"
     background = (np.abs(img.astype(int) - bg).max(axis=2) == 0).mean()
     assert 0.5 < background < 0.995, f"{background:.3f} of the picture is background"
 
