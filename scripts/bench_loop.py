@@ -28,7 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# As `slam` does (slam/cli.py): one BLAS thread per process unless the environment says otherwise
+# (OPENBLAS_NUM_THREADS=2 python scripts/bench_loop.py ... measures the other setting).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
