@@ -191,10 +191,8 @@ def resolve_precisions(graph_path: Path, out: Path, group: str) -> list[dict[str
 
 def screenshot(out: Path) -> tuple[bool, str]:
     """OUT/viewer.png by `slam view OUT --screenshot` in a child process: (written, message)."""
-    import slam
-
     env = dict(os.environ)
-    root = str(Path(slam.__file__).resolve().parents[1])  # this slam, whatever the working directory
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this slam, whatever the working directory
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "slam", "view", str(out), "--screenshot", str(out / SCREENSHOT)]
     try:
