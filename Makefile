@@ -67,8 +67,11 @@ bench: venv
 	$(BIN)/python scripts/bench_scaling.py --out bench_out
 	$(BIN)/python scripts/bench_odometry.py --accuracy --out bench_out/odometry
 
+# The SLAM pipeline on the built-in synthetic loop, with and without loop closure, into runs/demo
+# (README.md: what it prints and writes). Arguments: `make demo DEMO_ARGS="--frames 120 --out runs/x"`.
+DEMO_ARGS ?=
 demo: venv
-	$(BIN)/python -m slam demo
+	$(BIN)/python -m slam demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-lock .venv-other-opencv bench_out runs .pytest_cache
