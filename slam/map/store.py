@@ -55,6 +55,13 @@ class LoadedMap:
     places: dict[str, np.ndarray] | None
 
 
+def check_save_folder(folder: str | Path) -> None:
+    """InputError when folder exists and is not an empty folder or a saved map (nothing would be written there)."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / HEADER).is_file())):
+        raise InputError("exists and is not a saved map (no map.json); choose another --save-map folder", folder)
+
+
 def save_map(folder: str | Path, the_map: Map, header: dict[str, Any],
              places: dict[str, np.ndarray] | None = None) -> Path:
     """Write the map (and the place database's arrays) to folder atomically; returns the folder.
@@ -63,8 +70,7 @@ def save_map(folder: str | Path, the_map: Map, header: dict[str, Any],
     are added here. A folder that exists and is not a saved map (no map.json) and not empty is refused.
     """
     folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / HEADER).is_file())):
-        raise InputError("exists and is not a saved map (no map.json); choose another --save-map folder", folder)
+    check_save_folder(folder)
     state = the_map.export_state()
     head = {"format": FORMAT, "version": VERSION, **header,
             "counts": {"keyframes": int(len(state["kf_pose"])), "track_ids": int(len(state["lm_state"])),
