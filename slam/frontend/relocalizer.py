@@ -119,7 +119,8 @@ def pose_from_landmarks(uv: np.ndarray, d: np.ndarray, ids: np.ndarray, X: np.nd
     res = pnp_ransac(X[ti], uv[qi], K, 1.5 * threshold, iterations=5000)
     if res is None or res[1].sum() < seed:
         return None
-    T, inl = refine_pose(res[0], X[ti], uv[qi], K, threshold)
+    keep = res[1]  # refined from RANSAC's inliers: Gauss-Newton on every match can be pulled off by the outliers
+    T, inl = refine_pose(res[0], X[ti[keep]], uv[qi[keep]], K, threshold)
     if inl.sum() < seed:
         return None
     proj, z = project(T, X, K)
