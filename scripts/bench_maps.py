@@ -98,7 +98,8 @@ def measure(scene: str, config: str, out: Path, split: int | None, localize_chec
         loc, t_loc = slam_run(base + ["--out", str(out / "localize"), "--frames", f"{a}:{b}", "--load-map", str(mp),
                                       "--localize", "--save-map", str(out / "map_after_localize")])
         before, after = load_map(mp).map.export_state(), load_map(out / "map_after_localize").map.export_state()
-        same = all(np.array_equal(before[k], after[k]) for k in before if k != "covisibility")
+        same = all(np.array_equal(before[k], after[k], equal_nan=before[k].dtype.kind == "f")
+                   for k in before if k != "covisibility")
         ate_loc = ate_in_map_frame(out / "localize", T_gt_world)
         res["localize"] = {"frames": [a, b], "map_unchanged": bool(same), "keyframes": loc["keyframes"],
                            "landmarks": loc["landmarks"], "frames_lost": loc["frames_lost"],
