@@ -9,6 +9,7 @@ Runs `slam run` (the command line, as a person would) three or four times on one
 3. frames H:N with --load-map MAP (loop closure on, the map grows): frames before relocalization,
    and the ATE of its trajectory.tum against ground truth expressed in the first run's frame
    (T = T_groundtruth_world^-1 of MAP/map.json, the first run's first tracked camera) with NO alignment;
+   and the same with --no-loop (odometry in the loaded map only: no loop against it at the end);
 4. (--localize-check) a slice inside the first half with --load-map MAP --localize: the map saved
    from that run must hold the same keyframes and landmarks as MAP.
 
@@ -90,6 +91,13 @@ def measure(scene: str, config: str, out: Path, split: int | None, localize_chec
                         else None},
         "wall_s": {"full_vo": t_full, "first_half": t_a, "second_half": t_b},
     }
+    # the same without loop closure (pure VO after relocalization): what the loaded map alone gives
+    nl, t_nl = slam_run(base + ["--out", str(out / "second_half_no_loop"), "--frames", f"{h}:{n}", "--load-map",
+                                str(mp), "--no-loop"])
+    ate_nl = ate_in_map_frame(out / "second_half_no_loop", T_gt_world)
+    res["second_half_no_loop"] = {"ate_no_alignment_map_frame_m": ate_nl["rmse"], "ate_max_m": ate_nl["max"],
+                                  "frames_before_relocalization": nl["map"]["frames_before_relocalization"],
+                                  "frames_lost": nl["frames_lost"], "wall_s": t_nl}
     res["ratio_to_vo"] = res["second_half"]["ate_no_alignment_map_frame_m"] / res["full_vo_ate_se3_m"]
     fb = m["frames_before_relocalization"]
     res["pass"] = bool(res["ratio_to_vo"] <= 2.0 and fb is not None and fb <= 5)
@@ -129,6 +137,11 @@ def main() -> int:
             ("  ratio to full-run VO ATE (<= 2)", f"{r['ratio_to_vo']:.2f}"),
             ("  frames before relocalization (<= 5)", str(s["frames_before_relocalization"])),
             ("  frames lost / loops closed", f"{s['frames_lost']} / {s['loops']}")]
+    nl = r["second_half_no_loop"]
+    rows += [("second half with --no-loop: ATE, no alignment",
+              f"{nl['ate_no_alignment_map_frame_m']:.4f} m (max {nl['ate_max_m']:.4f}; ratio "
+              f"{nl['ate_no_alignment_map_frame_m'] / r['full_vo_ate_se3_m']:.2f})"),
+             ("  frames before relocalization / lost", f"{nl['frames_before_relocalization']} / {nl['frames_lost']}")]
     if "localize" in r:
         lo = r["localize"]
         rows += [(f"--localize {lo['frames'][0]}:{lo['frames'][1]}: map unchanged", str(lo["map_unchanged"])),

@@ -8,6 +8,11 @@ keyframe is made when KeyframePolicy says so. A frame without enough inliers is 
 pose. Lost frames try relocalization against the newest keyframes' landmarks; after
 `new_map_after` seconds a new map segment starts, chained at the last known pose (the jump
 across the gap is not estimated). Monocular initialization lives in mono_init.py.
+
+A run that starts in a loaded map (`start_in_map`) starts LOST in it: frames relocalize by place
+recognition (the map's database names candidate keyframes) then PnP, and tracking goes on in the
+map's frame. In localization mode the map is never written: no keyframes are made; where one would
+be, landmarks of the map keyframes near the camera are found in the frame and join the tracks.
 """
 
 from __future__ import annotations
