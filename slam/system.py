@@ -223,7 +223,7 @@ class System:
                                min_parallax=cfg.odometry.min_parallax,
                                place=self.loop_worker is not None and cfg.loop.place_features > 0)
         if self.loaded is not None:
-            db = _place_database(self.map, self.loaded.places)
+            db = _place_database(self.map, self.loaded.places, self.load_dir)
             self.tracker.start_in_map(lambda desc: [k for k, _ in db.query(desc, 3)], localize=localize)
         self.frame_times: list[tuple[float, float]] = []  # (start, end) of tracking each frame (perf_counter)
         self.results: dict[int, FrameResult] = {}
@@ -425,7 +425,7 @@ def _load_map(folder: Path, system: System) -> Any:
     return loaded
 
 
-def _place_database(the_map: Map, places: dict[str, np.ndarray] | None) -> Any:
+def _place_database(the_map: Map, places: dict[str, np.ndarray] | None, folder: Path | None = None) -> Any:
     """The place database of a loaded map: the saved one, or (a map saved without one) one made from the
     descriptors of the landmarks each keyframe observes."""
     from slam.loop.database import PlaceDatabase
@@ -435,7 +435,8 @@ def _place_database(the_map: Map, places: dict[str, np.ndarray] | None) -> Any:
         try:
             return PlaceDatabase.from_state(places)
         except ValueError as exc:
-            raise FormatError(f"the place database does not load: {exc}", "places.npz") from None
+            raise FormatError(f"the place database does not load: {exc}",
+                              (folder or Path(".")) / "places.npz") from None
     db = PlaceDatabase()
     for k in range(the_map.n_keyframes):  # per keyframe
         ids = the_map.keyframe_observations(k)[0]
@@ -455,7 +456,7 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
     from slam.frontend.place import place_features
 
     cfg = system.cfg.loop
-    db = None if system.loaded is None else _place_database(system.map, system.loaded.places)
+    db = None if system.loaded is None else _place_database(system.map, system.loaded.places, system.load_dir)
     candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg, database=db)
     system.place_database = candidates.database  # type: ignore[attr-defined]
     orb = make_orb()  # the loop thread's own extractor

@@ -79,6 +79,7 @@ def test_frames_slices_a_source(tmp_path: Path) -> None:
     ("version", "map format version 99"),
     ("corrupt", "not a readable .npz"),
     ("camera", "another camera"),
+    ("places", "place database does not load"),
 ])
 def test_a_bad_map_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture, setup: str,
                                      message: str) -> None:
@@ -90,7 +91,12 @@ def test_a_bad_map_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         cam = {"K": [[458.0, 0, 367.0], [0, 458.0, 248.0], [0, 0, 1]], "width": 752, "height": 480, "baseline": 0.11}
         if setup == "camera":
             cam["K"][0][0] = 500.0
-        save_map(mp, Map(), {"sensor": "stereo", "camera": cam})
+        places = None
+        if setup == "places":
+            from slam.loop.database import PlaceDatabase
+            places = PlaceDatabase().state()
+            places["positions"] = places["positions"][:, ::-1].copy()  # not the bits the seed chooses
+        save_map(mp, Map(), {"sensor": "stereo", "camera": cam}, places)
         if setup == "version":
             h = json.loads((mp / "map.json").read_text())
             h["version"] = 99
