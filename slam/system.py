@@ -409,16 +409,21 @@ def _load_map(folder: Path, system: System) -> Any:
 
     loaded = load_map(folder)
     head, rig = loaded.header, system.rig
-    cam = head.get("camera", {})
+    cam = head.get("camera") if isinstance(head.get("camera"), dict) else {}
     problems = []
     if head.get("sensor") != system.mode:
         problems.append(f"sensor {head.get('sensor')!r}, this run {system.mode!r}")
     if [cam.get("width"), cam.get("height")] != [rig.width, rig.height]:
         problems.append(f"images {cam.get('width')}x{cam.get('height')}, this run {rig.width}x{rig.height}")
-    K = np.asarray(cam.get("K", np.zeros((3, 3))), np.float64)
+    try:
+        K = np.asarray(cam.get("K", np.zeros((3, 3))), np.float64)
+        baseline = float(cam.get("baseline") or 0.0)
+    except (TypeError, ValueError, AttributeError):
+        from slam.errors import FormatError
+        raise FormatError("camera must hold K (3x3 numbers), width, height and baseline", folder / HEADER) from None
     if K.shape != (3, 3) or not np.allclose(K, rig.K, rtol=1e-6, atol=1e-6):
         problems.append("other camera intrinsics K")
-    if abs(float(cam.get("baseline") or 0.0) - float(rig.baseline)) > 1e-9:
+    if abs(baseline - float(rig.baseline)) > 1e-9:
         problems.append(f"baseline {cam.get('baseline')} m, this run {rig.baseline} m")
     if problems:
         raise InputError("the map was made with another camera: " + "; ".join(problems), folder / HEADER)
