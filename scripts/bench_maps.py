@@ -51,12 +51,14 @@ def slam_run(args: list[str]) -> tuple[dict[str, Any], float]:
     return json.loads((out / "report.json").read_text()), time.perf_counter() - t0
 
 
-def ate_in_map_frame(run: Path, T_gt_world: np.ndarray) -> dict[str, Any]:
-    """ATE (no alignment) of run/trajectory.tum against run/groundtruth.tum moved into the map's frame."""
+def ate_in_map_frame(run: Path, T_gt_world: np.ndarray, scale: float = 1.0) -> dict[str, Any]:
+    """ATE (no alignment) of run/trajectory.tum against run/groundtruth.tum moved into the map's frame;
+    monocular maps have their own scale: `scale` (metres per map unit, the first run's sim3 scale)
+    multiplies the estimate, nothing else is aligned."""
     est, gt = read_tum(run / "trajectory.tum"), read_tum(run / "groundtruth.tum")
     i, j = associate(est.timestamps, gt.timestamps)
     gt_map = np.linalg.inv(T_gt_world)[None] @ gt.poses[j]
-    err = np.linalg.norm(est.poses[i, :3, 3] - gt_map[:, :3, 3], axis=1)
+    err = np.linalg.norm(scale * est.poses[i, :3, 3] - gt_map[:, :3, 3], axis=1)
     return {"rmse": float(np.sqrt(np.mean(err ** 2))), "max": float(err.max()), "matched": int(len(i)),
             "align": "none"}
 
@@ -74,11 +76,14 @@ def measure(scene: str, config: str, out: Path, split: int | None, localize_chec
     head = json.loads((mp / "map.json").read_text())
     T_gt_world = np.asarray(head["world"]["T_groundtruth_world"], np.float64)
     gt0 = read_tum(out / "first_half" / "groundtruth.tum").poses[0]  # the brief's T: first run's first camera
-    ate2 = ate_in_map_frame(out / "second_half", T_gt_world)
+    # a monocular map's unit: the first half's sim3 scale (1 for stereo / RGB-D, whose se3 has none)
+    scale = float(first["ate"].get("scale") or 1.0) if first["ate"]["align"] == "sim3" else 1.0
+    ate2 = ate_in_map_frame(out / "second_half", T_gt_world, scale)
     m = second["map"]
     res: dict[str, Any] = {
         "scene": scene, "config": config, "frames": n, "split": h,
         "full_vo_ate_se3_m": full["ate"]["rmse"], "first_half_ate_se3_m": first["ate"]["rmse"],
+        "align_of_full_runs": full["ate"]["align"], "map_scale_m_per_unit": scale,
         "map": {"keyframes": head["counts"]["keyframes"], "landmarks": head["counts"]["landmarks"],
                 "bytes": sum(p.stat().st_size for p in mp.iterdir())},
         "gt_origin_matches_first_groundtruth_row": bool(np.allclose(gt0, T_gt_world, atol=1e-6)),
@@ -94,7 +99,7 @@ def measure(scene: str, config: str, out: Path, split: int | None, localize_chec
     # the same without loop closure (pure VO after relocalization): what the loaded map alone gives
     nl, t_nl = slam_run(base + ["--out", str(out / "second_half_no_loop"), "--frames", f"{h}:{n}", "--load-map",
                                 str(mp), "--no-loop"])
-    ate_nl = ate_in_map_frame(out / "second_half_no_loop", T_gt_world)
+    ate_nl = ate_in_map_frame(out / "second_half_no_loop", T_gt_world, scale)
     res["second_half_no_loop"] = {"ate_no_alignment_map_frame_m": ate_nl["rmse"], "ate_max_m": ate_nl["max"],
                                   "frames_before_relocalization": nl["map"]["frames_before_relocalization"],
                                   "frames_lost": nl["frames_lost"], "wall_s": t_nl}
@@ -108,7 +113,7 @@ def measure(scene: str, config: str, out: Path, split: int | None, localize_chec
         before, after = load_map(mp).map.export_state(), load_map(out / "map_after_localize").map.export_state()
         same = all(np.array_equal(before[k], after[k], equal_nan=before[k].dtype.kind == "f")
                    for k in before if k != "covisibility")
-        ate_loc = ate_in_map_frame(out / "localize", T_gt_world)
+        ate_loc = ate_in_map_frame(out / "localize", T_gt_world, scale)
         res["localize"] = {"frames": [a, b], "map_unchanged": bool(same), "keyframes": loc["keyframes"],
                            "landmarks": loc["landmarks"], "frames_lost": loc["frames_lost"],
                            "frames_before_relocalization": loc["map"]["frames_before_relocalization"],
@@ -128,8 +133,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     r = measure(a.scene, a.config, out, a.split, not a.no_localize_check)
     s = r["second_half"]
-    rows = [("full run VO ATE (se3 aligned)", f"{r['full_vo_ate_se3_m']:.4f} m"),
-            (f"first half 0:{r['split']} ATE (se3)", f"{r['first_half_ate_se3_m']:.4f} m"),
+    al = r["align_of_full_runs"]
+    rows = [(f"full run VO ATE ({al} aligned)", f"{r['full_vo_ate_se3_m']:.4f} m"),
+            (f"first half 0:{r['split']} ATE ({al})", f"{r['first_half_ate_se3_m']:.4f} m"),
             ("saved map", f"{r['map']['keyframes']} keyframes, {r['map']['landmarks']} landmarks, "
                           f"{r['map']['bytes'] / 1e6:.1f} MB"),
             (f"second half {r['split']}:{r['frames']} ATE, no alignment, map frame",
@@ -142,6 +148,8 @@ def main() -> int:
               f"{nl['ate_no_alignment_map_frame_m']:.4f} m (max {nl['ate_max_m']:.4f}; ratio "
               f"{nl['ate_no_alignment_map_frame_m'] / r['full_vo_ate_se3_m']:.2f})"),
              ("  frames before relocalization / lost", f"{nl['frames_before_relocalization']} / {nl['frames_lost']}")]
+    if al == "sim3":
+        rows.insert(3, ("monocular map unit (first half's sim3 scale)", f"{r['map_scale_m_per_unit']:.4f} m"))
     if "localize" in r:
         lo = r["localize"]
         rows += [(f"--localize {lo['frames'][0]}:{lo['frames'][1]}: map unchanged", str(lo["map_unchanged"])),
