@@ -495,7 +495,7 @@ def _frame_times(system: System) -> tuple[np.ndarray, np.ndarray]:
 def _loop_report(system: System) -> Any:
     """report.json's loop_closure: loops accepted / rejected, PGO times, tracking during PGO."""
     if not system.loop:
-        return "disabled (--no-loop)"
+        return "disabled (--localize: the map is fixed)" if system.localize else "disabled (--no-loop)"
     if system.loop_worker is None:
         return system.loop_unavailable
     rep = system.loop_worker.summary()
