@@ -181,7 +181,10 @@ class System:
 
     def __init__(self, cfg: RunConfig, source: Source, spec: str, out: str | Path,
                  max_frames: int | None = None, progress: bool | ProgressLine = True, loop: bool = False,
-                 realtime: bool = False, viewer: Any | None = None) -> None:
+                 realtime: bool = False, viewer: Any | None = None, load_map: str | Path | None = None,
+                 save_map: str | Path | None = None, localize: bool = False) -> None:
+        """load_map: a saved map folder to start in (its first frames relocalize against it); save_map:
+        folder the final map is written to (docs/maps.md); localize: keep the loaded map fixed."""
         self.cfg, self.source, self.spec = cfg, source, spec
         self.viewer = viewer  # slam.viewer.live.LiveViewer or None: fed from tracking, never waited for
         self.out = Path(out)
@@ -195,9 +198,21 @@ class System:
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
         self.map = Map()
+        self.load_dir = None if load_map is None else Path(load_map)
+        self.save_dir = None if save_map is None else Path(save_map)
+        if localize and load_map is None:
+            raise InputError("--localize needs a map to localize in (--load-map DIR)")
+        self.localize = localize
+        self.loaded: Any = None  # slam.map.store.LoadedMap
+        if self.load_dir is not None:
+            self.loaded = _load_map(self.load_dir, self)
+            self.map = self.loaded.map
+        if localize:
+            loop = False  # a fixed map: no keyframes, nothing to close
         cfg.loop.enabled = cfg.loop.enabled and loop
         self.loop = cfg.loop.enabled
         self.loop_worker: LoopWorker | None = None
+        self.place_database: Any = None  # the loop worker's (slam.loop.database.PlaceDatabase), saved with the map
         self.loop_unavailable: str | None = None
         if self.loop:
             self.loop_worker, self.loop_unavailable = _make_loop_worker(self, cfg.odometry.precision)
@@ -207,6 +222,9 @@ class System:
                                max_reprojection_error=cfg.odometry.max_reprojection_error,
                                min_parallax=cfg.odometry.min_parallax,
                                place=self.loop_worker is not None and cfg.loop.place_features > 0)
+        if self.loaded is not None:
+            db = _place_database(self.map, self.loaded.places, self.load_dir)
+            self.tracker.start_in_map(lambda desc: [k for k, _ in db.query(desc, 3)], localize=localize)
         self.frame_times: list[tuple[float, float]] = []  # (start, end) of tracking each frame (perf_counter)
         self.results: dict[int, FrameResult] = {}
         try:
@@ -273,8 +291,53 @@ class System:
             error = self.worker.error
         if self.progress is not None:
             self.progress.finish(self._progress_stats(n, wall))
+        self.map_info = self._map_info()
+        if self.save_dir is not None:
+            try:
+                self.map_info["saved"] = str(self._save_map())
+            except Exception as exc:  # the run folder is still written
+                self.map_info["save_error"] = str(exc)
+                error = error if error is not None else exc
         report = self._write_outputs(n, wall, t_track, reader.read_times, interrupted, error)
         return RunResult(self.out, report, interrupted, error, [self.results[k] for k in sorted(self.results)])
+
+    def _map_info(self) -> dict[str, Any]:
+        """report.json's map: the loaded map and when the run relocalized in it."""
+        out: dict[str, Any] = {"loaded": None, "localize": self.localize, "saved": None}
+        if self.loaded is not None:
+            c = self.loaded.header.get("counts", {})
+            out["loaded"] = {"folder": str(self.load_dir), "keyframes": c.get("keyframes"),
+                             "landmarks": c.get("landmarks")}
+            rel = self.tracker.relocalized_frames
+            first = rel[0] if rel else None
+            out["first_relocalized_frame"] = first
+            out["frames_before_relocalization"] = (None if first is None
+                                                   else sum(1 for k in self.results if k < first))
+        return out
+
+    def _save_map(self) -> Path:
+        """Write the final map with its place database (slam/map/store.py); the header says which frame it is in."""
+        from slam.map.store import save_map
+
+        assert self.save_dir is not None
+        ok = [self.results[k] for k in sorted(self.results) if self.results[k].ok]
+        if self.loaded is not None:
+            world = self.loaded.header.get("world")
+        else:
+            first = ok[0] if ok else None
+            world = {"origin": "the camera of the first tracked frame of the run that made the map",
+                     "source": self.spec, "frame": None if first is None else first.index,
+                     "timestamp": None if first is None else first.timestamp,
+                     "T_groundtruth_world": None if first is None or first.gt_pose is None else first.gt_pose.tolist()}
+        db = self.place_database if self.place_database is not None else _place_database(self.map, None)
+        header = {"sensor": self.mode,
+                  "camera": {"K": self.rig.K.tolist(), "width": self.rig.width, "height": self.rig.height,
+                             "baseline": self.rig.baseline},
+                  "source": self.spec, "frames": [ok[0].index, ok[-1].index] if ok else None,
+                  "world": world, "loaded_from": None if self.load_dir is None else str(self.load_dir),
+                  "places_from": "loop closure" if self.place_database is not None else "landmark descriptors",
+                  "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return save_map(self.save_dir, self.map, header, db.state())
 
     def _to_loop(self, kf: Any) -> None:
         """Odometry worker -> loop worker: a keyframe now in the map, with its place-feature input."""
@@ -340,6 +403,53 @@ class System:
         return report
 
 
+def _load_map(folder: Path, system: System) -> Any:
+    """The saved map, checked against this run's sensor and camera (InputError naming map.json otherwise)."""
+    from slam.map.store import HEADER, load_map
+
+    loaded = load_map(folder)
+    head, rig = loaded.header, system.rig
+    cam = head.get("camera") if isinstance(head.get("camera"), dict) else {}
+    problems = []
+    if head.get("sensor") != system.mode:
+        problems.append(f"sensor {head.get('sensor')!r}, this run {system.mode!r}")
+    if [cam.get("width"), cam.get("height")] != [rig.width, rig.height]:
+        problems.append(f"images {cam.get('width')}x{cam.get('height')}, this run {rig.width}x{rig.height}")
+    try:
+        K = np.asarray(cam.get("K", np.zeros((3, 3))), np.float64)
+        baseline = float(cam.get("baseline") or 0.0)
+    except (TypeError, ValueError, AttributeError):
+        from slam.errors import FormatError
+        raise FormatError("camera must hold K (3x3 numbers), width, height and baseline", folder / HEADER) from None
+    if K.shape != (3, 3) or not np.allclose(K, rig.K, rtol=1e-6, atol=1e-6):
+        problems.append("other camera intrinsics K")
+    if abs(baseline - float(rig.baseline)) > 1e-9:
+        problems.append(f"baseline {cam.get('baseline')} m, this run {rig.baseline} m")
+    if problems:
+        raise InputError("the map was made with another camera: " + "; ".join(problems), folder / HEADER)
+    return loaded
+
+
+def _place_database(the_map: Map, places: dict[str, np.ndarray] | None, folder: Path | None = None) -> Any:
+    """The place database of a loaded map: the saved one, or (a map saved without one) one made from the
+    descriptors of the landmarks each keyframe observes."""
+    from slam.loop.database import PlaceDatabase
+
+    if places is not None:
+        from slam.errors import FormatError
+        try:
+            return PlaceDatabase.from_state(places)
+        except ValueError as exc:
+            raise FormatError(f"the place database does not load: {exc}",
+                              (folder or Path(".")) / "places.npz") from None
+    db = PlaceDatabase()
+    for k in range(the_map.n_keyframes):  # per keyframe
+        ids = the_map.keyframe_observations(k)[0]
+        desc = the_map.landmarks(ids)[3]
+        db.add(k, desc[desc.any(axis=1)])
+    return db
+
+
 def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None, str | None]:
     """The loop worker with place recognition and verification, or (None, why it is not available)."""
     from slam.loop.closer import LoopCloser
@@ -351,7 +461,9 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
     from slam.frontend.place import place_features
 
     cfg = system.cfg.loop
-    candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg)
+    db = None if system.loaded is None else _place_database(system.map, system.loaded.places, system.load_dir)
+    candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg, database=db)
+    system.place_database = candidates.database  # type: ignore[attr-defined]
     orb = make_orb()  # the loop thread's own extractor
     rig, fcfg = system.rig, system.cfg.frontend
     closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
@@ -383,7 +495,7 @@ def _frame_times(system: System) -> tuple[np.ndarray, np.ndarray]:
 def _loop_report(system: System) -> Any:
     """report.json's loop_closure: loops accepted / rejected, PGO times, tracking during PGO."""
     if not system.loop:
-        return "disabled (--no-loop)"
+        return "disabled (--localize: the map is fixed)" if system.localize else "disabled (--no-loop)"
     if system.loop_worker is None:
         return system.loop_unavailable
     rep = system.loop_worker.summary()
@@ -437,6 +549,7 @@ def build_report(system: System, res: list[FrameResult], ok: list[FrameResult], 
         "tracking_fps": n / t_track if t_track > 0 else 0.0,
         "timings_ms": stages, "frame_time_ms": _percentiles(_frame_times(system)[1]), "ba": system.worker.summary(),
         "loop_closure": _loop_report(system),
+        "map": getattr(system, "map_info", None),
         "config": system.cfg.as_dict(),
     }
     if tr.mono is not None:  # monocular: why frames did not initialize (a run that never does says why)

@@ -32,6 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle-adjustment precision policy (default: the config's, normally mixed)")
     parser.add_argument("--no-loop", action="store_true", help="no loop closure (odometry only)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument("--frames", metavar="START:END",
+                        help="run frames START..END-1 of a recorded source (indices of the source; either may be "
+                             "left out); frames outside are not decoded where the source has random access")
+    parser.add_argument("--save-map", metavar="DIR",
+                        help="write the final map (keyframes, landmarks, covisibility, place database) to DIR "
+                             "(docs/maps.md); an earlier map there is replaced")
+    parser.add_argument("--load-map", metavar="DIR",
+                        help="start in a saved map: the first frames relocalize against it and the trajectory "
+                             "is in its frame (the first camera of the run that made it); the map grows")
+    parser.add_argument("--localize", action="store_true",
+                        help="with --load-map: keep the loaded map fixed (localization only: no keyframes, "
+                             "no loop closure)")
     parser.add_argument("--realtime", action="store_true",
                         help="play a recorded source at its sensor rate (default: as fast as tracking runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -84,7 +96,23 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
     opts, stereo = source_options(cfg.source, args.source)
+    frames = None
+    if getattr(args, "frames", None):
+        from slam.sources.slice import parse_frames
+        frames = parse_frames(args.frames)
+    if getattr(args, "localize", False) and not getattr(args, "load_map", None):
+        raise InputError("--localize needs a map to localize in (--load-map DIR)")
+    if getattr(args, "save_map", None):
+        from slam.map.store import check_save_folder
+        check_save_folder(args.save_map)
     source = open_source(args.source, opts, stereo=stereo)
+    if frames is not None:
+        from slam.sources.slice import SliceSource
+        try:
+            source = SliceSource(source, *frames)
+        except InputError:
+            source.close()
+            raise
     out = Path(args.out) if args.out else _default_out(args.source)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
@@ -92,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_run_folder(out, args.overwrite)
         system = System(cfg, source, args.source, out, max_frames=args.max_frames,
-                        progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime)
+                        progress=not args.quiet, loop=not args.no_loop, realtime=args.realtime,
+                        load_map=getattr(args, "load_map", None), save_map=getattr(args, "save_map", None),
+                        localize=getattr(args, "localize", False))
         T_body_cam = source.calibration.T_body_cam
         if args.frame == "body":
             check_body_frame(T_body_cam, system.mode, getattr(source, "kind", "this"))
@@ -118,7 +148,15 @@ def run(args: argparse.Namespace) -> int:
         lv = rep["live"]
         cam = "?" if lv["input_fps"] is None else f"{lv['input_fps']:.1f}"
         line += f"; live: camera {cam} frames/s, {lv['frames_dropped']} of {lv['frames_received']} frames dropped"
+    mp = rep.get("map") or {}
+    if mp.get("loaded"):
+        first = mp.get("first_relocalized_frame")
+        line += (f"; map {mp['loaded']['folder']}: never relocalized" if first is None else
+                 f"; map {mp['loaded']['folder']}: relocalized at frame {first} "
+                 f"(after {mp['frames_before_relocalization']} frames)")
     print(line)
+    if mp.get("saved"):
+        print(f"slam run: map saved to {mp['saved']}")
     if rep["keyframes"] == 0 and not result.interrupted and result.error is None:
         print(f"slam run: warning: {never_initialized(rep)}", file=sys.stderr)
     _pictures_and_exports(out, args, T_body_cam)

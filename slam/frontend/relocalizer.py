@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -79,9 +80,37 @@ def relocalize(gray: np.ndarray, the_map: Map, K: np.ndarray, orb: cv2.ORB, n_ke
     ids, X, desc = the_map.local_landmarks(n_keyframes)
     if len(ids) < min_inliers:
         return None
-    h, w = gray.shape[:2]
+    uv, d = multiscale_features(gray, orb, n_features)
+    return pose_from_landmarks(uv, d, ids, X, desc, gray.shape[:2], K, min_inliers, threshold)
+
+
+def relocalize_by_place(gray: np.ndarray, the_map: Map, K: np.ndarray, orb: cv2.ORB,
+                        query: Callable[[np.ndarray], list[int]], min_inliers: int, threshold: float,
+                        n_features: int = 1000, n_candidates: int = 3, n_covisible: int = 10) -> Relocalization | None:
+    """Pose of a frame in a loaded map, or None: place recognition (`query`: descriptors -> keyframe ids,
+    best first) names candidate keyframes; each candidate's landmarks and those of its most covisible
+    keyframes go through the same matching, PnP RANSAC and guided search as `relocalize`."""
     uv, d = multiscale_features(gray, orb, n_features)
     if len(uv) < min_inliers:
+        return None
+    for kf in query(d)[:n_candidates]:
+        neigh = sorted(the_map.covisible(kf).items(), key=lambda kv: -kv[1])[:n_covisible]
+        ids, X, desc = the_map.keyframes_landmarks(np.array([kf] + [k for k, _ in neigh], np.int64))
+        if len(ids) < min_inliers:
+            continue
+        res = pose_from_landmarks(uv, d, ids, X, desc, gray.shape[:2], K, min_inliers, threshold)
+        if res is not None:
+            return res
+    return None
+
+
+def pose_from_landmarks(uv: np.ndarray, d: np.ndarray, ids: np.ndarray, X: np.ndarray, desc: np.ndarray,
+                        shape: tuple[int, int], K: np.ndarray, min_inliers: int,
+                        threshold: float) -> Relocalization | None:
+    """Pose of an image's features (uv, ORB d) against landmarks (ids, X, desc): ratio-test matches,
+    RANSAC P3P, refinement, guided search by projection; None without min_inliers inliers."""
+    h, w = shape
+    if len(uv) < min_inliers or len(ids) < min_inliers:
         return None
     qi, ti = match_descriptors(d, desc, ratio=0.9)
     seed = max(10, min_inliers // 2)
@@ -90,7 +119,8 @@ def relocalize(gray: np.ndarray, the_map: Map, K: np.ndarray, orb: cv2.ORB, n_ke
     res = pnp_ransac(X[ti], uv[qi], K, 1.5 * threshold, iterations=5000)
     if res is None or res[1].sum() < seed:
         return None
-    T, inl = refine_pose(res[0], X[ti], uv[qi], K, threshold)
+    keep = res[1]  # refined from RANSAC's inliers: Gauss-Newton on every match can be pulled off by the outliers
+    T, inl = refine_pose(res[0], X[ti[keep]], uv[qi[keep]], K, threshold)
     if inl.sum() < seed:
         return None
     proj, z = project(T, X, K)
@@ -103,3 +133,22 @@ def relocalize(gray: np.ndarray, the_map: Map, K: np.ndarray, orb: cv2.ORB, n_ke
     if inl.sum() < min_inliers:
         return None
     return Relocalization(T, ids[l2[inl]], uv[q2[inl]].astype(np.float32), int(inl.sum()))
+
+
+def local_map_matches(uv: np.ndarray, d: np.ndarray, T_cw: np.ndarray, ids: np.ndarray, X: np.ndarray,
+                      desc: np.ndarray, shape: tuple[int, int], K: np.ndarray,
+                      threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(feature index, landmark index) of landmarks found by projection with a known pose T_cw and
+    descriptor, kept where the pose refined from them holds them as inliers."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(uv) == 0 or len(ids) == 0:
+        return empty
+    h, w = shape
+    proj, z = project(T_cw, X, K)
+    vis = np.flatnonzero((z > 0) & (proj[:, 0] >= 0) & (proj[:, 0] < w) & (proj[:, 1] >= 0) & (proj[:, 1] < h))
+    q, l = match_by_projection(uv, d, proj[vis], desc[vis], radius=2.5 * threshold)
+    if len(q) < 4:
+        return empty
+    l = vis[l]
+    _, inl = refine_pose(T_cw, X[l], uv[q], K, threshold)
+    return q[inl], l[inl]

@@ -8,6 +8,11 @@ keyframe is made when KeyframePolicy says so. A frame without enough inliers is 
 pose. Lost frames try relocalization against the newest keyframes' landmarks; after
 `new_map_after` seconds a new map segment starts, chained at the last known pose (the jump
 across the gap is not estimated). Monocular initialization lives in mono_init.py.
+
+A run that starts in a loaded map (`start_in_map`) starts LOST in it: frames relocalize by place
+recognition (the map's database names candidate keyframes) then PnP, and tracking goes on in the
+map's frame. In localization mode the map is never written: no keyframes are made; where one would
+be, landmarks of the map keyframes near the camera are found in the frame and join the tracks.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from slam.frontend.measure import measure
 from slam.frontend.mono_init import MonoInitializer, TwoViewStart, pose_from_points
 from slam.frontend.place import place_input
 from slam.geometry.pose import pnp_ransac, project, refine_pose
-from slam.frontend.relocalizer import relocalize
+from slam.frontend.relocalizer import (local_map_matches, multiscale_features, relocalize,
+                                       relocalize_by_place)
 from slam.frontend.state import FrameResult, Tracks, inv
 from slam.geometry.lie import orthonormalize
 from slam.geometry.pinhole import Rig, backproject
@@ -72,6 +78,9 @@ class Tracker:
         self.kf_poses: dict[int, np.ndarray] = {}  # T_wc of keyframes (map values once written)
         self.kf_rel: dict[int, tuple[int, np.ndarray]] = {}  # keyframe -> (reference keyframe, T_ref_kf)
         self.lost_since: float | None = None
+        self.place_query: Callable[[np.ndarray], list[int]] | None = None  # loaded map: place recognition
+        self.localize = False  # localization mode: the loaded map stays fixed, no keyframes are made
+        self.relocalized_frames: list[int] = []
         self.mono = MonoInitializer(frontend, rig.K, the_map.allocate_ids) if rig.mode == "mono" else None
         self.times: dict[str, list[float]] = {}
         self.keyframe_reasons: dict[str, int] = {}
@@ -139,6 +148,19 @@ class Tracker:
             self.T_cw = orthonormalize(self.T_cw @ inv(D))
             self.kf_T_wc = self.kf_poses[self.kf_id]
 
+    def start_in_map(self, place_query: Callable[[np.ndarray], list[int]] | None, localize: bool = False) -> None:
+        """Begin in a loaded map: the first frames relocalize against it (place recognition `place_query`:
+        descriptors -> keyframe ids best first, then PnP) instead of starting a new map; tracking goes on in
+        its world frame. localize: ORB-SLAM3's localization mode, the map is never written."""
+        poses, _, _, segments = self.map.keyframe_table()
+        self.place_query, self.localize = place_query, localize
+        self.kf_poses.update(enumerate(poses))
+        self.next_kf = len(poses)
+        self.segment = int(segments.max()) if len(segments) else -1
+        self.map_version = self.map.version
+        self.state = LOST
+        self.lost_since = None
+
     # ------------------------------------------------------------------ per frame
     def process(self, frame: Frame) -> list[FrameResult]:
         """Track one frame; returns its result (monocular initialization may add earlier frames)."""
@@ -180,9 +202,13 @@ class Tracker:
         self._triangulate_tracks(self.kf_id)
         status = "tracking"
         if self._want_keyframe(frame):
-            self._make_keyframe(frame, gray, pyr)
-            status = "keyframe"
-            self._timed("keyframe", t0)
+            if self.localize:  # no keyframe: more of the map's landmarks are found in this frame instead
+                self._track_local_map(frame, gray)
+                self._timed("local_map", t0)
+            else:
+                self._make_keyframe(frame, gray, pyr)
+                status = "keyframe"
+                self._timed("keyframe", t0)
         return self._result(frame, status, n_inl)
 
     def _predict_pixels(self, T_pred: np.ndarray) -> np.ndarray:
@@ -342,11 +368,20 @@ class Tracker:
         return self._lost(frame)
 
     def _recover(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> FrameResult:
-        """Relocalize against the map; after new_map_after seconds start a new map segment."""
+        """Relocalize against the map (a loaded one: place recognition first); after new_map_after
+        seconds start a new map segment (never in localization mode)."""
         t0 = time.perf_counter()
         f = self.f
-        rel = relocalize(gray, self.map, self.K, self.orb or make_orb(), f.relocalize_keyframes,
-                         f.relocalize_min_inliers, f.reprojection_threshold, f.relocalize_features) if self.map.n_keyframes else None
+        if self.lost_since is None:  # a loaded map: the run starts lost in it
+            self.lost_since = frame.timestamp
+        orb = self.orb or make_orb()
+        rel = None
+        if self.place_query is not None:
+            rel = relocalize_by_place(gray, self.map, self.K, orb, self.place_query, f.relocalize_min_inliers,
+                                      f.reprojection_threshold, f.relocalize_features)
+        if rel is None and self.map.n_keyframes:
+            rel = relocalize(gray, self.map, self.K, orb, f.relocalize_keyframes, f.relocalize_min_inliers,
+                             f.reprojection_threshold, f.relocalize_features)
         self._timed("relocalize", t0)
         if rel is not None:
             self.tracks = Tracks()
@@ -355,16 +390,48 @@ class Tracker:
             self.V = np.eye(4)
             self.state = TRACKING
             self.lost_since = None
-            self._make_keyframe(frame, gray, pyr, chain=False)  # its pose comes from the map itself
+            self.relocalized_frames.append(frame.index)
+            if self.localize:
+                self._anchor_to_map(frame)
+            else:
+                self._make_keyframe(frame, gray, pyr, chain=False)  # its pose comes from the map itself
             return self._result(frame, "relocalized", rel.inliers)
-        assert self.lost_since is not None
-        if frame.timestamp - self.lost_since >= f.new_map_after:
+        if frame.timestamp - self.lost_since >= f.new_map_after and not self.localize:
             self.state = INIT
             if self.mono is not None:
                 self.mono.reset()
                 return self._init_mono(frame, gray, pyr)[-1]
             return self._init_depth(frame, gray, pyr)
         return self._lost(frame)
+
+    def _anchor_to_map(self, frame: Frame) -> None:
+        """Localization mode: poses are stored relative to the map keyframe nearest the camera, and the
+        keyframe policy measures from this frame's tracks (a fixed map gets no keyframes)."""
+        T_wc = inv(self.T_cw)
+        ks = np.array(sorted(self.kf_poses))
+        centers = np.stack([self.kf_poses[int(k)][:3, 3] for k in ks])
+        k = int(ks[np.argmin(np.linalg.norm(centers - T_wc[:3, 3], axis=1))])
+        self.kf_id, self.kf_T_wc, self.kf_time = k, self.kf_poses[k], frame.timestamp
+        tr = self.tracks
+        self.kf_ids, self.kf_uv = tr.ids.copy(), tr.uv.astype(np.float64)
+        self.kf_landmarks = tr.ids[np.isfinite(tr.xyz[:, 0])]
+
+    def _track_local_map(self, frame: Frame, gray: np.ndarray) -> None:
+        """Localization mode: landmarks of the map keyframes near the camera found in this frame by
+        projection and descriptor (ORB-SLAM's track-local-map) join the tracks."""
+        f, tr = self.f, self.tracks
+        T_wc = inv(self.T_cw)
+        ks = np.array(sorted(self.kf_poses))
+        centers = np.stack([self.kf_poses[int(k)][:3, 3] for k in ks])
+        near = ks[np.argsort(np.linalg.norm(centers - T_wc[:3, 3], axis=1))[:5]]
+        covis = [k for n in near for k, _ in sorted(self.map.covisible(int(n)).items(), key=lambda kv: -kv[1])[:5]]
+        ids, X, desc = self.map.keyframes_landmarks(np.union1d(near, np.array(covis, np.int64)))
+        uv, d = multiscale_features(gray, self.orb or make_orb(), f.relocalize_features)
+        q, lm = local_map_matches(uv, d, self.T_cw, ids, X, desc, gray.shape[:2], self.K, f.reprojection_threshold)
+        new = ~np.isin(ids[lm], tr.ids)
+        if new.any():
+            tr.add(ids[lm[new]], uv[q[new]], X[lm[new]])
+        self._anchor_to_map(frame)
 
     def _init_mono(self, frame: Frame, gray: np.ndarray, pyr: Pyramid) -> list[FrameResult]:
         """One frame of monocular initialization; the results end with this frame's."""

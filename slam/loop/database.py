@@ -45,6 +45,7 @@ class PlaceDatabase:
         if (n_tables << bits) >= 2 ** 31:
             raise ValueError(f"{n_tables} tables of {bits} bits do not fit 31-bit word ids")
         self.n_tables, self.bits = int(n_tables), int(bits)
+        self._seed = int(seed)
         self.stop_fraction = float(stop_fraction)
         self.merge_entries = int(merge_entries)
         rng = np.random.default_rng(seed)
@@ -102,6 +103,34 @@ class PlaceDatabase:
             self._start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             self._tail_w = np.zeros(0, np.int32)
             self._tail_k = np.zeros(0, np.int32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The database as arrays (a saved map's places.npz, docs/maps.md): params [n_tables, bits, seed,
+        stop_fraction], bit positions, keyframe ids and word counts, and the (word, keyframe) pairs sorted."""
+        w = np.concatenate([self._main_w, self._tail_w])
+        k = np.concatenate([self._main_k, self._tail_k])
+        order = np.argsort(w, kind="stable")
+        return {"params": np.array([self.n_tables, self.bits, self._seed, self.stop_fraction], np.float64),
+                "positions": self._positions.astype(np.int64), "kf_ids": self._ids.copy(),
+                "n_words": self._n_words.copy(), "words": w[order].astype(np.int64), "keyframes": k[order].astype(np.int64)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "PlaceDatabase":
+        """A database holding the arrays of `state()`; ValueError when they do not fit together."""
+        n_tables, bits, seed, stop = (float(x) for x in np.asarray(state["params"]).ravel()[:4])
+        db = cls(int(n_tables), int(bits), int(seed), stop)
+        if not np.array_equal(db._positions, np.asarray(state["positions"])):
+            raise ValueError("the bit positions do not follow from the saved seed")
+        w, k = np.asarray(state["words"], np.int64), np.asarray(state["keyframes"], np.int64)
+        ids = np.asarray(state["kf_ids"], np.int64)
+        if len(w) != len(k) or (len(w) and (w.min() < 0 or w.max() >= len(db._start) - 1 or k.min() < 0
+                                            or k.max() >= len(ids) or np.any(np.diff(w) < 0))):
+            raise ValueError("words and keyframes are not sorted (word, keyframe index) pairs within range")
+        db._ids, db._n_words = ids.copy(), np.asarray(state["n_words"], np.int64).copy()
+        db._index = {int(x): i for i, x in enumerate(ids.tolist())}
+        db._main_w, db._main_k = w.astype(np.int32), k.astype(np.int32)
+        db._start = np.concatenate([[0], np.cumsum(np.bincount(db._main_w, minlength=len(db._start) - 1))]).astype(np.int64)
+        return db
 
     def _all_scores(self, descriptors: np.ndarray) -> np.ndarray:
         """Score of the query against every keyframe, by internal index (n,)."""

@@ -56,12 +56,14 @@ def candidate_landmarks(the_map: Any, match: int) -> Any:
     return CandidateLandmarks(ids, pos, desc, np.isin(ids, own))
 
 
-def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig) -> tuple[Callable, Callable]:
-    """(candidates, verify) callables for LoopCloser; ImportError when the modules are missing."""
+def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
+                      database: Any = None) -> tuple[Callable, Callable]:
+    """(candidates, verify) callables for LoopCloser; ImportError when the modules are missing.
+    database: a PlaceDatabase to start from (a loaded map's), else an empty one; `candidates.database`."""
     from slam.loop.detector import LoopDetector
     from slam.loop.verify import VerifyParams, verify_loop
 
-    detector = LoopDetector(min_score=cfg.min_score)
+    detector = LoopDetector(database=database, min_score=cfg.min_score)
     params = VerifyParams(min_inliers=cfg.min_inliers)
 
     def neighbours(k: int) -> set[int]:
@@ -81,4 +83,5 @@ def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig) -> tup
         return Verified(Z, int(res.inliers), res.matches, float(res.scale))
 
     candidates.rejections = detector.rejections  # type: ignore[attr-defined]
+    candidates.database = detector.database  # type: ignore[attr-defined]
     return candidates, verify

@@ -410,6 +410,58 @@ class Map:
                 keyframe_poses=self._kf_pose.view.copy(), keyframe_segments=self._kf_segment.view.copy(),
                 point_ids=alive, points=self._lm_pos.a[alive].copy(), n_observations=int(self._obs_ok.view.sum()))
 
+    # ------------------------------------------------------------------ saved maps (slam/map/store.py)
+    def export_state(self) -> dict[str, np.ndarray]:
+        """Copies of every stored array, named as in a saved map's map.npz (docs/maps.md), in one locked step."""
+        with self._lock:
+            covis = [(i, j, n) for i, d in self._covisibility.items() for j, n in d.items() if i < j]
+            return {
+                "next_id": np.array(self._next_id, np.int64), "corrections": np.array(self._corrections, np.int64),
+                "lm_position": self._lm_pos.view.copy(), "lm_state": self._lm_state.view.copy(),
+                "lm_descriptor": self._lm_desc.view.copy(), "lm_has_descriptor": self._lm_has_desc.view.copy(),
+                "lm_ref_kf": self._lm_ref_kf.view.copy(), "lm_merged": self._lm_merged.view.copy(),
+                "kf_pose": self._kf_pose.view.copy(), "kf_timestamp": self._kf_time.view.copy(),
+                "kf_frame": self._kf_frame.view.copy(), "kf_segment": self._kf_segment.view.copy(),
+                "kf_obs_range": self._kf_obs.view.copy(),
+                "obs_kf": self._obs_kf.view.copy(), "obs_lm": self._obs_lm.view.copy(),
+                "obs_uv": self._obs_uv.view.copy(), "obs_u_right": self._obs_ur.view.copy(),
+                "obs_inlier": self._obs_ok.view.copy(),
+                "covisibility": np.array(covis, np.int64).reshape(-1, 3),
+            }
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "Map":
+        """A map holding the arrays of `export_state` (checked by slam/map/store.py before)."""
+        m = cls()
+        pairs = [(m._lm_pos, "lm_position"), (m._lm_state, "lm_state"), (m._lm_desc, "lm_descriptor"),
+                 (m._lm_has_desc, "lm_has_descriptor"), (m._lm_ref_kf, "lm_ref_kf"), (m._lm_merged, "lm_merged"),
+                 (m._kf_pose, "kf_pose"), (m._kf_time, "kf_timestamp"), (m._kf_frame, "kf_frame"),
+                 (m._kf_segment, "kf_segment"), (m._kf_obs, "kf_obs_range"), (m._obs_kf, "obs_kf"),
+                 (m._obs_lm, "obs_lm"), (m._obs_uv, "obs_uv"), (m._obs_ur, "obs_u_right"), (m._obs_ok, "obs_inlier")]
+        for grow, name in pairs:
+            grow.extend(np.asarray(state[name], grow.a.dtype))
+        m._next_id = int(state["next_id"])
+        m._corrections = int(state["corrections"])
+        for i, j, n in np.asarray(state["covisibility"], np.int64).reshape(-1, 3).tolist():  # per keyframe pair
+            m._covisibility.setdefault(i, {})[j] = n
+            m._covisibility.setdefault(j, {})[i] = n
+        m.version = 1
+        return m
+
+    def keyframes_landmarks(self, kf_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, positions, descriptors) of the alive landmarks with a descriptor that keyframes kf_ids observe."""
+        with self._lock:
+            kf_ids = np.asarray(kf_ids, np.int64)
+            kf_ids = kf_ids[(kf_ids >= 0) & (kf_ids < self._kf_time.n)]
+            if kf_ids.size == 0:
+                return np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 32), np.uint8)
+            r = self._kf_obs.a[kf_ids]
+            cnt = r[:, 1] - r[:, 0]
+            rows = np.repeat(r[:, 0] - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))
+            ids = np.unique(self._obs_lm.a[rows][self._obs_ok.a[rows]])
+            ids = ids[(self._lm_state.a[ids] == ALIVE) & self._lm_has_desc.a[ids]]
+            return ids, self._lm_pos.a[ids].copy(), self._lm_desc.a[ids].copy()
+
     # ------------------------------------------------------------------ loop closure: landmark fusion
     def resolve(self, ids: np.ndarray) -> np.ndarray:
         """The landmark each id now stands for: itself, or the one it was fused into (followed to the end)."""
