@@ -254,7 +254,7 @@ def scene_from_message(msg: dict[str, Any], K: np.ndarray, image_size: tuple[int
     if msg["loops"] and len(kf_poses):
         scene.loop_edges = loop_edges(msg["loops"], msg["kf_ids"], msg["kf_times"], kf_poses[:, :3, 3])
     status = msg["status"] or (f"{len(kf_poses)} keyframes, {len(scene.points)} points, "
-                               f"{len(msg['loops'])} loops, {len(msg['uv'])} tracked")
+                               f"{len(msg['loops'])} loop{'' if len(msg['loops']) == 1 else 's'}, {len(msg['uv'])} tracked")
     return scene, feature_image(msg["image"], msg["uv"], msg["in_map"]), status
 
 

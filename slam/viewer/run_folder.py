@@ -96,7 +96,7 @@ def _info_lines(d: Path, report: dict[str, Any], scene: Scene, n_loops: int) -> 
     if report:
         frames = f", {report['frames']} frames" if "frames" in report else ""
         lines.append(f"{report.get('source', '?')} ({report.get('sensor', '?')}){frames}")
-    lines.append(f"{len(scene.keyframe_poses)} keyframes, {len(scene.points)} points, {n_loops} loops")
+    lines.append(f"{len(scene.keyframe_poses)} keyframes, {len(scene.points)} points, {n_loops} loop{'' if n_loops == 1 else 's'}")
     ate = report.get("ate") or {}
     if "rmse" in ate:
         lines.append(f"ATE RMSE {ate['rmse']:.4f} m ({ate.get('align', '?')})")

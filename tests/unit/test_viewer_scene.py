@@ -164,7 +164,7 @@ def test_live_message_follows_keyframes_and_aligns_ground_truth() -> None:
     np.testing.assert_allclose(scene.trajectory, expect, atol=1e-12)
     np.testing.assert_allclose(scene.ground_truth, expect, atol=1e-9)
     np.testing.assert_allclose(scene.loop_edges, [[kf[3, :3, 3], kf[0, :3, 3]]])
-    assert "4 keyframes" in status and "1 loops" in status
+    assert "4 keyframes" in status and "1 loop, " in status
     assert img.shape == (48, 64, 3)
     assert (img[10, 13] == [0, 200, 0]).all() and (img[30, 43] == [230, 200, 0]).all()  # rings: map point, new
     assert (img[10, 10] == 100).all()  # the feature itself is not covered
