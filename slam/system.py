@@ -463,7 +463,8 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
     cfg = system.cfg.loop
     db = None if system.loaded is None else _place_database(system.map, system.loaded.places, system.load_dir)
     candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg, database=db)
-    system.place_database = candidates.database  # type: ignore[attr-defined]
+    # the database behind `candidates` (saved with the map); a stand-in place recognizer may have none
+    system.place_database = getattr(candidates, "database", None)
     orb = make_orb()  # the loop thread's own extractor
     rig, fcfg = system.rig, system.cfg.frontend
     closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,

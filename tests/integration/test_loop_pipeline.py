@@ -121,7 +121,7 @@ def test_interrupt_during_pgo_keeps_the_last_accepted_correction(tmp_path: Path,
     started = threading.Event()
     solves: list[int] = []
 
-    def stub(the_map, rig, mode, cfg):
+    def stub(the_map, rig, mode, cfg, database=None):
         def candidates(kf, place):
             return [(0, 1.0)] if kf in (5, 16) else []
 
