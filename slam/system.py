@@ -476,7 +476,8 @@ def _make_loop_worker(system: System, precision: str) -> tuple[LoopWorker | None
         prec = cfg.precision or precision
         closer.global_ba = lambda abort: global_ba(system.map, rig.K, rig.baseline, system.cfg.odometry, prec,
                                                    cfg.global_ba_iterations, abort)
-    return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice), None
+    return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice,
+                      max_backlog=cfg.max_backlog), None
 
 
 def _percentiles(x: np.ndarray) -> dict[str, Any]:

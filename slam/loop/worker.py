@@ -6,6 +6,12 @@ runs). The thread runs below the odometry worker's priority. An exception stops 
 it is kept in `error`, later keyframes are dropped, and the run finishes as odometry. `stop`
 drains the queue; `abort` ends at once, dropping a correction still being computed, so that an
 interrupted run keeps the last correction that was written.
+
+The queue is bounded in what it holds: a keyframe queued while `max_backlog` others wait is queued
+without its place input (the image and features place recognition would describe), so it is not
+a loop query and does not enter the place database. Without the bound a long run whose loop thread
+falls behind (large PGOs on a loaded machine) kept every waiting keyframe's image: 10,000 frames of
+room_loop reached 2.3 GB, and the end of the run waited for thousands of queued keyframes.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ _STOP = object()
 class LoopWorker:
     """LoopCloser on its own thread."""
 
-    def __init__(self, closer: LoopCloser, blocking: bool = False, nice: int = 15) -> None:
+    def __init__(self, closer: LoopCloser, blocking: bool = False, nice: int = 15, max_backlog: int = 40) -> None:
         self.closer = closer
-        self.blocking, self.nice = blocking, nice
+        self.blocking, self.nice, self.max_backlog = blocking, nice, max_backlog
+        self.skipped_behind = 0  # keyframes queued without place input: the worker was max_backlog behind
         self.queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.error_text: str | None = None
@@ -44,6 +51,8 @@ class LoopWorker:
         """Queue an inserted keyframe (dropped once the worker has failed or been stopped)."""
         if self.error is not None or self.abort_event.is_set():
             return
+        if place is not None and not self.blocking and self.queue.qsize() >= self.max_backlog:
+            place, self.skipped_behind = None, self.skipped_behind + 1
         self.queue.put((kf_id, timestamp, place))
         if self.blocking:
             self.queue.join()
@@ -87,5 +96,6 @@ class LoopWorker:
         """report.json's loop-closure section."""
         out = self.closer.summary()
         out["status"] = "failed" if self.error is not None else "ok"
+        out["keyframes_skipped_behind"] = self.skipped_behind
         out["error"] = self.error_text
         return out

@@ -1,0 +1,63 @@
+"""The loop worker's queue keeps at most `max_backlog` keyframes' place inputs (images) waiting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from slam.loop.worker import LoopWorker
+
+
+class _SlowCloser:
+    """Stands in for LoopCloser: the first keyframe blocks until released; records what it was given."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.seen: list[tuple[int, Any]] = []
+        self.abort: Any = None
+
+    def process(self, kf_id: int, timestamp: float, place: Any) -> None:
+        self.seen.append((kf_id, place))
+        if kf_id == 0:
+            self.release.wait(30)
+
+    def summary(self) -> dict:
+        return {"accepted": 0}
+
+
+def _wait_busy(worker: LoopWorker) -> None:
+    t0 = time.monotonic()
+    while worker.busy_since is None and time.monotonic() - t0 < 30:
+        time.sleep(0.01)
+    assert worker.busy_since is not None
+
+
+def test_keyframes_beyond_the_backlog_skip_place_recognition() -> None:
+    closer = _SlowCloser()
+    worker = LoopWorker(closer, blocking=False, nice=0, max_backlog=5)  # type: ignore[arg-type]
+    worker.start()
+    worker.submit(0, 0.0, "place-0")
+    _wait_busy(worker)  # keyframe 0 is being processed: the queue is empty
+    for k in range(1, 13):
+        worker.submit(k, float(k), f"place-{k}")
+    closer.release.set()
+    worker.stop(30)
+    assert not worker.alive
+    assert [k for k, _ in closer.seen] == list(range(13))  # every keyframe still reaches the closer, in order
+    places = dict(closer.seen)
+    assert [places[k] for k in range(1, 6)] == [f"place-{k}" for k in range(1, 6)]  # the first 5 waited with theirs
+    assert all(places[k] is None for k in range(6, 13))  # the rest came without: no image held for them
+    summary = worker.summary()
+    assert summary["keyframes_skipped_behind"] == 7 and summary["status"] == "ok"
+
+
+def test_blocking_runs_never_skip() -> None:
+    closer = _SlowCloser()
+    closer.release.set()
+    worker = LoopWorker(closer, blocking=True, nice=0, max_backlog=0)  # type: ignore[arg-type]
+    worker.start()
+    for k in range(5):
+        worker.submit(k, float(k), f"place-{k}")
+    worker.stop(30)
+    assert all(p is not None for _, p in closer.seen) and worker.skipped_behind == 0
