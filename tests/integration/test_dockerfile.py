@@ -4,7 +4,6 @@ fresh venv, so that the file cannot rot where `docker build` is not available.""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -15,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from dockerignore_rules import docker_excluded, read_patterns  # tests/ (beside conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,20 +39,6 @@ def parse_dockerfile(text: str) -> list[tuple[str, str]]:
         current = ""
     assert not current, "the Dockerfile ends inside a continued instruction"
     return steps
-
-
-def docker_excluded(path: str, patterns: list[str]) -> bool:
-    """Docker's rule: the last matching pattern wins; a pattern excludes a folder with its content."""
-    excluded = False
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    for pat in patterns:
-        neg = pat.startswith("!")
-        p = pat[1:] if neg else pat
-        alts = [p, p[3:]] if p.startswith("**/") else [p]
-        if any(fnmatch.fnmatchcase(pre, a) for pre in prefixes for a in alts):
-            excluded = not neg
-    return excluded
 
 
 def _makefile_system_packages() -> set[str]:
@@ -84,8 +71,7 @@ def _context_files() -> list[str]:
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"not a git checkout ({r.stderr.strip()})")
-    patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    patterns = read_patterns(REPO)
     return [p for p in r.stdout.split("\0") if p and (REPO / p).is_file() and not docker_excluded(p, patterns)]
 
 

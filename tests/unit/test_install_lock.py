@@ -3,13 +3,14 @@ and this environment holds the locked versions (the ones the tests pass with).""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import cv2
+
+from dockerignore_rules import docker_excluded, read_patterns  # tests/ (beside conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,30 +66,15 @@ def test_makefile_installs_from_the_lock() -> None:
     assert re.search(r"^lock:", mk, re.M) and re.search(r"^test-other-opencv:", mk, re.M)
 
 
-def _docker_excluded(path: str, patterns: list[str]) -> bool:
-    """Docker's rule: the last matching pattern wins; a pattern excludes a folder with its content."""
-    excluded = False
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    for pat in patterns:
-        neg = pat.startswith("!")
-        p = pat[1:] if neg else pat
-        alts = [p, p[3:]] if p.startswith("**/") else [p]
-        if any(fnmatch.fnmatchcase(pre, a) for pre in prefixes for a in alts):
-            excluded = not neg
-    return excluded
-
-
 def test_docker_context_has_no_host_environment() -> None:
-    patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    patterns = read_patterns(REPO)
     for path in (".venv/bin/python", ".venv-other-opencv/pyvenv.cfg", ".git/HEAD", "runs/demo/report.json",
                  "bench_out/odometry/x.json", "slam/__pycache__/cli.cpython-311.pyc", "__pycache__/a.pyc",
                  ".pytest_cache/v/x", "slam.egg-info/PKG-INFO", "datasets/V1_01_easy/mav0/x.png"):
-        assert _docker_excluded(path, patterns), path
+        assert docker_excluded(path, patterns), path
     for path in ("slam/cli.py", "constraints.txt", "Makefile", "pyproject.toml", "README.md", "datasets/README.md",
                  "configs/euroc_stereo.yaml", "tests/conftest.py"):
-        assert not _docker_excluded(path, patterns), path
+        assert not docker_excluded(path, patterns), path
     docker = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11", docker, re.M)  # the lock's interpreter
     assert re.search(r"^RUN make venv$", docker, re.M)  # the Makefile's install, from the lock
