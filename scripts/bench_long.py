@@ -24,8 +24,10 @@ import threading
 import time
 from pathlib import Path
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as `slam` does (slam/cli.py)
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from slam.priority import one_blas_thread  # noqa: E402
+
+one_blas_thread()  # as `slam` does; OPENBLAS_NUM_THREADS=2 measures the other setting
 
 import numpy as np  # noqa: E402
 

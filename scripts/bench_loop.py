@@ -28,10 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-# As `slam` does (slam/cli.py): one BLAS thread per process unless the environment says otherwise
-# (OPENBLAS_NUM_THREADS=2 python scripts/bench_loop.py ... measures the other setting).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from slam.priority import one_blas_thread  # noqa: E402
+
+one_blas_thread()  # as `slam` does; OPENBLAS_NUM_THREADS=2 measures the other setting
 
 import numpy as np  # noqa: E402
 

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import warnings
 
-# Before NumPy is imported (the command modules import it): one BLAS/OpenMP thread per process
-# unless the user says otherwise. A run already keeps the cores busy with its own threads (reader,
-# tracking, window BA, loop closing); OpenBLAS's thread pool on top of them oversubscribes the
-# cores and spins, which made loop-closure PGO several times slower on the 2-core machine
-# (scripts/bench_loop.py --pgo-size, with and without this setting).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 from slam.errors import InputError
+from slam.priority import one_blas_thread
+
+one_blas_thread()  # before NumPy is imported (the command modules import it)
 
 # name -> one-line help; the module slam.commands.<name> provides add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, str] = {
