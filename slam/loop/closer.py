@@ -5,8 +5,8 @@ has inserted it, asks place recognition for candidates, verifies them geometrica
 accepted loop builds the global pose graph of the map (posegraph.py), solves it in the run's
 precision, writes the correction back in one locked step (correction.py) and fuses the landmarks
 the verification matched on both sides of the loop (Map.fuse_landmarks, the older one is kept).
-Candidate search and verification are injected callables (`candidates`, `verify`) so that the
-pipeline is independent of how places are recognised.
+Candidate search and verification come in as a PlaceRecognition (two callables and their
+bookkeeping) so that the pipeline is independent of how places are recognised.
 """
 
 from __future__ import annotations
@@ -38,17 +38,28 @@ Candidates = Callable[[int, Any], list[tuple[int, float]]]
 Verify = Callable[[int, Any, int], "Verified | str"]
 
 
+@dataclass
+class PlaceRecognition:
+    """What the closer asks about places (factory.place_recognition builds it for a run)."""
+
+    candidates: Candidates
+    verify: Verify
+    rejections: dict[str, int] = field(default_factory=dict)  # place recognition's own reasons (report.json)
+    database: Any = None  # the PlaceDatabase behind `candidates`, saved with the map; None for a stand-in
+
+
 class LoopCloser:
     """Detect, verify and close loops against a shared map (one keyframe per `process` call)."""
 
-    def __init__(self, the_map: Any, mode: str, cfg: LoopConfig, precision: str, candidates: Candidates,
-                 verify: Verify, notify: Callable[[dict], None] | None = None, abort: Any = None,
+    def __init__(self, the_map: Any, mode: str, cfg: LoopConfig, precision: str, places: PlaceRecognition,
+                 notify: Callable[[dict], None] | None = None, abort: Any = None,
                  features: Callable[[Any], Any] | None = None,
                  global_ba: Callable[[Any], dict | None] | None = None, export_dir: Path | None = None) -> None:
         self.map, self.cfg, self.precision = the_map, cfg, precision
         self.export_dir = export_dir  # every pose graph solved, at its initial estimate (NNN.g2o; the study re-solves them)
         self.group = "sim3" if mode == "mono" else "se3"
-        self.candidates, self.verify = candidates, verify
+        self.places = places
+        self.candidates, self.verify = places.candidates, places.verify
         self.features = features  # what the keyframe hands over -> its place features (None: as given)
         self.feature_times: list[float] = []
         self.global_ba = global_ba  # global_ba(abort) -> statistics, run after each loop when given
@@ -159,7 +170,7 @@ class LoopCloser:
     def summary(self) -> dict:
         """report.json: loops accepted, rejections by reason, PGO times."""
         pgo = [r["pgo"] for r in self.loops]
-        rejected = {k: v for k, v in getattr(self.candidates, "rejections", {}).items() if v}
+        rejected = {k: v for k, v in self.places.rejections.items() if v}
         rejected.update(self.rejections)  # verification's reasons next to place recognition's
         return {"accepted": len(self.loops), "rejected": rejected,
                 "group": self.group, "precision": self.precision, "landmarks_fused": self.fused,

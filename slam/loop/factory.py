@@ -11,13 +11,13 @@ match's map (s = 1 for SE(3)).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from slam.loop.config import LoopConfig
 from slam.geometry import lie
-from slam.loop.closer import Verified
+from slam.loop.closer import PlaceRecognition, Verified
 from slam.map.map import ALIVE
 
 CONNECTED = 15        # shared landmarks that make two keyframes neighbours (ORB-SLAM's connected keyframes)
@@ -57,9 +57,9 @@ def candidate_landmarks(the_map: Any, match: int) -> Any:
 
 
 def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
-                      database: Any = None) -> tuple[Callable, Callable]:
-    """(candidates, verify) callables for LoopCloser; ImportError when the modules are missing.
-    database: a PlaceDatabase to start from (a loaded map's), else an empty one; `candidates.database`."""
+                      database: Any = None) -> PlaceRecognition:
+    """Candidates and verification for LoopCloser; ImportError when the modules are missing.
+    database: a PlaceDatabase to start from (a loaded map's), else an empty one."""
     from slam.loop.detector import LoopDetector
     from slam.loop.verify import VerifyParams, verify_loop
 
@@ -82,6 +82,4 @@ def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
         Z = lie.se3_inverse(the_map.keyframe_pose(match)) @ res.S_world_query
         return Verified(Z, int(res.inliers), res.matches, float(res.scale))
 
-    candidates.rejections = detector.rejections  # type: ignore[attr-defined]
-    candidates.database = detector.database  # type: ignore[attr-defined]
-    return candidates, verify
+    return PlaceRecognition(candidates, verify, detector.rejections, detector.database)

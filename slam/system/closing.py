@@ -20,12 +20,11 @@ def make_loop_worker(system: Any, precision: str) -> tuple[LoopWorker | None, st
 
     cfg = system.cfg.loop
     db = None if system.loaded is None else place_database(system.map, system.loaded.places, system.load_dir)
-    candidates, verify = place_recognition(system.map, system.rig, system.mode, cfg, database=db)
-    # the database behind `candidates` (saved with the map); a stand-in place recognizer may have none
-    system.place_database = getattr(candidates, "database", None)
+    places = place_recognition(system.map, system.rig, system.mode, cfg, database=db)
+    system.place_database = places.database  # saved with the map (None: a stand-in recognizer has none)
     orb = make_orb()  # the loop thread's own extractor
     rig, fcfg = system.rig, system.cfg.frontend
-    closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, candidates, verify,
+    closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, places,
                         notify=system._on_loop, export_dir=system.out / "pose_graphs" if cfg.export_graphs else None,
                         features=lambda inp: place_features(inp, cfg.place_features, rig, fcfg, orb))
     if cfg.global_ba:

@@ -21,7 +21,7 @@ from slam.geometry import lie
 from slam.io.g2o import read_g2o
 from slam.loop import closer as closer_module
 from slam.loop import factory
-from slam.loop.closer import LoopCloser, Verified
+from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
 from slam.solvers.pgo import from_pose_graph
 from slam.sources.base import Frame, Source
 from slam.synthetic import SyntheticSource
@@ -128,7 +128,7 @@ def test_interrupt_during_pgo_keeps_the_last_accepted_correction(tmp_path: Path,
         def verify(kf, place, match):
             return Verified(lie.se3_inverse(the_map.keyframe_pose(match)) @ the_map.keyframe_pose(kf), 100)
 
-        return candidates, verify
+        return PlaceRecognition(candidates, verify)
 
     real_solve = closer_module.solve_graph
 
