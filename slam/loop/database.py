@@ -3,10 +3,11 @@
 API (stable):
 
     db = PlaceDatabase(n_tables=8, bits=18, seed=0)
-    db.add(kf_id: int, descriptors: np.ndarray) -> None        # (N,32) uint8 ORB
+    db.add(kf_id: int, descriptors: np.ndarray, words=None)    # (N,32) uint8 ORB
     db.query(descriptors, max_results=5, exclude=None) -> list[tuple[int, float]]   # best first
     db.scores(descriptors, kf_ids) -> np.ndarray               # the same score for chosen keyframes
-    db.score_all(descriptors) -> (kf_ids (n,), scores (n,))    # every keyframe, insertion order
+    db.score_all(descriptors, words=None) -> (kf_ids (n,), scores (n,))   # every keyframe, insertion order
+    db.words(descriptors) -> np.ndarray                         # the words add/score_all take precomputed
     len(db)                                                     # keyframes added
 
 How it works. The "words" are buckets of bit-sampling locality-sensitive hashing (Indyk & Motwani
@@ -80,12 +81,12 @@ class PlaceDatabase:
         w = buckets + (np.arange(self.n_tables, dtype=np.int64) << self.bits)[None, :]
         return np.unique(w.ravel()).astype(np.int32)
 
-    def add(self, kf_id: int, descriptors: np.ndarray) -> None:
-        """Index the descriptors of keyframe kf_id (ids must be new)."""
+    def add(self, kf_id: int, descriptors: np.ndarray, words: np.ndarray | None = None) -> None:
+        """Index the descriptors of keyframe kf_id (ids must be new); words: their words() when known."""
         kf_id = int(kf_id)
         if kf_id in self._index:
             raise ValueError(f"keyframe {kf_id} is already in the place database")
-        w = self.words(descriptors)
+        w = self.words(descriptors) if words is None else np.asarray(words, np.int32)
         k = len(self._ids)
         self._index[kf_id] = k
         self._ids = np.append(self._ids, kf_id)
@@ -132,11 +133,11 @@ class PlaceDatabase:
         db._start = np.concatenate([[0], np.cumsum(np.bincount(db._main_w, minlength=len(db._start) - 1))]).astype(np.int64)
         return db
 
-    def _all_scores(self, descriptors: np.ndarray) -> np.ndarray:
+    def _all_scores(self, descriptors: np.ndarray, words: np.ndarray | None = None) -> np.ndarray:
         """Score of the query against every keyframe, by internal index (n,)."""
         n = len(self._ids)
         out = np.zeros(n)
-        q = self.words(descriptors)
+        q = self.words(descriptors) if words is None else np.asarray(words, np.int32)
         if n == 0 or len(q) == 0:
             return out
         lo1, hi1 = self._start[q], self._start[q + 1]
@@ -156,9 +157,10 @@ class PlaceDatabase:
         w_kf = self._n_words * (w_query / len(q))
         return votes / np.maximum(np.maximum(w_query, w_kf), 1e-12)
 
-    def score_all(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(keyframe ids, scores) of every keyframe in the database, in insertion order (copies)."""
-        return self._ids.copy(), self._all_scores(descriptors)
+    def score_all(self, descriptors: np.ndarray, words: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(keyframe ids, scores) of every keyframe in the database, in insertion order (copies);
+        words: the descriptors' words() when known (a query followed by its add computes them once)."""
+        return self._ids.copy(), self._all_scores(descriptors, words)
 
     def scores(self, descriptors: np.ndarray, kf_ids: np.ndarray) -> np.ndarray:
         """The query's score against the given keyframes (0 for ids not in the database)."""

@@ -63,14 +63,15 @@ class LoopDetector:
                neighbours_of: Callable[[int], set[int]], add: bool = True) -> list[tuple[int, float]]:
         """Consistent loop candidates (kf_id, score), best first, for keyframe kf_id; then index it."""
         self.queries += 1
+        words = self.database.words(descriptors)  # once for the query and the add
         try:
-            return self._detect(int(kf_id), descriptors, excluded, neighbours_of)
+            return self._detect(int(kf_id), descriptors, excluded, neighbours_of, words)
         finally:
             if add:
-                self.database.add(int(kf_id), descriptors)
+                self.database.add(int(kf_id), descriptors, words)
 
     def _detect(self, kf_id: int, descriptors: np.ndarray, excluded: np.ndarray,
-                neighbours_of: Callable[[int], set[int]]) -> list[tuple[int, float]]:
+                neighbours_of: Callable[[int], set[int]], words: np.ndarray) -> list[tuple[int, float]]:
         db = self.database
         if len(db) == 0:
             self._groups = []
@@ -78,7 +79,7 @@ class LoopDetector:
         if len(descriptors) == 0:
             self._groups = []
             return self._reject("no_descriptors")
-        ids, scores = db.score_all(descriptors)
+        ids, scores = db.score_all(descriptors, words)
         score_of = dict(zip(ids.tolist(), scores.tolist()))
         own = [score_of[k] for k in neighbours_of(kf_id) if k in score_of and k != kf_id]
         floor = max(self.min_score, min(own) if own else 0.0)

@@ -62,6 +62,12 @@ def test_database_scores_match_a_plain_reimplementation() -> None:
     assert res[0][0] == 107 and res[0][1] > 3 * max(s for _, s in res[1:])
     assert all(k != 107 for k, _ in db.query(query, max_results=12, exclude=np.array([107])))
     np.testing.assert_allclose(db.scores(query, [107, 5]), [scores[7], 0.0])
+    # words computed once by the caller (the detector's query-then-add) give the same scores and index
+    np.testing.assert_array_equal(db.score_all(query, db.words(query))[1], scores)
+    twin = PlaceDatabase(n_tables=4, bits=10, merge_entries=1000)
+    for k, d in enumerate(base):
+        twin.add(100 + k, d, twin.words(d))
+    np.testing.assert_array_equal(twin.score_all(query)[1], scores)
 
 
 def test_database_bad_input() -> None:
