@@ -89,18 +89,18 @@ def _support_weight(shared: np.ndarray) -> np.ndarray:
 
 def build_graph(the_map: Any, loops: list[LoopEdge], cfg: LoopConfig, group: str) -> GraphData:
     """The pose graph of every keyframe now in the map, with `loops` as loop edges."""
-    poses, segments, covis, corrections = the_map.pose_graph_view(1)  # one consistent copy
+    # one consistent copy; only the strong covisibility pairs (a long run has ~100 weak ones per keyframe)
+    poses, segments, covis, consecutive, corrections = the_map.pose_graph_view(cfg.covisibility_min_shared)
     n = len(poses)
     if n < 2:
         raise ValueError(f"a pose graph needs two keyframes, the map has {n}")
-    shared = {(int(i), int(j)): int(c) for i, j, c in covis.tolist()}
     # odometry: consecutive keyframes of one segment
     i = np.arange(n - 1)
     same = segments[i] == segments[i + 1]
     odo = np.stack([i[same], i[same] + 1], 1)
-    odo_w = _support_weight(np.array([shared.get((a, b), 0) for a, b in odo.tolist()], float))
+    odo_w = _support_weight(consecutive[same].astype(float))
     # covisibility: strong, non-consecutive
-    strong = covis[(covis[:, 2] >= cfg.covisibility_min_shared) & (covis[:, 1] - covis[:, 0] > 1)]
+    strong = covis[covis[:, 1] - covis[:, 0] > 1]
     cov = strong[:, :2]
     cov_w = _support_weight(strong[:, 2].astype(float))
     # loop edges

@@ -337,12 +337,16 @@ class Map:
             return (self._kf_pose.view.copy(), self._kf_time.view.copy(), self._kf_frame.view.copy(),
                     self._kf_segment.view.copy())
 
-    def pose_graph_view(self, min_shared: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def pose_graph_view(self, min_shared: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """(T_world_cam (K,4,4), segment (K,), covisibility edges (E,3) [i, j, shared] with i < j and
-        shared >= min_shared, corrections so far) of one version: what a global pose graph is built from."""
+        shared >= min_shared, landmarks shared by keyframes k and k+1 (K-1,), corrections so far) of one
+        version: what a global pose graph is built from."""
         with self._lock:
             poses, _, _, segments = self.keyframe_table()
-            return poses, segments, self.covisibility_edges(min_shared), self._corrections
+            cov = self._covisibility
+            consecutive = np.fromiter((cov.get(k, {}).get(k + 1, 0) for k in range(len(poses) - 1)),  # per keyframe
+                                      np.int64, max(len(poses) - 1, 0))
+            return poses, segments, self.covisibility_edges(min_shared), consecutive, self._corrections
 
     def window_view(self, n_window: int, n_older: int) -> WindowView | None:
         """The newest n_window keyframes with their inlier observations of alive landmarks, and the

@@ -353,5 +353,6 @@ def test_tracking_view_follows_fused_landmarks() -> None:
     np.testing.assert_array_equal(view.ids, [ids[0], ids[1], ids[0], ids[3]])
     np.testing.assert_array_equal(view.positions[2], [0.0, 1.0, 2.0])
     assert m.states(ids[2:3])[0] == CULLED and m.covisible(1).get(0, 0) >= 1
-    poses, segments, edges, corrections = m.pose_graph_view(1)
+    poses, segments, edges, consecutive, corrections = m.pose_graph_view(1)
     assert len(poses) == 2 and corrections == 0 and [0, 1] in edges[:, :2].tolist()
+    assert consecutive.tolist() == [m.covisible(0)[1]]
