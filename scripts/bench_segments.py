@@ -23,44 +23,23 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from slam.priority import one_blas_thread  # noqa: E402
 
 one_blas_thread()  # as `slam` does; OPENBLAS_NUM_THREADS=2 measures the other setting
 
-import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from slam.config import load_config  # noqa: E402
 from slam.io.text import write_text_atomic  # noqa: E402
-from slam.sources.base import Frame, Source  # noqa: E402
+from slam.sources.edited import EditedSource  # noqa: E402
 from slam.synthetic import SyntheticSource  # noqa: E402
 from slam.system import System  # noqa: E402
 
 CONFIGS = {"stereo": "synthetic.yaml", "rgbd": "tum_rgbd.yaml", "mono": "euroc_mono.yaml"}
-
-
-class Blackout(Source):
-    """A source whose frames in `black` are all zero (a covered lens, a dark tunnel)."""
-
-    def __init__(self, src: Source, black: range) -> None:
-        self.src, self.black = src, black
-        self.calibration, self.kind = src.calibration, src.kind
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def __iter__(self) -> Iterator[Frame]:
-        for f in self.src:
-            if f.index in self.black:
-                f.left = np.zeros_like(f.left)
-                f.right = None if f.right is None else np.zeros_like(f.right)
-                f.depth = None if f.depth is None else np.zeros_like(f.depth)
-            yield f
 
 
 def one_run(scene: str, sensor: str, black: range, new_map_after: float, out: Path, loop: bool = True) -> dict:
@@ -69,7 +48,7 @@ def one_run(scene: str, sensor: str, black: range, new_map_after: float, out: Pa
     cfg.odometry.blocking = True
     cfg.loop.blocking = True
     cfg.frontend.new_map_after = new_map_after
-    src = Blackout(SyntheticSource(scene, sensor), black)
+    src = EditedSource(SyntheticSource(scene, sensor), blank=black, blank_depth=True)  # a covered lens
     system = System(cfg, src, f"synthetic:{scene} (black {black.start}:{black.stop})", out, loop=loop, progress=False)
     rep = system.run().report
     snap = system.map.snapshot()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -16,35 +15,12 @@ from slam.eval.align import align
 from slam.io.trajectory import read_tum
 from slam.map.export import read_ply_points
 from slam.odometry import window
-from slam.sources.base import Frame, Source
+from slam.sources.edited import EditedSource
 from slam.synthetic import SyntheticSource, write_sequence
 from slam.system import System
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("trajectory.tum", "keyframes.tum", "map.ply", "loops.json", "report.json")
-
-
-class Edited(Source):
-    """A source whose frames are altered (blanked) or cut short, or that raises mid-way."""
-
-    def __init__(self, src: Source, blank: range = range(0), value: int = 0, stop_at: int | None = None,
-                 raise_at: int | None = None) -> None:
-        self.src, self.blank, self.value, self.stop_at, self.raise_at = src, blank, value, stop_at, raise_at
-        self.calibration, self.kind = src.calibration, "edited"
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def __iter__(self) -> Iterator[Frame]:
-        for f in self.src:
-            if f.index == self.stop_at:
-                return
-            if f.index == self.raise_at:
-                raise KeyboardInterrupt
-            if f.index in self.blank:
-                f.left = np.full_like(f.left, self.value)
-                f.right = None if f.right is None else np.full_like(f.right, self.value)
-            yield f
 
 
 def _complete(out: Path) -> dict:
@@ -114,7 +90,7 @@ def test_realtime_playback_follows_the_sensor_clock(tmp_path: Path) -> None:
 
 def test_black_frames_are_lost_then_tracking_resumes(tmp_path: Path) -> None:
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
-    src = Edited(SyntheticSource("room_loop", "stereo", frames=75), blank=range(35, 55))  # 1 s of black
+    src = EditedSource(SyntheticSource("room_loop", "stereo", frames=75), blank=range(35, 55))  # 1 s of black
     res = System(cfg, src, "blackout", tmp_path, progress=False).run()
     rep = _complete(tmp_path)
     lost = set(rep["lost_frames"])
@@ -126,7 +102,7 @@ def test_black_frames_are_lost_then_tracking_resumes(tmp_path: Path) -> None:
 
 def test_blank_start_and_early_end(tmp_path: Path) -> None:
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
-    src = Edited(SyntheticSource("room_loop", "stereo", frames=60), blank=range(0, 5), value=128, stop_at=30)
+    src = EditedSource(SyntheticSource("room_loop", "stereo", frames=60), blank=range(0, 5), value=128, stop_at=30)
     System(cfg, src, "edited", tmp_path, progress=False).run()
     rep = _complete(tmp_path)
     assert rep["frames"] == 30 and rep["lost_frames"] == [0, 1, 2, 3, 4] and rep["complete"]
@@ -135,7 +111,7 @@ def test_blank_start_and_early_end(tmp_path: Path) -> None:
 
 def test_interrupt_writes_complete_outputs(tmp_path: Path) -> None:
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
-    system = System(cfg, Edited(SyntheticSource("room_loop", "stereo", frames=60), raise_at=20), "x", tmp_path,
+    system = System(cfg, EditedSource(SyntheticSource("room_loop", "stereo", frames=60), interrupt_at=20), "x", tmp_path,
                     progress=False)
     res = system.run()
     rep = _complete(tmp_path)
