@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from slam.solvers.backend import Backend, get_backend, numpy_backend
 from slam.solvers.cgnr import ScaledSystem, cgnr, pow2_of_max
-from slam.solvers.precision import STAGES, PrecisionPolicy, get_policy
+from slam.solvers.precision import STAGES, PrecisionPolicy, policy_for
 from slam.solvers.precond import BlockJacobi, block_diagonal
 from slam.solvers.problem import LeastSquaresProblem
 from slam.solvers.twolevel import StaticTwoLevel, scale_columns
@@ -200,7 +200,7 @@ def _linearize(problem: LeastSquaresProblem, pol: PrecisionPolicy, be: Backend, 
 def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) -> Summary:
     """Minimize the problem in place with Levenberg-Marquardt; returns the Summary."""
     opt = options or SolverOptions()
-    pol = get_policy(opt.precision)
+    pol = policy_for(opt.precision, problem)
     be = get_backend(opt.backend)
     timer = _Timer(be.synchronize if be.name != "numpy" else None)
     t_start = time.perf_counter()

@@ -46,6 +46,9 @@ class PoseGraphProblem:
     """A pose graph as a LeastSquaresProblem; `poses` is updated in place by the solver."""
 
     preconditioner = "ichol"
+    # 'mixed' for a pose graph (DESIGN.md): fp16 in the two triangular solves of the static IC
+    # preconditioner, everything else fp32 (precision.policy_for)
+    mixed_fp16_stages = ("precond",)
     # CG stops on the damped model decrease (see cgnr.py): pose graphs keep most of their error in
     # soft directions that a residual-norm test does not see.
     cg_model_tol = 1e-2

@@ -51,11 +51,28 @@ PRESETS: dict[str, PrecisionPolicy] = {
     # Single precision linear algebra and residuals; the pose update stays double because small
     # increments on large coordinates vanish in fp32 (DESIGN.md).
     "fp32": PrecisionPolicy("fp32", _f32, _f32, _f32, _f32, _f32, _f64),
-    # The method of this project: fp16 only where the flops are, fp32 around it, fp64 update.
+    # The method of this project: fp16 only where the flops are, fp32 around it, fp64 update
+    # (policy_for: a pose graph keeps its products in fp32, fp16 in its triangular solves).
     "mixed": PrecisionPolicy("mixed", _f32, _f32, _f16, _f16, _f32, _f64),
     # Study case: everything half, including residuals and the update; expected to lose accuracy.
     "fp16": PrecisionPolicy("fp16", _f16, _f16, _f16, _f16, _f16, _f16),
 }
+
+
+def policy_for(policy: str | PrecisionPolicy, problem: object) -> PrecisionPolicy:
+    """The policy a solve of `problem` runs: a preset name resolved for the problem, a policy as given.
+
+    'mixed' puts fp16 where that problem's linear solve spends its flops (DESIGN.md): the products
+    J v and J^T u of BA's CGNR, the triangular solves of PGO's static incomplete Cholesky. A problem
+    names its fp16 stages in `mixed_fp16_stages`; the other linear-solve stages then run in fp32
+    (a pose graph's products in fp16 cost it ~50% more LM and CG iterations: parking-garage 12 LM /
+    311 CG against 8 / 143). Problems without the attribute get the preset as defined above.
+    """
+    pol = get_policy(policy)
+    half = getattr(problem, "mixed_fp16_stages", None)
+    if isinstance(policy, str) and policy == "mixed" and half is not None:
+        pol = replace(pol, **{s: (_f16 if s in half else _f32) for s in ("matvec", "precond")})
+    return pol
 
 
 def get_policy(policy: str | PrecisionPolicy) -> PrecisionPolicy:
