@@ -23,36 +23,18 @@ import numpy as np
 
 from slam.geometry import lie
 from slam.map.correction import propagate
+from slam.map.growable import Growable
 from slam.map.keyframe import KeyframeData
 from slam.map.views import MapSnapshot, ObservationRows, TrackingView, WindowView
 
 NONE, ALIVE, CULLED = 0, 1, 2  # landmark states
 COVIS_RECENT = 100  # covisibility is counted against this many newest keyframes
-
-
-class _Grow:
-    """An append-only array with amortized doubling (rows of a fixed shape and dtype)."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: type, fill: float | int = 0) -> None:
-        self.a = np.full((64,) + shape, fill, dtype=dtype)
-        self.n = 0
-        self.fill = fill
-
-    def reserve(self, n: int) -> None:
-        if n > len(self.a):
-            new = np.full((max(n, 2 * len(self.a)),) + self.a.shape[1:], self.fill, dtype=self.a.dtype)
-            new[:self.n] = self.a[:self.n]
-            self.a = new
-
-    def extend(self, rows: np.ndarray) -> None:
-        rows = np.asarray(rows)
-        self.reserve(self.n + len(rows))
-        self.a[self.n:self.n + len(rows)] = rows
-        self.n += len(rows)
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.a[:self.n]
+# a saved map's map.npz arrays (docs/maps.md) and the Map attributes holding them
+_STATE_ARRAYS = (("lm_position", "_lm_pos"), ("lm_state", "_lm_state"), ("lm_descriptor", "_lm_desc"),
+                 ("lm_has_descriptor", "_lm_has_desc"), ("lm_ref_kf", "_lm_ref_kf"), ("lm_merged", "_lm_merged"),
+                 ("kf_pose", "_kf_pose"), ("kf_timestamp", "_kf_time"), ("kf_frame", "_kf_frame"),
+                 ("kf_segment", "_kf_segment"), ("kf_obs_range", "_kf_obs"), ("obs_kf", "_obs_kf"),
+                 ("obs_lm", "_obs_lm"), ("obs_uv", "_obs_uv"), ("obs_u_right", "_obs_ur"), ("obs_inlier", "_obs_ok"))
 
 
 class Map:
@@ -63,24 +45,24 @@ class Map:
         self.version = 0
         self._next_id = 0
         # landmarks, indexed by track id
-        self._lm_pos = _Grow((3,), np.float64, np.nan)
-        self._lm_state = _Grow((), np.int8, NONE)
-        self._lm_desc = _Grow((32,), np.uint8)
-        self._lm_has_desc = _Grow((), bool, False)
-        self._lm_ref_kf = _Grow((), np.int64, -1)
-        self._lm_merged = _Grow((), np.int64, -1)  # fused into this landmark (loop closure), -1: not fused
+        self._lm_pos = Growable((3,), np.float64, np.nan)
+        self._lm_state = Growable((), np.int8, NONE)
+        self._lm_desc = Growable((32,), np.uint8)
+        self._lm_has_desc = Growable((), bool, False)
+        self._lm_ref_kf = Growable((), np.int64, -1)
+        self._lm_merged = Growable((), np.int64, -1)  # fused into this landmark (loop closure), -1: not fused
         # keyframes, indexed by keyframe id (inserted in id order)
-        self._kf_pose = _Grow((4, 4), np.float64)
-        self._kf_time = _Grow((), np.float64)
-        self._kf_frame = _Grow((), np.int64)
-        self._kf_segment = _Grow((), np.int64)
-        self._kf_obs = _Grow((2,), np.int64)  # [start, end) rows of the observation table
+        self._kf_pose = Growable((4, 4), np.float64)
+        self._kf_time = Growable((), np.float64)
+        self._kf_frame = Growable((), np.int64)
+        self._kf_segment = Growable((), np.int64)
+        self._kf_obs = Growable((2,), np.int64)  # [start, end) rows of the observation table
         # observations
-        self._obs_kf = _Grow((), np.int64)
-        self._obs_lm = _Grow((), np.int64)
-        self._obs_uv = _Grow((2,), np.float64)
-        self._obs_ur = _Grow((), np.float64, np.nan)  # right-image u (stereo / virtual RGB-D), NaN for none
-        self._obs_ok = _Grow((), bool, True)
+        self._obs_kf = Growable((), np.int64)
+        self._obs_lm = Growable((), np.int64)
+        self._obs_uv = Growable((2,), np.float64)
+        self._obs_ur = Growable((), np.float64, np.nan)  # right-image u (stereo / virtual RGB-D), NaN for none
+        self._obs_ok = Growable((), bool, True)
         self._covisibility: dict[int, dict[int, int]] = {}
         # Loop closure and global BA corrections so far: a window solve gathered before a correction
         # must not write its (pre-correction) poses back after it (apply_window_solve checks).
@@ -138,11 +120,15 @@ class Map:
         lo, hi = self._kf_obs.a[first, 0], self._kf_obs.a[kf_id, 0]
         shared = np.isin(self._obs_lm.a[lo:hi], ids)
         counts = np.bincount(self._obs_kf.a[lo:hi][shared] - first, minlength=kf_id - first)
-        mine = self._covisibility.setdefault(kf_id, {})
+        self._covisibility.setdefault(kf_id, {})
         for other in np.flatnonzero(counts):  # per keyframe, not per observation
-            o = int(other) + first
-            mine[o] = int(counts[other])
-            self._covisibility.setdefault(o, {})[kf_id] = int(counts[other])
+            self._link(kf_id, int(other) + first, int(counts[other]))
+
+    def _link(self, i: int, j: int, shared: int) -> None:
+        """Keyframes i and j share `shared` more landmarks (covisibility is symmetric)."""
+        for a, b in ((i, j), (j, i)):
+            d = self._covisibility.setdefault(a, {})
+            d[b] = d.get(b, 0) + shared
 
     def create_landmarks(self, ids: np.ndarray, positions: np.ndarray, ref_kf: int,
                          if_states: tuple[int, ...] | None = None) -> np.ndarray:
@@ -418,37 +404,22 @@ class Map:
     def export_state(self) -> dict[str, np.ndarray]:
         """Copies of every stored array, named as in a saved map's map.npz (docs/maps.md), in one locked step."""
         with self._lock:
-            covis = [(i, j, n) for i, d in self._covisibility.items() for j, n in d.items() if i < j]
-            return {
-                "next_id": np.array(self._next_id, np.int64), "corrections": np.array(self._corrections, np.int64),
-                "lm_position": self._lm_pos.view.copy(), "lm_state": self._lm_state.view.copy(),
-                "lm_descriptor": self._lm_desc.view.copy(), "lm_has_descriptor": self._lm_has_desc.view.copy(),
-                "lm_ref_kf": self._lm_ref_kf.view.copy(), "lm_merged": self._lm_merged.view.copy(),
-                "kf_pose": self._kf_pose.view.copy(), "kf_timestamp": self._kf_time.view.copy(),
-                "kf_frame": self._kf_frame.view.copy(), "kf_segment": self._kf_segment.view.copy(),
-                "kf_obs_range": self._kf_obs.view.copy(),
-                "obs_kf": self._obs_kf.view.copy(), "obs_lm": self._obs_lm.view.copy(),
-                "obs_uv": self._obs_uv.view.copy(), "obs_u_right": self._obs_ur.view.copy(),
-                "obs_inlier": self._obs_ok.view.copy(),
-                "covisibility": np.array(covis, np.int64).reshape(-1, 3),
-            }
+            out = {name: getattr(self, attr).view.copy() for name, attr in _STATE_ARRAYS}
+            out.update(next_id=np.array(self._next_id, np.int64), corrections=np.array(self._corrections, np.int64),
+                       covisibility=self.covisibility_edges(1))
+            return out
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> "Map":
         """A map holding the arrays of `export_state` (checked by slam/map/store.py before)."""
         m = cls()
-        pairs = [(m._lm_pos, "lm_position"), (m._lm_state, "lm_state"), (m._lm_desc, "lm_descriptor"),
-                 (m._lm_has_desc, "lm_has_descriptor"), (m._lm_ref_kf, "lm_ref_kf"), (m._lm_merged, "lm_merged"),
-                 (m._kf_pose, "kf_pose"), (m._kf_time, "kf_timestamp"), (m._kf_frame, "kf_frame"),
-                 (m._kf_segment, "kf_segment"), (m._kf_obs, "kf_obs_range"), (m._obs_kf, "obs_kf"),
-                 (m._obs_lm, "obs_lm"), (m._obs_uv, "obs_uv"), (m._obs_ur, "obs_u_right"), (m._obs_ok, "obs_inlier")]
-        for grow, name in pairs:
+        for name, attr in _STATE_ARRAYS:
+            grow = getattr(m, attr)
             grow.extend(np.asarray(state[name], grow.a.dtype))
         m._next_id = int(state["next_id"])
         m._corrections = int(state["corrections"])
         for i, j, n in np.asarray(state["covisibility"], np.int64).reshape(-1, 3).tolist():  # per keyframe pair
-            m._covisibility.setdefault(i, {})[j] = n
-            m._covisibility.setdefault(j, {})[i] = n
+            m._link(i, j, n)
         m.version = 1
         return m
 
@@ -527,8 +498,7 @@ class Map:
             if diff.any():
                 pairs, n = np.unique(np.stack([pa[diff], pb[diff]], 1), axis=0, return_counts=True)
                 for (i, j), c in zip(pairs.tolist(), n.tolist()):  # per keyframe pair, a few hundred
-                    self._covisibility.setdefault(i, {})[j] = self._covisibility.get(i, {}).get(j, 0) + c
-                    self._covisibility.setdefault(j, {})[i] = self._covisibility.get(j, {}).get(i, 0) + c
+                    self._link(i, j, c)
             self._obs_lm.a[rows] = new_lm
             self._obs_ok.a[rows[twice]] = False
             self._lm_state.a[drop] = CULLED
