@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from slam.cli import main
 from slam.eval.align import associate
@@ -17,14 +18,27 @@ from slam.io.trajectory import read_tum
 from slam.map.store import load_map
 
 REPO = Path(__file__).resolve().parents[2]
-CFG = str(REPO / "configs" / "synthetic.yaml")
+CFG = REPO / "configs" / "synthetic.yaml"
 SRC = "synthetic:room_loop"
 
 
+def _blocking_config(folder: Path) -> str:
+    """configs/synthetic.yaml with blocking odometry and loop closure: each run is one deterministic
+    run, so the bounds compare runs, not how the threads happened to be scheduled on a loaded machine."""
+    cfg = yaml.safe_load(CFG.read_text())
+    cfg.setdefault("odometry", {})["blocking"] = True
+    cfg.setdefault("loop", {})["blocking"] = True
+    path = folder / "synthetic_blocking.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
 def _run(*args: str) -> dict:
-    out = args[args.index("--out") + 1]
-    assert main(["run", CFG, "--source", SRC, "--quiet", *args]) == 0
-    return json.loads((Path(out) / "report.json").read_text())
+    out = Path(args[args.index("--out") + 1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = _blocking_config(out.parent)
+    assert main(["run", cfg, "--source", SRC, "--quiet", *args]) == 0
+    return json.loads((out / "report.json").read_text())
 
 
 def _ate_in_map_frame(run: Path, map_dir: Path) -> float:
@@ -103,7 +117,7 @@ def test_a_bad_map_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixtu
             (mp / "map.json").write_text(json.dumps(h))
         if setup == "corrupt":
             (mp / "map.npz").write_bytes(b"PK\x03\x04 not really")
-    code = main(["run", CFG, "--source", SRC, "--quiet", "--out", str(tmp_path / "r"), "--load-map", str(mp)])
+    code = main(["run", str(CFG), "--source", SRC, "--quiet", "--out", str(tmp_path / "r"), "--load-map", str(mp)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
     assert str(mp) in err
