@@ -28,6 +28,10 @@ class LoopConfig:
     loop_weight: float = 1.0         # loop edges relative to odometry edges of the same support
     precision: str | None = None     # PGO precision policy; None: the run's (odometry.precision / --precision)
     max_iterations: int = 30         # LM iterations of one pose-graph solve
+    # Larger maps hold the keyframes up to the previous loop fixed and solve what came after (and its
+    # fixed neighbours): loop time bounded by the distance between loops, not the run's length
+    # (loop/posegraph.py). 2,000: the size a whole graph is solved within 1 s. 0: always whole.
+    pgo_max_keyframes: int = 2000
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)

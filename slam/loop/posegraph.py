@@ -17,6 +17,13 @@ w = loop_weight * min(inliers, 200) / 100 for loop edges. The first keyframe is 
 
 Keyframes of map segments that a loop joins for the first time are moved rigidly onto the loop
 before the solve (the segments' frames are unrelated until then, ORB-SLAM3's map merge).
+
+Bounded time in long runs: once the map holds more than `pgo_max_keyframes` keyframes, the
+keyframes up to the previous loop's query keyframe (which that loop's solve already made
+consistent) are held at their values, and only they that share an edge with a newer keyframe
+enter the problem, as fixed vertices: a loop then moves what drifted since the last loop, and the
+solve grows with the distance between loops instead of with the run. Smaller maps (and every loop
+that merges map segments) are solved whole.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ class LoopEdge:
 
 @dataclass
 class GraphData:
-    """A pose graph copied out of the map (keyframe ids are vertex indices: all keyframes, by id)."""
+    """A pose graph copied out of the map: vertex k is keyframe ids[k] (every keyframe, by id, unless
+    the graph was bounded: then the keyframes since the previous loop and their fixed neighbours)."""
 
     group: str               # se3 or sim3
     poses: np.ndarray        # (N,4,4) initial vertex values (after segment alignment)
@@ -65,6 +73,19 @@ class GraphData:
     fixed: np.ndarray        # (N,) bool
     corrections: int         # the map's correction count when copied
     merged_segments: int     # pieces a loop joined for the first time in this graph
+    ids: np.ndarray | None = None  # (N,) keyframe id of each vertex; None: vertex k is keyframe k
+    n_keyframes: int = 0     # keyframes in the map when copied (0: N)
+
+    def __post_init__(self) -> None:
+        if self.ids is None:
+            self.ids = np.arange(len(self.poses), dtype=np.int64)
+        if not self.n_keyframes:
+            self.n_keyframes = len(self.poses)
+
+    @property
+    def bounded(self) -> bool:
+        """True when only part of the map's keyframes are vertices (the rest held where they are)."""
+        return len(self.ids) < self.n_keyframes
 
     @property
     def n(self) -> int:
@@ -88,7 +109,8 @@ def _support_weight(shared: np.ndarray) -> np.ndarray:
 
 
 def build_graph(the_map: Any, loops: list[LoopEdge], cfg: LoopConfig, group: str) -> GraphData:
-    """The pose graph of every keyframe now in the map, with `loops` as loop edges."""
+    """The pose graph of every keyframe now in the map, with `loops` as loop edges (the last one the
+    loop being closed; a map over `cfg.pgo_max_keyframes` keyframes gives a bounded graph)."""
     # one consistent copy; only the strong covisibility pairs (a long run has ~100 weak ones per keyframe)
     poses, segments, covis, consecutive, corrections = the_map.pose_graph_view(cfg.covisibility_min_shared)
     n = len(poses)
@@ -118,7 +140,26 @@ def build_graph(the_map: Any, loops: list[LoopEdge], cfg: LoopConfig, group: str
     info = _information(np.concatenate([odo_w, cov_w, lp_w]), cfg, group)
     fixed = np.zeros(n, bool)
     fixed[0] = True
-    return GraphData(group, X, poses, segments, edges, kinds, Z, info, fixed, corrections, merged)
+    graph = GraphData(group, X, poses, segments, edges, kinds, Z, info, fixed, corrections, merged)
+    previous = [max(e.match, e.query) for e in loops[:-1] if max(e.match, e.query) < n]
+    if 0 < cfg.pgo_max_keyframes < n and previous and merged == 0:
+        graph = bounded_graph(graph, max(previous) + 1)
+    return graph
+
+
+def bounded_graph(g: GraphData, first_free: int) -> GraphData:
+    """The part of graph g that keyframes >= first_free touch: their edges, with the older keyframes
+    those edges reach as fixed vertices (older keyframes keep their values; see the module notes)."""
+    free = g.ids >= first_free
+    keep = free[g.edges].any(axis=1)
+    used = np.zeros(g.n, bool)
+    used[g.edges[keep].ravel()] = True
+    used |= free
+    index = np.cumsum(used) - 1  # old vertex -> new vertex
+    fixed = g.fixed[used] | ~free[used]
+    return GraphData(g.group, g.poses[used], g.poses_map[used], g.segments[used], index[g.edges[keep]],
+                     g.kinds[keep], g.Z[keep], g.information[keep], fixed, g.corrections, g.merged_segments,
+                     ids=g.ids[used], n_keyframes=g.n_keyframes)
 
 
 def _align_pieces(X: np.ndarray, rel: np.ndarray, lp: np.ndarray, lp_Z: np.ndarray, group: str) -> tuple[np.ndarray, int]:
@@ -156,13 +197,18 @@ class GraphSolution:
     solve_s: float
 
     def corrections(self) -> np.ndarray:
-        """(N,4,4) C_i = X_i^new X_i^map^-1: the world-frame similarity each keyframe moved by."""
-        return self.poses @ lie.se3_inverse(self.graph.poses_map)
+        """(K,4,4) C_k = X_k^new X_k^map^-1 for the map's K keyframes when the graph was copied: the
+        world-frame similarity each keyframe moved by (identity for those not in a bounded graph)."""
+        g = self.graph
+        C = np.broadcast_to(np.eye(4), (g.n_keyframes, 4, 4)).copy()
+        C[g.ids] = self.poses @ lie.se3_inverse(g.poses_map)
+        return C
 
     def stats(self) -> dict[str, Any]:
         """What loops.json records about the solve."""
         s = self.summary
         return {"group": self.graph.group, "vertices": self.graph.n, "edges": int(len(self.graph.edges)),
+                "fixed_vertices": int(self.graph.fixed.sum()), "keyframes": self.graph.n_keyframes,
                 "edges_by_kind": self.graph.counts(), "merged_segments": self.graph.merged_segments,
                 "initial_cost": s.initial_cost, "final_cost": s.final_cost, "iterations": s.iterations,
                 "cg_iterations": s.total_linear_iterations, "termination": s.termination,
@@ -188,8 +234,7 @@ def export_g2o(path: str | Path, sol: GraphSolution | GraphData, at_solution: bo
     g = sol.graph if isinstance(sol, GraphSolution) else sol
     if g.group != "se3":
         return False
-    ids = np.arange(g.n, dtype=np.int64)
-    pg = PoseGraph(ids=ids, poses=g.poses, edges=g.edges, measurements=g.Z, information=g.information,
+    pg = PoseGraph(ids=g.ids, poses=g.poses, edges=g.edges, measurements=g.Z, information=g.information,
                    fixed=g.fixed)
     write_g2o(path, pg, poses=sol.poses if at_solution and isinstance(sol, GraphSolution) else g.poses)
     return True

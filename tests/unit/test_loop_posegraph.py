@@ -119,6 +119,45 @@ def test_exported_g2o_resolves_to_the_reported_cost(tmp_path: Path) -> None:
     assert gtsam_cost(path, graph.poses) == pytest.approx(sol.summary.final_cost, rel=1e-6)
 
 
+def test_a_large_map_holds_the_keyframes_before_the_previous_loop(tmp_path: Path) -> None:
+    """Bounded graphs (loop.pgo_max_keyframes): the same solution as the whole graph solved with the
+    keyframes up to the previous loop's query held fixed; those outside it keep identity corrections."""
+    truth = _circle(80)
+    est = _drifted(truth, 0.003)
+    m = _map_with(est)
+    Z = lambda a, b: lie.se3_inverse(truth[a]) @ truth[b]  # noqa: E731
+    loops = [LoopEdge(0, 39, Z(0, 39), 120), LoopEdge(10, 79, Z(10, 79), 120)]  # the previous loop's query: 39
+    cfg = LoopConfig(covisibility_min_shared=30, pgo_max_keyframes=50)
+    g = build_graph(m, loops, cfg, "se3")
+    whole = build_graph(m, loops, LoopConfig(covisibility_min_shared=30, pgo_max_keyframes=0), "se3")
+    assert g.bounded and not whole.bounded and g.n_keyframes == whole.n == 80
+    # free: 40..79; fixed: what their edges reach (38, 39 by odometry/covisibility, 10 by the loop)
+    np.testing.assert_array_equal(g.ids, np.r_[10, 38:80])
+    np.testing.assert_array_equal(g.ids[g.fixed], [10, 38, 39])
+    assert g.counts() == {"odometry": 40, "covisibility": 40, "loop": 1}
+    sol = solve_graph(g, "fp64", 50)
+    whole.fixed[:40] = True  # the independent construction: every old keyframe fixed, all edges
+    ref = solve_graph(whole, "fp64", 50)
+    np.testing.assert_allclose(sol.poses, ref.poses[g.ids], atol=1e-4)  # both stop on relative decrease
+    # the edges between fixed keyframes only add a constant: the same decrease
+    drop = sol.summary.initial_cost - sol.summary.final_cost
+    assert drop == pytest.approx(ref.summary.initial_cost - ref.summary.final_cost, rel=1e-6)
+    C = sol.corrections()
+    assert C.shape == (80, 4, 4)
+    np.testing.assert_allclose(C[:40], np.broadcast_to(np.eye(4), (40, 4, 4)), atol=1e-12)
+    np.testing.assert_allclose(C[40:] @ est[40:], ref.poses[40:], atol=1e-4)
+    assert sol.stats()["fixed_vertices"] == 3 and sol.stats()["keyframes"] == 80
+    path = tmp_path / "bounded.g2o"  # written with the keyframe ids, fixed ones as FIX
+    assert export_g2o(path, sol)
+    back = read_g2o(path)
+    np.testing.assert_array_equal(back.ids, g.ids)
+    np.testing.assert_array_equal(back.fixed, g.fixed)
+    assert from_pose_graph(back).cost() == pytest.approx(sol.summary.final_cost, rel=1e-9)
+    # small maps, and a first loop, are solved whole
+    assert not build_graph(m, loops[1:], cfg, "se3").bounded
+    assert not build_graph(m, loops, LoopConfig(covisibility_min_shared=30, pgo_max_keyframes=80), "se3").bounded
+
+
 def test_separate_segments_are_joined_by_a_loop() -> None:
     truth = _circle(40)
     m = Map()
