@@ -157,17 +157,22 @@ class _Transposer:
 
     def __init__(self) -> None:
         self._key: tuple | None = None
+        self._src: tuple = (None, None)
 
     def __call__(self, J: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
         """(J with values `data`)^T as CSR."""
         key = (J.shape, J.nnz)
-        same = self._key == key and np.array_equal(self._indptr, J.indptr) and np.array_equal(self._indices, J.indices)
+        # The problem hands out the same index arrays every time (pgo.py): identity, else compare.
+        same = self._key == key and ((J.indptr is self._src[0] and J.indices is self._src[1])
+                                     or (np.array_equal(self._indptr, J.indptr)
+                                         and np.array_equal(self._indices, J.indices)))
         if not same:
             T = sp.csr_matrix((np.arange(J.nnz, dtype=np.float64), J.indices, J.indptr), shape=J.shape).T.tocsr()
             self._perm = T.data.astype(np.int64)
             self._t_indices, self._t_indptr = T.indices, T.indptr
             self._indptr, self._indices = J.indptr.copy(), J.indices.copy()
             self._key = key
+        self._src = (J.indptr, J.indices)
         return sp.csr_matrix((data.take(self._perm), self._t_indices, self._t_indptr), shape=J.shape[::-1])
 
 

@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from slam.errors import ProblemError
 from slam.geometry import lie
+from slam.solvers import pgo_se3
 from slam.solvers.coarse import MIN_CLUSTER
 
 
@@ -93,6 +94,12 @@ class PoseGraphProblem:
         self.n_params = int(free.sum()) * d
         self.groups = [(0, int(free.sum()), d)]
         self._build_pattern()
+        self._soa = group == "se3"  # closed-form structure-of-arrays path (pgo_se3.py)
+        if self._soa:
+            Wb = self.W[:, :3, 3:]
+            self._W_soa = (pgo_se3.soa(self.W[:, :3, :3]), None if not Wb.any() else pgo_se3.soa(Wb),
+                           pgo_se3.soa(self.W[:, 3:, 3:]))
+            self._Zinv_soa: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
 
     def _fix_gauge(self, gauge: str) -> np.ndarray:
         """Hold one vertex of every connected piece that has no fixed vertex (the gauge freedom)."""
@@ -138,20 +145,52 @@ class PoseGraphProblem:
         e = self.g.log(_round(self.Zinv, dtype) @ XiinvXj)
         return _round(e, dtype), XiinvXj
 
+    def _errors_soa(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SE(3) errors e (6, m) rounded to dtype and X_i^-1 X_j as (R (3, 3, m), t (3, m)), as _errors."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._Zinv_soa:
+            Zr = _round(self.Zinv, dtype)
+            self._Zinv_soa[dtype] = (pgo_se3.soa(Zr[:, :3, :3]), pgo_se3.soa(Zr[:, :3, 3]))
+        RZ, tZ = self._Zinv_soa[dtype]
+        X = self.poses
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        R = pgo_se3.soa(_round(X[:, :3, :3], dtype))
+        t = X[:, :3, 3].T
+        dt = _round(t.take(j, axis=1) - t.take(i, axis=1), dtype)
+        e, Rij, tij = pgo_se3.between_errors(R, dt, i, j, RZ, tZ)
+        return _round(e, dtype), Rij, tij
+
+    def _whiten_soa(self, e: np.ndarray) -> np.ndarray:
+        """W e for errors e (6, m): (6, m)."""
+        Wa, Wb, Wc = self._W_soa
+        top = pgo_se3.mv(Wa, e[:3])
+        if Wb is not None:
+            top += pgo_se3.mv(Wb, e[3:])
+        return np.concatenate([top, pgo_se3.mv(Wc, e[3:])])
+
     def cost(self, dtype: np.dtype = np.float64) -> float:
         """1/2 sum e^T Omega e, inputs and whitened residuals rounded to dtype, summed in fp64."""
+        if self._soa:
+            r = _round(self._whiten_soa(self._errors_soa(dtype)[0]), dtype)
+            return 0.5 * float(np.sum(r * r))
         e, _ = self._errors(dtype)
         r = _round(np.einsum("mab,mb->ma", self.W, e), dtype)
         return 0.5 * float(np.sum(r * r))
 
     def linearize(self, residual_dtype: np.dtype, jacobian_dtype: np.dtype) -> tuple[sp.csr_matrix, np.ndarray]:
         """Whitened Jacobian (CSR, values in jacobian_dtype) and whitened residual at the current poses."""
-        e, XiinvXj = self._errors(residual_dtype)
-        r = _round(np.einsum("mab,mb->ma", self.W, e), residual_dtype).reshape(-1)
-        Jinv = self.g.jr_inv(e)
-        WJ = self.W @ Jinv
-        Ai = -WJ @ self.g.adjoint(self.g.inverse(XiinvXj))
-        vals = self._values(Ai, WJ)
+        if self._soa:
+            e, Rij, tij = self._errors_soa(residual_dtype)
+            r = _round(self._whiten_soa(e).T.reshape(-1), residual_dtype)
+            flat = pgo_se3.between_jacobians(e, Rij, tij, *self._W_soa).reshape(-1)
+            vals = flat if self._take is None else flat.take(self._take)
+        else:
+            e, XiinvXj = self._errors(residual_dtype)
+            r = _round(np.einsum("mab,mb->ma", self.W, e), residual_dtype).reshape(-1)
+            Jinv = self.g.jr_inv(e)
+            WJ = self.W @ Jinv
+            Ai = -WJ @ self.g.adjoint(self.g.inverse(XiinvXj))
+            vals = self._values(Ai, WJ)
         J = sp.csr_matrix((vals.astype(jacobian_dtype if np.dtype(jacobian_dtype) != np.float16 else np.float32),
                            self._indices, self._indptr), shape=self._shape)
         if np.dtype(jacobian_dtype) == np.float16:

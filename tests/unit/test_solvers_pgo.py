@@ -143,6 +143,35 @@ def test_jacobian_matches_central_differences(group: str) -> None:
     assert 0.5 * r @ r == pytest.approx(problem.cost(np.float64), rel=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e-4, 0.3, 2.5])
+def test_se3_closed_form_path_equals_the_generic_lie_path(scale: float) -> None:
+    """pgo_se3's structure-of-arrays errors and Jacobians (block W with a coupled block, a held
+    vertex, rotations past 90 degrees that take the other Shepperd pivots) against lie.py's path."""
+    rng = np.random.default_rng(11)
+    n = 40
+    X = lie.se3_exp(np.concatenate([rng.normal(0, 1.5, (n, 3)), rng.normal(0, 5, (n, 3))], 1))
+    edges = rng.integers(0, n, (160, 2))
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    Z = lie.se3_inverse(X[edges[:, 0]]) @ X[edges[:, 1]] @ lie.se3_exp(rng.normal(0, scale, (len(edges), 6)))
+    B = rng.normal(size=(len(edges), 6, 6))
+    fixed = np.zeros(n, bool)
+    fixed[5] = True
+    problem = PoseGraphProblem(X, edges, Z, B @ B.transpose(0, 2, 1) + 0.5 * np.eye(6), fixed)
+    assert problem._soa and problem._W_soa[1] is not None
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        J1, r1 = problem.linearize(dtype, dtype)
+        c1 = problem.cost(dtype)
+        problem._soa = False
+        J0, r0 = problem.linearize(dtype, dtype)
+        c0 = problem.cost(dtype)
+        problem._soa = True
+        assert np.array_equal(J1.indices, J0.indices) and np.array_equal(J1.indptr, J0.indptr)
+        assert np.abs(J1.data - J0.data).max() <= tol * np.abs(J0.data).max()
+        # rounding of errors near zero (cancellation on |t| ~ 10) is absolute, not relative
+        assert np.abs(r1 - r0).max() <= 10 * tol * max(np.abs(r0).max(), 1.0)
+        assert c1 == pytest.approx(c0, rel=10 * tol, abs=10 * tol)
+
+
 @pytest.mark.parametrize("group", ["se3", "sim3"])
 def test_coarse_basis_is_invisible_inside_clusters(group: str) -> None:
     """Rigid motions of a cluster leave every edge inside it unchanged: J P vanishes on those rows."""
