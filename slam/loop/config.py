@@ -30,8 +30,12 @@ class LoopConfig:
     max_iterations: int = 30         # LM iterations of one pose-graph solve
     # Larger maps hold the keyframes up to the previous loop fixed and solve what came after (and its
     # fixed neighbours): loop time bounded by the distance between loops, not the run's length
-    # (loop/posegraph.py). 2,000: the size a whole graph is solved within 1 s. 0: always whole.
-    pgo_max_keyframes: int = 2000
+    # (loop/posegraph.py). 1,000: a whole graph that size takes ~0.4 s alone, 1-3 s in a run where
+    # tracking shares the 2 cores (scripts/bench_long.py). 0: always whole.
+    pgo_max_keyframes: int = 1000
+    # ... unless more than this many of those older keyframes lie on the graph's shortest path from
+    # the loop's query back to its match (the loop's error would squeeze into the newer part): whole.
+    pgo_local_path_keyframes: int = 10
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)

@@ -22,8 +22,12 @@ Bounded time in long runs: once the map holds more than `pgo_max_keyframes` keyf
 keyframes up to the previous loop's query keyframe (which that loop's solve already made
 consistent) are held at their values, and only they that share an edge with a newer keyframe
 enter the problem, as fixed vertices: a loop then moves what drifted since the last loop, and the
-solve grows with the distance between loops instead of with the run. Smaller maps (and every loop
-that merges map segments) are solved whole.
+solve grows with the distance between loops instead of with the run. That holds only when the
+older keyframes carry none of the new loop's error: the graph's shortest path from the query back
+to the match (without the new loop edge) is the chain the error accumulated along, and when more
+than `pgo_local_path_keyframes` of its keyframes are older ones (a large loop around an earlier,
+smaller one), the graph is solved whole. Smaller maps, and every loop that merges map segments,
+are solved whole.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from slam.loop.config import LoopConfig
 from slam.geometry import lie
@@ -142,9 +146,26 @@ def build_graph(the_map: Any, loops: list[LoopEdge], cfg: LoopConfig, group: str
     fixed[0] = True
     graph = GraphData(group, X, poses, segments, edges, kinds, Z, info, fixed, corrections, merged)
     previous = [max(e.match, e.query) for e in loops[:-1] if max(e.match, e.query) < n]
-    if 0 < cfg.pgo_max_keyframes < n and previous and merged == 0:
-        graph = bounded_graph(graph, max(previous) + 1)
+    if 0 < cfg.pgo_max_keyframes < n and previous and merged == 0 and len(lp):
+        first_free = max(previous) + 1
+        if old_keyframes_on_loop_path(n, edges[:-1], int(lp[-1, 1]), int(lp[-1, 0]), first_free) \
+                <= cfg.pgo_local_path_keyframes:
+            graph = bounded_graph(graph, first_free)
     return graph
+
+
+def old_keyframes_on_loop_path(n: int, edges: np.ndarray, query: int, match: int, first_free: int) -> int:
+    """Keyframes older than first_free on the fewest-edges path from query to match (the new loop's
+    edge left out of `edges`): how much of the loop's error the older keyframes would have to take."""
+    G = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    _, pred = breadth_first_order(G, query, directed=False, return_predecessors=True)
+    if match != query and pred[match] < 0:
+        return n  # not connected without the new edge: a merge, solved whole
+    path, k = [match], match
+    while k != query:
+        k = int(pred[k])
+        path.append(k)
+    return int((np.array(path) < first_free).sum())
 
 
 def bounded_graph(g: GraphData, first_free: int) -> GraphData:

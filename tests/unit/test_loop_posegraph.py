@@ -153,6 +153,14 @@ def test_a_large_map_holds_the_keyframes_before_the_previous_loop(tmp_path: Path
     np.testing.assert_array_equal(back.ids, g.ids)
     np.testing.assert_array_equal(back.fixed, g.fixed)
     assert from_pose_graph(back).cost() == pytest.approx(sol.summary.final_cost, rel=1e-9)
+    # the path from 79 back to 10 without the new edge: 79, 77, ..., 41, 39, (loop) 0, 2, ..., 10:
+    # 7 older keyframes; with a stricter bound the graph is whole
+    strict = LoopConfig(covisibility_min_shared=30, pgo_max_keyframes=50, pgo_local_path_keyframes=6)
+    assert not build_graph(m, loops, strict, "se3").bounded
+    # a large loop around an earlier small one (40 -> 50): its error accumulated along 0..40, which
+    # the bounded graph would hold fixed, so it is solved whole
+    nested = [LoopEdge(40, 50, Z(40, 50), 120), LoopEdge(0, 79, Z(0, 79), 120)]
+    assert not build_graph(m, nested, cfg, "se3").bounded
     # small maps, and a first loop, are solved whole
     assert not build_graph(m, loops[1:], cfg, "se3").bounded
     assert not build_graph(m, loops, LoopConfig(covisibility_min_shared=30, pgo_max_keyframes=80), "se3").bounded
