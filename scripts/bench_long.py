@@ -86,13 +86,17 @@ def main() -> int:
     lc = rep.get("loop_closure") if isinstance(rep.get("loop_closure"), dict) else {}
     solve_s = np.array(lc.get("pgo_solve_s") or [], float)
     verts = np.array(lc.get("pgo_vertices") or [], float)
+    loops = json.loads((out / "run" / "loops.json").read_text())
+    graph_kf = np.array([r["pgo"].get("keyframes", r["pgo"]["vertices"]) for r in loops], float)
+    bounded = verts < graph_kf if len(graph_kf) == len(verts) else np.zeros(len(verts), bool)
     quarters = [int(np.argmin(np.abs(t - q * t[-1]))) for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
     res = {"scene": args.scene, "sensor": args.sensor, "frames": rep["frames"], "frames_lost": rep["frames_lost"],
            "keyframes": rep["keyframes"], "landmarks": rep["landmarks"], "fps": rep["fps"],
            "loops": lc.get("accepted"), "rejected": lc.get("rejected"),
            "rss_mb_at_quarters": [rss[i] / 2**20 for i in quarters], "keyframes_at_quarters": [kfs[i] for i in quarters],
            "rss_mb_after_outputs": end_rss / 2**20, "bytes_per_keyframe": slope, "rss_fit_intercept_mb": icpt / 2**20,
-           "pgo_solve_s": solve_s.tolist(), "pgo_vertices": verts.tolist(),
+           "pgo_solve_s": solve_s.tolist(), "pgo_vertices": verts.tolist(), "pgo_map_keyframes": graph_kf.tolist(),
+           "pgo_bounded": bounded.tolist(),
            "place_features_ms_mean": lc.get("place_features_ms_mean"), "keyframe_ms_mean": lc.get("keyframe_ms_mean"),
            "ate": rep.get("ate"), "samples": samples, "load_average": os.getloadavg()}
     print(f"\n{args.scene} {args.sensor}, {rep['frames']} frames ({rep['frames_lost']} lost), {rep['keyframes']} keyframes, "
@@ -105,6 +109,10 @@ def main() -> int:
     if len(solve_s):
         print(f"PGO solve: median {np.median(solve_s):.3f} s, max {solve_s.max():.3f} s; largest graph "
               f"{verts.max():.0f} vertices; the last quarter of the loops: median {np.median(solve_s[-max(1, len(solve_s) // 4):]):.3f} s")
+        print("| graph | loops | vertices median | solve median s | max s |\n|---|---|---|---|---|")
+        for name, m in (("whole", ~bounded), ("bounded (loop.pgo_max_keyframes)", bounded)):
+            if m.any():
+                print(f"| {name} | {m.sum()} | {np.median(verts[m]):.0f} | {np.median(solve_s[m]):.3f} | {solve_s[m].max():.3f} |")
     print(f"place features per keyframe {lc.get('place_features_ms_mean') or float('nan'):.1f} ms, loop work per keyframe "
           f"{lc.get('keyframe_ms_mean') or float('nan'):.1f} ms (mean); ATE {(rep.get('ate') or {}).get('rmse_percent_of_path', float('nan')):.3f}% of path")
     write_text_atomic(out / "bench_long.json", json.dumps(res, indent=2, default=float) + "\n")
