@@ -118,6 +118,10 @@ class BundleAdjustmentProblem:
     # CG stops when its last iterations add < 1% of the model decrease (cgnr.py): with fp16 products
     # a residual test can stall short of its tolerance while the step is already as good as it gets.
     cg_model_tol = 1e-2
+    # ... or when the next iteration would add less than 1e-4 of it (r.z / 2, cgnr.py): with the
+    # exact Schur preconditioner CG converges in 1-2 iterations, and with fp16 products the window
+    # above would cost 4 (the recursive residual falls on while the true one sits at fp16's floor).
+    cg_lookahead_tol = 1e-4
 
     def __init__(self, poses: np.ndarray | tuple[np.ndarray, np.ndarray], points: np.ndarray,
                  cam_idx: np.ndarray, pt_idx: np.ndarray, observations: np.ndarray,

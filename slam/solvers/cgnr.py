@@ -12,6 +12,12 @@ from k on (Hestenes-Stiefel). The sum over a short window after k is a cheap low
 model_tol times the decrease reached: the step then holds about (1 - model_tol) of the model
 decrease of the exact LM step, which is what LM needs (a residual norm instead says little about
 the directions of small curvature, where pose graphs keep most of their error).
+The window looks back, so it always costs `window` iterations. `lookahead_tol` looks forward: the
+next iteration gains alpha r.z / 2 with alpha near 1 when M^-1 is close to the inverse of the
+system (BA's exact Schur preconditioner), so CG stops once r.z / 2 <= lookahead_tol times the
+decrease reached. With fp16 products the recursive residual then lies below the floor the true
+residual cannot pass (the rounding of each product's operands), and further iterations only
+refine the solution of a system that differs from the true one by that rounding.
 """
 
 from __future__ import annotations
@@ -99,14 +105,16 @@ class CGResult:
 
 
 def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol: float = 1e-6,
-         maxiter: int = 200, *, model_tol: float = 0.0, window: int = 4, negligible: float = 0.0) -> CGResult:
+         maxiter: int = 200, *, model_tol: float = 0.0, window: int = 4, negligible: float = 0.0,
+         lookahead_tol: float = 0.0) -> CGResult:
     """Preconditioned CG on the damped normal equations of `system`, starting from zero.
 
     Stops when ||(A^T A + lam I) y - rhs|| <= tol ||rhs|| (recursive residual), when the model
     decrease of the last `window` iterations is <= model_tol times the decrease so far (model_tol
     > 0, see the module notes), when even a generous bound of the whole decrease (reached so far
     plus ten windows at the current rate) is below `negligible` (the caller stops after such a
-    step anyway), or after maxiter. Vectors, dots and step lengths are in the vector precision.
+    step anyway), when the next iteration's estimated gain r.z / 2 is <= lookahead_tol times the
+    decrease so far (lookahead_tol > 0, see the module notes), or after maxiter. Vectors, dots and step lengths are in the vector precision.
     """
     be = system.backend
     xp = be.xp
@@ -145,6 +153,8 @@ def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol:
         rz_new = float(xp.dot(r, z))
         if not (np.isfinite(rz_new) and rz_new > 0.0):
             break
+        if 0.5 * rz_new <= lookahead_tol * q:
+            return CGResult(x, it, rel, True, q)
         p = rnd(z + (rz_new / rz) * p) if vdt == F16 else _xpby(z, rz_new / rz, p)
         rz = rz_new
     return CGResult(x, it, rel, rel <= tol, q)

@@ -222,6 +222,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     precond_kind = problem.preconditioner if opt.preconditioner == "auto" else opt.preconditioner
     custom = opt.preconditioner == "auto" and hasattr(problem, "make_preconditioner")
     model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
+    lookahead_tol = float(getattr(problem, "cg_lookahead_tol", 0.0)) if model_tol > 0.0 else 0.0
     two_level = StaticTwoLevel(problem, be, pol, scaling=opt.scaling, order=opt.ichol_order,
                                clusters=opt.coarse_clusters, grow_after=opt.coarse_grow_after,
                                recycle=opt.recycle_steps, fill=opt.ichol_fill,
@@ -261,7 +262,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                                   scale_operands=opt.scaling)
             with timer("linear_solve"):
                 res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations, model_tol=model_tol,
-                           negligible=opt.relative_cost_tol * cost * lin.sigma**2 if model_tol > 0.0 else 0.0)
+                           negligible=opt.relative_cost_tol * cost * lin.sigma**2 if model_tol > 0.0 else 0.0,
+                           lookahead_tol=lookahead_tol)
             lin_its.append(res.iterations)
             lams.append(lam)
             y = be.to_host(res.x).astype(np.float64)

@@ -25,6 +25,7 @@ class LeastSquaresProblem(Protocol):
     #   coarse_basis(...)                rigid-cluster coarse space of the two-level preconditioner
     #   make_preconditioner(J_scaled, lam, backend, policy)   a problem-specific preconditioner (BA: Schur)
     #   cg_model_tol: float              CG stopping on model decrease instead of the residual norm
+    #   cg_lookahead_tol: float          ... and on the next iteration's estimated gain (cgnr.py)
 
     def cost(self, dtype: np.dtype) -> float:
         """1/2 sum of robustified squared whitened residuals at the current state, computed in dtype."""
