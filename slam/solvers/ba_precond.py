@@ -167,6 +167,9 @@ class SchurPreconditioner:
                 self._W, self._W2 = self._blocks(_inv_factor(B))
         self._V, self._V2 = self._blocks(V)
         self._Jc, self._Jp = self.base["Jc"], self.base["Jp"]
+        # Transposed views made once: a sparse .T per application cost more than the product on
+        # small problems (dubrovnik-3-7: ~40% of the CG time).
+        self._JcT, self._JpT = self.base["JcT"], self.base["JpT"]
 
     def _base(self, J: sp.csr_matrix, matvec_dtype: np.dtype) -> dict:
         """The lam-independent part: point blocks C, J's camera and point columns (B, E on demand).
@@ -182,9 +185,12 @@ class SchurPreconditioner:
         blk = full.reshape(O, 2, d + 3)
         Ap = blk[:, :, d:]
         C = (st.Gp @ np.matmul(Ap.transpose(0, 2, 1), Ap).reshape(O, -1)).reshape(-1, 3, 3)
-        Jc = self._sparse(data[st.cam_sel], st.jc, (J.shape[0], st.n_cam_params))
-        Jp = self._sparse(data[~st.cam_sel], st.jp, (J.shape[0], 3 * st.n_points))
-        return {"blk": blk, "C": C, "Jc": Jc, "Jp": Jp}
+        # Rounding is idempotent: data already holds matvec-dtype values, so when the precond dtype
+        # is the same ('mixed': both fp16) the columns need no second rounding.
+        again = np.dtype(matvec_dtype) != self.dtype
+        Jc = self._sparse(data[st.cam_sel], st.jc, (J.shape[0], st.n_cam_params), again)
+        Jp = self._sparse(data[~st.cam_sel], st.jp, (J.shape[0], 3 * st.n_points), again)
+        return {"blk": blk, "C": C, "Jc": Jc, "Jp": Jp, "JcT": Jc.T, "JpT": Jp.T}
 
     def _lazy(self, name: str) -> np.ndarray:
         """Camera blocks B or camera-point blocks E of the normal matrix, computed once per Jacobian."""
@@ -206,8 +212,10 @@ class SchurPreconditioner:
         return self.backend.cast(np.asarray(a), np.dtype(dtype or self.dtype)).astype(self.work, copy=False)
 
     def _sparse(self, data: np.ndarray, pattern: tuple[np.ndarray, np.ndarray],
-                shape: tuple[int, int]) -> sp.csr_matrix:
-        return sp.csr_matrix((self._round(data), pattern[0], pattern[1]), shape=shape)
+                shape: tuple[int, int], rounding: bool = True) -> sp.csr_matrix:
+        """CSR matrix of J's entries `data` on `pattern`, rounded to the precond dtype unless `rounding` is False."""
+        return sp.csr_matrix((self._round(data) if rounding else data.astype(self.work, copy=False),
+                              pattern[0], pattern[1]), shape=shape)
 
     def _blocks(self, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Blocks as (rounded V / s, s^2) with s a power of two per block, so no block over- or underflows."""
@@ -253,6 +261,6 @@ class SchurPreconditioner:
         yp = self._vtv(self._V, self._V2, rp)
         if ncp == 0:
             return self.backend.cast(yp, self.vector_dtype)
-        xc = self._sinv(rc - self._mul(self._Jc.T, self._mul(self._Jp, yp)))
-        xp = yp - self._vtv(self._V, self._V2, self._mul(self._Jp.T, self._mul(self._Jc, xc)))
+        xc = self._sinv(rc - self._mul(self._JcT, self._mul(self._Jp, yp)))
+        xp = yp - self._vtv(self._V, self._V2, self._mul(self._JpT, self._mul(self._Jc, xc)))
         return self.backend.cast(np.concatenate([xc, xp]), self.vector_dtype)
