@@ -146,6 +146,7 @@ class _Linearization:
     sigma: float
     rhs: Any
     gnorm: float
+    half_c2: float  # 1/2 ||c||^2 of the scaled residual c = sigma r: no model decrease exceeds it
 
 
 class _Transposer:
@@ -194,7 +195,8 @@ def _linearize(problem: LeastSquaresProblem, pol: PrecisionPolicy, be: Backend, 
 
         J_mv, J_mv_T = DeviceCSR(J_mv, pol.matvec), DeviceCSR(J_mv_T, pol.matvec)
     rhs = be.asarray(be.cast(np.asarray(rhs, dtype=np.float64), pol.vector))
-    return _Linearization(J_hi, J_mv, J_mv_T, S, sigma, rhs, gnorm)
+    half_c2 = 0.5 * float(np.dot(rc.astype(np.float64), rc.astype(np.float64)))
+    return _Linearization(J_hi, J_mv, J_mv_T, S, sigma, rhs, gnorm, half_c2)
 
 
 def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) -> Summary:
@@ -223,6 +225,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     custom = opt.preconditioner == "auto" and hasattr(problem, "make_preconditioner")
     model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
     lookahead_tol = float(getattr(problem, "cg_lookahead_tol", 0.0)) if model_tol > 0.0 else 0.0
+    bound_decrease = bool(getattr(problem, "cg_bound_decrease", False))
     two_level = StaticTwoLevel(problem, be, pol, scaling=opt.scaling, order=opt.ichol_order,
                                clusters=opt.coarse_clusters, grow_after=opt.coarse_grow_after,
                                recycle=opt.recycle_steps, fill=opt.ichol_fill,
@@ -263,7 +266,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             with timer("linear_solve"):
                 res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations, model_tol=model_tol,
                            negligible=opt.relative_cost_tol * cost * lin.sigma**2 if model_tol > 0.0 else 0.0,
-                           lookahead_tol=lookahead_tol)
+                           lookahead_tol=lookahead_tol, max_decrease=lin.half_c2 if bound_decrease else np.inf)
             lin_its.append(res.iterations)
             lams.append(lam)
             y = be.to_host(res.x).astype(np.float64)

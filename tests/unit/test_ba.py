@@ -390,6 +390,29 @@ def test_lookahead_stop_keeps_the_model_decrease_in_fewer_iterations(preset: str
         assert q["ahead"] / q_star > 0.97 and q["ahead"] >= (1 - 1e-3) * q["window"]
 
 
+def test_cg_decrease_bound_stops_with_the_iterate_before() -> None:
+    """cgnr's max_decrease (lm passes 1/2||c||^2 for BundleAdjustmentProblem.cg_bound_decrease): it never
+    binds on a consistent system; a bound below the reachable decrease stops CG, unconverged, on the
+    last iterate whose recursive decrease stays within it."""
+    p = _problem("bal", optimize_intrinsics=True, schur="exact")
+    _perturb(p)
+    J, r = p.linearize(np.float64, np.float64)
+    norms = np.sqrt(np.bincount(J.indices, weights=J.data ** 2, minlength=J.shape[1]))
+    A = sp.csr_matrix((J.data / norms[J.indices], J.indices, J.indptr), shape=J.shape)
+    lam, pol = 1e-5, get_policy("fp64")
+    b = -(A.T @ r)
+    system = ScaledSystem(BACKEND, A, A, A.T.tocsr(), b, lam, np.float64, np.float64)
+    M = p.make_preconditioner(A, lam, BACKEND, pol)
+    free = cgnr(system, M, tol=0.0, maxiter=30, model_tol=1e-2)
+    bound = cgnr(system, M, tol=0.0, maxiter=30, model_tol=1e-2, max_decrease=0.5 * float(r @ r))
+    np.testing.assert_array_equal(bound.x, free.x)
+    two, three = (cgnr(system, None, tol=0.0, maxiter=k) for k in (2, 3))  # unpreconditioned: slower
+    assert two.model_decrease < three.model_decrease
+    cut = cgnr(system, None, tol=0.0, maxiter=30, max_decrease=0.5 * (two.model_decrease + three.model_decrease))
+    assert not cut.converged and cut.iterations == 2
+    np.testing.assert_allclose(cut.x, two.x, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(("preset", "tol"), [("fp32", 3e-4), ("mixed", 5e-3)])
 def test_low_precision_preconditioner_stays_close(preset: str, tol: float) -> None:
     p = _problem("bal", optimize_intrinsics=True, schur="exact")
