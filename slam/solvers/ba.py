@@ -413,8 +413,12 @@ class BundleAdjustmentProblem:
                     self.points[pts] = back(op(self.points[pts]) + op(dp))
 
     def make_preconditioner(self, J_scaled: sp.csr_matrix, lam: float, backend: Backend,
-                            policy: PrecisionPolicy) -> SchurPreconditioner | BlockJacobi:
-        """Schur-complement preconditioner of J_scaled^T J_scaled + lam I (ba_precond.py), called by lm.solve."""
+                            policy: PrecisionPolicy, J_matvec: sp.csr_matrix | None = None
+                            ) -> SchurPreconditioner | BlockJacobi:
+        """Schur-complement preconditioner of J_scaled^T J_scaled + lam I (ba_precond.py), called by lm.solve.
+
+        J_matvec: J_scaled rounded to the matvec precision, when the caller has it (saves a rounding).
+        """
         if backend.name != "numpy":  # the Schur preconditioner is host code: block Jacobi on the GPU
             return BlockJacobi(block_diagonal(J_scaled, self.groups), self.groups, lam, backend, policy.vector)
         if self._schur is None:
@@ -435,7 +439,7 @@ class BundleAdjustmentProblem:
                           and (last.dtype.name, last.vector_dtype.name) == (key[0], np.dtype(policy.vector).name)) \
             else None
         pre = SchurPreconditioner(self._schur, J_scaled, lam, backend, policy.precond, policy.vector, self.schur, base,
-                                  policy.matvec, lagged)
+                                  policy.matvec, lagged, J_matvec)
         self._precond_base = (J_scaled, key, pre.base)
         self._last_precond = pre
         return pre

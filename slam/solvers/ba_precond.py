@@ -128,7 +128,8 @@ class SchurPreconditioner:
 
     def __init__(self, st: SchurStructure, J: sp.csr_matrix, lam: float, backend: Backend, dtype: np.dtype,
                  vector_dtype: np.dtype, kind: str = "auto", base: dict | None = None,
-                 matvec_dtype: np.dtype | None = None, lagged: "SchurPreconditioner | None" = None) -> None:
+                 matvec_dtype: np.dtype | None = None, lagged: "SchurPreconditioner | None" = None,
+                 J_matvec: sp.csr_matrix | None = None) -> None:
         if J.nnz != st.nnz or J.shape[1] != st.n_cam_params + 3 * st.n_points:
             raise ValueError("the Jacobian does not have the bundle-adjustment problem's sparsity pattern")
         if kind == "auto":
@@ -143,7 +144,7 @@ class SchurPreconditioner:
         # fp16 cannot hold them, so they stay in fp32 at least, as the PGO coarse level does.
         self.block_dtype = np.promote_types(self.dtype, np.float32)
         self.work = backend.storage_dtype(self.dtype)
-        self.base = base if base is not None else self._base(J, np.dtype(matvec_dtype or self.dtype))
+        self.base = base if base is not None else self._base(J, np.dtype(matvec_dtype or self.dtype), J_matvec)
         d, ncp = st.cam_dim, st.n_cam_params
         V = _inv_factor(self.base["C"] + lam * np.eye(3))  # C^-1 = V^T V
         self.applications, self.lagged = 0, lagged is not None and kind == "exact" and ncp > 0
@@ -171,15 +172,17 @@ class SchurPreconditioner:
         # small problems (dubrovnik-3-7: ~40% of the CG time).
         self._JcT, self._JpT = self.base["JcT"], self.base["JpT"]
 
-    def _base(self, J: sp.csr_matrix, matvec_dtype: np.dtype) -> dict:
+    def _base(self, J: sp.csr_matrix, matvec_dtype: np.dtype, J_matvec: sp.csr_matrix | None = None) -> dict:
         """The lam-independent part: point blocks C, J's camera and point columns (B, E on demand).
 
         Built from J rounded as CGNR's products see it (the matvec dtype): M then inverts the
         operator CG iterates with, not a neighbour that fp16 would make differ in exactly the
-        directions of small curvature M is there for.
+        directions of small curvature M is there for. `J_matvec`, when given, is J already rounded
+        so (lm.py's J_mv): its values are taken as they are instead of rounding J's a second time.
         """
         st, d, O = self.st, self.st.cam_dim, self.st.n_obs
-        data = self._round(J.data, matvec_dtype)
+        data = self._round(J.data, matvec_dtype) if J_matvec is None else \
+            np.asarray(J_matvec.data).astype(self.work, copy=False)
         full = np.zeros(O * 2 * (d + 3))
         full[st.pos] = data
         blk = full.reshape(O, 2, d + 3)

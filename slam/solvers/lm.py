@@ -250,7 +250,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             break
         with timer("preconditioner"):
             if custom:
-                pre = problem.make_preconditioner(lin.J_hi, lam, be, pol)
+                pre = _custom_preconditioner(problem, lin, lam, be, pol)
             elif two_level is not None:
                 pre = two_level.prepare(lin.J_hi, lin.S, lam)
             else:
@@ -324,7 +324,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                     two_level.damping(lam)
             elif custom or precond_kind != "none":
                 with timer("preconditioner"):
-                    pre = problem.make_preconditioner(lin.J_hi, lam, be, pol) if custom else \
+                    pre = _custom_preconditioner(problem, lin, lam, be, pol) if custom else \
                         _make_preconditioner(precond_kind, problem, lin.J_hi, lam, be, pol)
         it += 1
 
@@ -384,6 +384,13 @@ def _refine(y: np.ndarray, rhs: np.ndarray, normal: Callable[[np.ndarray], np.nd
 
 def _uses_fp16(pol: PrecisionPolicy) -> bool:
     return any(np.dtype(getattr(pol, s)) == np.float16 for s in STAGES)
+
+
+def _custom_preconditioner(problem: Any, lin: _Linearization, lam: float, be: Backend, pol: PrecisionPolicy) -> Any:
+    """The problem's make_preconditioner on J_hi; on the host, J_mv (J_hi already rounded to the matvec dtype) too."""
+    if be.name == "numpy" and isinstance(lin.J_mv, sp.csr_matrix):
+        return problem.make_preconditioner(lin.J_hi, lam, be, pol, J_matvec=lin.J_mv)
+    return problem.make_preconditioner(lin.J_hi, lam, be, pol)
 
 
 def _make_preconditioner(kind: str, problem: LeastSquaresProblem, J_hi: sp.csr_matrix, lam: float,

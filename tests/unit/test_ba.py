@@ -390,6 +390,20 @@ def test_lookahead_stop_keeps_the_model_decrease_in_fewer_iterations(preset: str
         assert q["ahead"] / q_star > 0.97 and q["ahead"] >= (1 - 1e-3) * q["window"]
 
 
+def test_schur_preconditioner_from_a_prerounded_jacobian_is_the_same() -> None:
+    """make_preconditioner's J_matvec (lm.py hands it J_mv, J already rounded to fp16 in 'mixed') gives
+    the operator built by rounding J itself, bit for bit."""
+    pol = get_policy("mixed")
+    A = _scaled(_problem("bal", optimize_intrinsics=True, schur="exact"), np.float32)
+    A_mv = sp.csr_matrix((BACKEND.cast(A.data, pol.matvec), A.indices, A.indptr), shape=A.shape)
+    r = np.random.default_rng(8).normal(size=A.shape[1]).astype(np.float32)
+    outs = []
+    for J_matvec in (None, A_mv):
+        p = _problem("bal", optimize_intrinsics=True, schur="exact")  # a fresh problem: no cached base
+        outs.append(p.make_preconditioner(A, 1e-4, BACKEND, pol, J_matvec=J_matvec)(r))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_cg_decrease_bound_stops_with_the_iterate_before() -> None:
     """cgnr's max_decrease (lm passes 1/2||c||^2 for BundleAdjustmentProblem.cg_bound_decrease): it never
     binds on a consistent system; a bound below the reachable decrease stops CG, unconverged, on the
