@@ -118,9 +118,10 @@ class BundleAdjustmentProblem:
     # CG stops when its last iterations add < 1% of the model decrease (cgnr.py): with fp16 products
     # a residual test can stall short of its tolerance while the step is already as good as it gets.
     cg_model_tol = 1e-2
-    # ... or when the next iteration would add less than 1e-4 of it (r.z / 2, cgnr.py): with the
-    # exact Schur preconditioner CG converges in 1-2 iterations, and with fp16 products the window
-    # above would cost 4 (the recursive residual falls on while the true one sits at fp16's floor).
+    # ... or when the next iteration would add less than 1e-4 of it (r.z / 2, cgnr.py; only with the
+    # exact Schur preconditioner, whose near_inverse lm.py checks): CG converges in 1-2 iterations
+    # with it, and with fp16 products the window above would cost 4 (the recursive residual falls
+    # on while the true one sits at fp16's floor).
     cg_lookahead_tol = 1e-4
     # Stop CG when its recursive model decrease passes 1/2||c||^2, which no step can gain: fp16
     # products near dubrovnik-3-7's zero-residual optimum break the recurrence, and CG ran to its

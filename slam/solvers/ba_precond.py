@@ -139,6 +139,8 @@ class SchurPreconditioner:
         if backend.name != "numpy":
             raise ValueError("the Schur preconditioner runs on the numpy backend only")
         self.kind, self.st, self.backend = kind, st, backend
+        # M = H up to rounding (and, lagged, up to a stale S): CG may trust r.z/2 as its next gain (lm.py)
+        self.near_inverse = kind == "exact"
         self.dtype, self.vector_dtype = np.dtype(dtype), np.dtype(vector_dtype)
         # The point blocks and S~ carry the problem's conditioning (small-parallax points, gauge):
         # fp16 cannot hold them, so they stay in fp32 at least, as the PGO coarse level does.

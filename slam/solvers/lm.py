@@ -224,6 +224,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     precond_kind = problem.preconditioner if opt.preconditioner == "auto" else opt.preconditioner
     custom = opt.preconditioner == "auto" and hasattr(problem, "make_preconditioner")
     model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
+    # The lookahead test trusts r.z/2 as the next gain: only with a preconditioner that says it is
+    # close to the inverse of the system (`near_inverse`, BA's exact Schur; not block Jacobi).
     lookahead_tol = float(getattr(problem, "cg_lookahead_tol", 0.0)) if model_tol > 0.0 else 0.0
     bound_decrease = bool(getattr(problem, "cg_bound_decrease", False))
     two_level = StaticTwoLevel(problem, be, pol, scaling=opt.scaling, order=opt.ichol_order,
@@ -266,7 +268,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             with timer("linear_solve"):
                 res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations, model_tol=model_tol,
                            negligible=opt.relative_cost_tol * cost * lin.sigma**2 if model_tol > 0.0 else 0.0,
-                           lookahead_tol=lookahead_tol, max_decrease=lin.half_c2 if bound_decrease else np.inf)
+                           lookahead_tol=lookahead_tol if getattr(pre, "near_inverse", False) else 0.0,
+                           max_decrease=lin.half_c2 if bound_decrease else np.inf)
             lin_its.append(res.iterations)
             lams.append(lam)
             y = be.to_host(res.x).astype(np.float64)

@@ -383,6 +383,9 @@ def test_lookahead_stop_keeps_the_model_decrease_in_fewer_iterations(preset: str
 
     window, ahead = run(0.0), run(p.cg_lookahead_tol)
     assert ahead.converged and ahead.iterations <= 2 < window.iterations
+    assert M.near_inverse  # lm.py applies the lookahead only then: not to schur-jacobi nor block Jacobi
+    q2 = _problem("bal", optimize_intrinsics=True, schur="schur-jacobi")
+    assert not q2.make_preconditioner(_scaled(q2, np.float64), lam, BACKEND, pol).near_inverse
     q = {k: b @ r.x - 0.5 * r.x @ N @ r.x for k, r in (("window", window), ("ahead", ahead))}
     if preset == "fp64":
         assert q["ahead"] / q_star > 1 - 1e-9
