@@ -28,6 +28,7 @@ class LeastSquaresProblem(Protocol):
     #   cg_model_tol: float              CG stopping on model decrease instead of the residual norm
     #   cg_lookahead_tol: float          ... and on the next iteration's estimated gain (cgnr.py)
     #   cg_bound_decrease: bool          stop CG when its model decrease passes 1/2||c||^2 (cgnr.py)
+    #   rescue_step(update_dtype) -> bool   repair a rejected step before a new solve (SolverOptions.rescue_steps)
 
     def cost(self, dtype: np.dtype) -> float:
         """1/2 sum of robustified squared whitened residuals at the current state, computed in dtype."""

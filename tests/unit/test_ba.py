@@ -245,6 +245,35 @@ def test_presets_agree_on_a_noisy_problem() -> None:
     assert costs["fp16"] < 1.05 * costs["fp64"]  # runs to the end; loses a little (state held in fp16)
 
 
+def test_rescue_step_refits_only_the_points_a_step_made_worse() -> None:
+    p = _problem("bal", optimize_intrinsics=True, fixed_points=[3])
+    solve(p, default_options("fp64"))  # at the optimum (exact data: zero cost)
+    J, r = p.linearize(np.float64, np.float64)  # remembers the per-point costs of this state
+    before = p.points.copy()
+    p.points[[2, 3, 7]] += [[0.3, -0.2, 0.1], [0.2, 0.2, 0.2], [1e-9, 0.0, 0.0]]  # 7: a negligible rise
+    moved = p.points.copy()
+    assert p.rescue_step(np.float64)
+    assert np.linalg.norm(p.points[2] - before[2]) < 1e-3  # 0.37 off, re-fit to the unchanged cameras (2 GN steps)
+    np.testing.assert_array_equal(p.points[3], moved[3])  # fixed
+    np.testing.assert_array_equal(p.points[7], moved[7])  # < 1% of the largest rise: left alone
+    keep = np.setdiff1d(np.arange(len(before)), [2, 3, 7])
+    np.testing.assert_array_equal(p.points[keep], before[keep])
+
+
+def test_rescued_solve_reaches_the_same_optimum() -> None:
+    rng = np.random.default_rng(7)
+    sc = _scene("bal", n_cams=8, n_pts=120, seed=3)
+    obs = _observe(sc, "bal") + rng.normal(scale=0.5, size=(8 * 120, 2))
+    costs = []
+    for rescue in (False, True):
+        p = _problem("bal", obs=obs, seed=3, n_cams=8, n_pts=120, optimize_intrinsics=True)
+        _perturb(p, seed=5)
+        s = solve(p, default_options("mixed", rescue_steps=rescue))
+        assert s.rescued_steps <= s.accepted_steps and (rescue or s.rescued_steps == 0)
+        costs.append(s.final_cost)
+    assert costs[1] == pytest.approx(costs[0], rel=1e-3)
+
+
 # ------------------------------------------------------------------------------------ precision
 def _scaled(p: BundleAdjustmentProblem, dtype: np.dtype) -> sp.csr_matrix:
     """J S with unit column norms, as lm.solve hands it to the preconditioner."""
