@@ -128,7 +128,8 @@ class SchurPreconditioner:
 
     def __init__(self, st: SchurStructure, J: sp.csr_matrix, lam: float, backend: Backend, dtype: np.dtype,
                  vector_dtype: np.dtype, kind: str = "auto", base: dict | None = None,
-                 matvec_dtype: np.dtype | None = None, lagged: "SchurPreconditioner | None" = None) -> None:
+                 matvec_dtype: np.dtype | None = None, lagged: "SchurPreconditioner | None" = None,
+                 J_matvec: sp.csr_matrix | None = None) -> None:
         if J.nnz != st.nnz or J.shape[1] != st.n_cam_params + 3 * st.n_points:
             raise ValueError("the Jacobian does not have the bundle-adjustment problem's sparsity pattern")
         if kind == "auto":
@@ -138,12 +139,14 @@ class SchurPreconditioner:
         if backend.name != "numpy":
             raise ValueError("the Schur preconditioner runs on the numpy backend only")
         self.kind, self.st, self.backend = kind, st, backend
+        # M = H up to rounding (and, lagged, up to a stale S): CG may trust r.z/2 as its next gain (lm.py)
+        self.near_inverse = kind == "exact"
         self.dtype, self.vector_dtype = np.dtype(dtype), np.dtype(vector_dtype)
         # The point blocks and S~ carry the problem's conditioning (small-parallax points, gauge):
         # fp16 cannot hold them, so they stay in fp32 at least, as the PGO coarse level does.
         self.block_dtype = np.promote_types(self.dtype, np.float32)
         self.work = backend.storage_dtype(self.dtype)
-        self.base = base if base is not None else self._base(J, np.dtype(matvec_dtype or self.dtype))
+        self.base = base if base is not None else self._base(J, np.dtype(matvec_dtype or self.dtype), J_matvec)
         d, ncp = st.cam_dim, st.n_cam_params
         V = _inv_factor(self.base["C"] + lam * np.eye(3))  # C^-1 = V^T V
         self.applications, self.lagged = 0, lagged is not None and kind == "exact" and ncp > 0
@@ -167,24 +170,32 @@ class SchurPreconditioner:
                 self._W, self._W2 = self._blocks(_inv_factor(B))
         self._V, self._V2 = self._blocks(V)
         self._Jc, self._Jp = self.base["Jc"], self.base["Jp"]
+        # Transposed views made once: a sparse .T per application cost more than the product on
+        # small problems (dubrovnik-3-7: ~40% of the CG time).
+        self._JcT, self._JpT = self.base["JcT"], self.base["JpT"]
 
-    def _base(self, J: sp.csr_matrix, matvec_dtype: np.dtype) -> dict:
+    def _base(self, J: sp.csr_matrix, matvec_dtype: np.dtype, J_matvec: sp.csr_matrix | None = None) -> dict:
         """The lam-independent part: point blocks C, J's camera and point columns (B, E on demand).
 
         Built from J rounded as CGNR's products see it (the matvec dtype): M then inverts the
         operator CG iterates with, not a neighbour that fp16 would make differ in exactly the
-        directions of small curvature M is there for.
+        directions of small curvature M is there for. `J_matvec`, when given, is J already rounded
+        so (lm.py's J_mv): its values are taken as they are instead of rounding J's a second time.
         """
         st, d, O = self.st, self.st.cam_dim, self.st.n_obs
-        data = self._round(J.data, matvec_dtype)
+        data = self._round(J.data, matvec_dtype) if J_matvec is None else \
+            np.asarray(J_matvec.data).astype(self.work, copy=False)
         full = np.zeros(O * 2 * (d + 3))
         full[st.pos] = data
         blk = full.reshape(O, 2, d + 3)
         Ap = blk[:, :, d:]
         C = (st.Gp @ np.matmul(Ap.transpose(0, 2, 1), Ap).reshape(O, -1)).reshape(-1, 3, 3)
-        Jc = self._sparse(data[st.cam_sel], st.jc, (J.shape[0], st.n_cam_params))
-        Jp = self._sparse(data[~st.cam_sel], st.jp, (J.shape[0], 3 * st.n_points))
-        return {"blk": blk, "C": C, "Jc": Jc, "Jp": Jp}
+        # Rounding is idempotent: data already holds matvec-dtype values, so when the precond dtype
+        # is the same ('mixed': both fp16) the columns need no second rounding.
+        again = np.dtype(matvec_dtype) != self.dtype
+        Jc = self._sparse(data[st.cam_sel], st.jc, (J.shape[0], st.n_cam_params), again)
+        Jp = self._sparse(data[~st.cam_sel], st.jp, (J.shape[0], 3 * st.n_points), again)
+        return {"blk": blk, "C": C, "Jc": Jc, "Jp": Jp, "JcT": Jc.T, "JpT": Jp.T}
 
     def _lazy(self, name: str) -> np.ndarray:
         """Camera blocks B or camera-point blocks E of the normal matrix, computed once per Jacobian."""
@@ -206,8 +217,10 @@ class SchurPreconditioner:
         return self.backend.cast(np.asarray(a), np.dtype(dtype or self.dtype)).astype(self.work, copy=False)
 
     def _sparse(self, data: np.ndarray, pattern: tuple[np.ndarray, np.ndarray],
-                shape: tuple[int, int]) -> sp.csr_matrix:
-        return sp.csr_matrix((self._round(data), pattern[0], pattern[1]), shape=shape)
+                shape: tuple[int, int], rounding: bool = True) -> sp.csr_matrix:
+        """CSR matrix of J's entries `data` on `pattern`, rounded to the precond dtype unless `rounding` is False."""
+        return sp.csr_matrix((self._round(data) if rounding else data.astype(self.work, copy=False),
+                              pattern[0], pattern[1]), shape=shape)
 
     def _blocks(self, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Blocks as (rounded V / s, s^2) with s a power of two per block, so no block over- or underflows."""
@@ -253,6 +266,6 @@ class SchurPreconditioner:
         yp = self._vtv(self._V, self._V2, rp)
         if ncp == 0:
             return self.backend.cast(yp, self.vector_dtype)
-        xc = self._sinv(rc - self._mul(self._Jc.T, self._mul(self._Jp, yp)))
-        xp = yp - self._vtv(self._V, self._V2, self._mul(self._Jp.T, self._mul(self._Jc, xc)))
+        xc = self._sinv(rc - self._mul(self._JcT, self._mul(self._Jp, yp)))
+        xp = yp - self._vtv(self._V, self._V2, self._mul(self._JpT, self._mul(self._Jc, xc)))
         return self.backend.cast(np.concatenate([xc, xp]), self.vector_dtype)

@@ -12,6 +12,16 @@ from k on (Hestenes-Stiefel). The sum over a short window after k is a cheap low
 model_tol times the decrease reached: the step then holds about (1 - model_tol) of the model
 decrease of the exact LM step, which is what LM needs (a residual norm instead says little about
 the directions of small curvature, where pose graphs keep most of their error).
+The window looks back, so it always costs `window` iterations. `lookahead_tol` looks forward: the
+next iteration gains alpha r.z / 2 with alpha near 1 when M^-1 is close to the inverse of the
+system (BA's exact Schur preconditioner), so CG stops once r.z / 2 <= lookahead_tol times the
+decrease reached. With fp16 products the recursive residual then lies below the floor the true
+residual cannot pass (the rounding of each product's operands), and further iterations only
+refine the solution of a system that differs from the true one by that rounding.
+`max_decrease` bounds the model decrease: the damped model 1/2||A y + c||^2 + lam/2 ||y||^2 is
+never negative, so no step gains more than 1/2||c||^2. When rounding has made the products
+inconsistent (fp16 near a zero-residual optimum), CG's recursive decrease runs past that bound
+and its iterates are noise: CG then stops and returns the iterate before.
 """
 
 from __future__ import annotations
@@ -99,14 +109,18 @@ class CGResult:
 
 
 def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol: float = 1e-6,
-         maxiter: int = 200, *, model_tol: float = 0.0, window: int = 4, negligible: float = 0.0) -> CGResult:
+         maxiter: int = 200, *, model_tol: float = 0.0, window: int = 4, negligible: float = 0.0,
+         lookahead_tol: float = 0.0, max_decrease: float = np.inf) -> CGResult:
     """Preconditioned CG on the damped normal equations of `system`, starting from zero.
 
     Stops when ||(A^T A + lam I) y - rhs|| <= tol ||rhs|| (recursive residual), when the model
     decrease of the last `window` iterations is <= model_tol times the decrease so far (model_tol
     > 0, see the module notes), when even a generous bound of the whole decrease (reached so far
     plus ten windows at the current rate) is below `negligible` (the caller stops after such a
-    step anyway), or after maxiter. Vectors, dots and step lengths are in the vector precision.
+    step anyway), when the next iteration's estimated gain r.z / 2 is <= lookahead_tol times the
+    decrease so far (lookahead_tol > 0, see the module notes), or after maxiter. When the
+    recursive model decrease exceeds `max_decrease` (impossible in exact arithmetic: rounding has
+    broken the recurrence), CG stops unconverged with the iterate before that iteration. Vectors, dots and step lengths are in the vector precision.
     """
     be = system.backend
     xp = be.xp
@@ -131,9 +145,11 @@ def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol:
         if not (pAp > 0.0 and np.isfinite(pAp)):
             break  # loss of positive definiteness in low precision: keep the last good iterate
         alpha = rz / pAp
+        gain = 0.5 * alpha * rz
+        if q + gain > max_decrease:
+            break
         x = rnd(x + alpha * p) if vdt == F16 else _axpy(x, alpha, p)
         r = rnd(r - alpha * Ap) if vdt == F16 else _axpy(r, -alpha, Ap)
-        gain = 0.5 * alpha * rz
         q += gain
         gains[it % gains.size] = gain
         it += 1
@@ -145,6 +161,8 @@ def cgnr(system: ScaledSystem, precond: Callable[[Any], Any] | None = None, tol:
         rz_new = float(xp.dot(r, z))
         if not (np.isfinite(rz_new) and rz_new > 0.0):
             break
+        if 0.5 * rz_new <= lookahead_tol * q:
+            return CGResult(x, it, rel, True, q)
         p = rnd(z + (rz_new / rz) * p) if vdt == F16 else _xpby(z, rz_new / rz, p)
         rz = rz_new
     return CGResult(x, it, rel, rel <= tol, q)

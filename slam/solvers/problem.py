@@ -23,8 +23,12 @@ class LeastSquaresProblem(Protocol):
     #   static_jacobian() -> csr         an iterate-independent Jacobian to factor the static IC(0) from
     #   block_order() -> ndarray         block order for IC(0) (pose graphs: file order or RCM)
     #   coarse_basis(...)                rigid-cluster coarse space of the two-level preconditioner
-    #   make_preconditioner(J_scaled, lam, backend, policy)   a problem-specific preconditioner (BA: Schur)
+    #   make_preconditioner(J_scaled, lam, backend, policy[, J_matvec])   a problem-specific preconditioner (BA: Schur);
+    #                                    on NumPy also given J_scaled rounded to the matvec dtype
     #   cg_model_tol: float              CG stopping on model decrease instead of the residual norm
+    #   cg_lookahead_tol: float          ... and on the next iteration's estimated gain (cgnr.py)
+    #   cg_bound_decrease: bool          stop CG when its model decrease passes 1/2||c||^2 (cgnr.py)
+    #   rescue_step(update_dtype) -> bool   repair a rejected step before a new solve (SolverOptions.rescue_steps)
 
     def cost(self, dtype: np.dtype) -> float:
         """1/2 sum of robustified squared whitened residuals at the current state, computed in dtype."""
