@@ -18,6 +18,12 @@ class FrontendConfig:
     klt_window: int = 21             # px, side of the KLT window
     klt_levels: int = 3              # pyramid levels above the image
     fb_threshold: float = 1.0        # px, forward-backward KLT consistency
+    # A track seen for this many keyframes continues as a new landmark from the next keyframe on
+    # (0: never). A KLT track's position drifts with the viewpoint (scripts/bench_track_error.py:
+    # 0.17 px median after 1 keyframe, 0.7 px after 8-15 on a clean rendering), and that error is
+    # correlated along the path, so no optimization averages it out; stereo / RGB-D only (a
+    # monocular landmark needs its parallax again).
+    max_track_keyframes: int = 0
     reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
     min_inliers: int = 20            # fewer pose inliers: the frame is lost
     min_disparity: float = 1.0       # px, stereo: smaller disparities give no depth

@@ -276,6 +276,8 @@ class Tracker:
                        chain: bool = True) -> KeyframeData:
         """Detect features in empty cells, measure depth and descriptors, hand the keyframe on."""
         f, tr = self.f, self.tracks
+        if f.max_track_keyframes > 0 and self.rig.mode != "mono":
+            self._renew_old_tracks(f.max_track_keyframes)
         if detect_new:
             fresh = detect(gray, tr.uv, f.max_features, f.grid_cols, f.grid_rows, f.min_distance,
                            f.quality_level, f.border)
@@ -311,6 +313,18 @@ class Tracker:
         self.kf_landmarks = tr.ids[np.isfinite(tr.xyz[:, 0])]
         self.emit(kf)
         return kf
+
+    def _renew_old_tracks(self, max_keyframes: int) -> None:
+        """Tracks anchored max_keyframes or more keyframes ago continue under new ids, as if detected
+        now: the old landmark keeps its observations so far, the new one starts from this keyframe's
+        depth (FrontendConfig.max_track_keyframes says why)."""
+        tr = self.tracks
+        old = (tr.anchor_kf >= 0) & (self.next_kf - tr.anchor_kf >= max_keyframes)
+        k = int(old.sum())
+        if k:
+            tr.ids[old] = self.map.allocate_ids(k)
+            tr.anchor_kf[old], tr.anchor_uv[old] = -1, np.nan
+            tr.xyz[old], tr.xyz_kf[old], tr.xyz_par[old] = np.nan, -1, 0.0
 
     def _triangulate_tracks(self, tag: int) -> None:
         """Positions from a track's anchor keyframe and this frame, every frame: for tracks without

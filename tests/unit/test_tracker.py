@@ -61,6 +61,29 @@ def test_stereo_tracking_follows_ground_truth_and_hands_on_keyframes() -> None:
     assert tracker.keyframe_reasons and sum(tracker.keyframe_reasons.values()) == len(store.keyframes) - 1
 
 
+def test_old_tracks_continue_as_new_landmarks() -> None:
+    """frontend.max_track_keyframes: no landmark is observed by more than that many keyframes; a
+    renewed track keeps its pixel and gets a new id with this keyframe's depth."""
+    src = SyntheticSource("room_loop", "stereo", frames=60)
+    frames = list(src)
+    tracker, store, m = _tracker(src, "stereo", max_track_keyframes=3)
+    plain, plain_store, _ = _tracker(src, "stereo")
+    results = [r for fr in frames for r in tracker.process(fr)]
+    for fr in frames:
+        plain.process(fr)
+    assert all(r.ok for r in results) and len(store.keyframes) >= 6
+    obs_kf = np.concatenate([np.full(len(kf.ids), kf.id) for kf in store.keyframes])
+    obs_id = np.concatenate([kf.ids for kf in store.keyframes])
+    _, seen_by = np.unique(obs_id, return_counts=True)
+    assert seen_by.max() <= 3
+    plain_id = np.concatenate([kf.ids for kf in plain_store.keyframes])
+    assert np.unique(plain_id, return_counts=True)[1].max() > 3  # without it, tracks outlive 3 keyframes
+    # renewed tracks are handed on as new landmarks of the keyframe that renewed them
+    kf = store.keyframes[4]
+    assert np.isin(kf.new_ids, kf.ids).all() and len(kf.new_ids) > len(plain_store.keyframes[4].new_ids)
+    assert _relative_error(results, frames) < 0.02
+
+
 def test_lost_frames_then_relocalization() -> None:
     src = SyntheticSource("room_loop", "stereo", frames=40)
     frames = list(src)
