@@ -276,7 +276,7 @@ class Tracker:
                        chain: bool = True) -> KeyframeData:
         """Detect features in empty cells, measure depth and descriptors, hand the keyframe on."""
         f, tr = self.f, self.tracks
-        if f.max_track_keyframes > 0 and self.rig.mode != "mono":
+        if f.max_track_keyframes > 0:
             self._renew_old_tracks(f.max_track_keyframes)
         if detect_new:
             fresh = detect(gray, tr.uv, f.max_features, f.grid_cols, f.grid_rows, f.min_distance,

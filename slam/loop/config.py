@@ -14,6 +14,10 @@ class LoopConfig:
     min_score: float = 0.0           # place-recognition score below which a candidate is not verified
     recent_keyframes: int = 30       # the newest keyframes are never loop candidates (odometry covers them)
     min_inliers: int = 40            # verified matches a loop needs (stereo/RGB-D PnP, monocular Sim(3))
+    # m: a verified stereo/RGB-D loop whose cameras are farther apart than this is rejected
+    # ('too_far'): the same view from across a corridor verifies (office_long: 73 inliers at
+    # 1.15 m), but a loop is a revisit; 0: no limit. Monocular maps have no metric scale to test.
+    max_distance: float = 1.0
     # Pose graph (loop/posegraph.py): odometry edges between consecutive keyframes and covisibility
     # edges between keyframes sharing >= covisibility_min_shared landmarks, measured by their current
     # relative poses; information = weight x diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3[, 1/sigma_scale^2]),

@@ -64,7 +64,9 @@ def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
     from slam.loop.verify import VerifyParams, verify_loop
 
     detector = LoopDetector(database=database, min_score=cfg.min_score)
-    params = VerifyParams(min_inliers=cfg.min_inliers)
+    # a metric map (stereo / RGB-D) rejects verified loops between cameras farther apart than max_distance
+    params = VerifyParams(min_inliers=cfg.min_inliers,
+                          max_distance=cfg.max_distance if mode != "mono" and cfg.max_distance > 0 else None)
 
     def neighbours(k: int) -> set[int]:
         return set(the_map.covisible(k, CONNECTED))
@@ -75,11 +77,12 @@ def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
         return detector.detect(kf_id, place.descriptors, excluded, neighbours)
 
     def verify(kf_id: int, place: Any, match: int) -> Verified | str:
+        T_match = the_map.keyframe_pose(match)
         res = verify_loop(query_features(the_map, kf_id, place, mode), candidate_landmarks(the_map, match),
-                          rig.K, mode, params)
+                          rig.K, mode, params, T_world_candidate=T_match)
         if not res.accepted:
             return res.reason
-        Z = lie.se3_inverse(the_map.keyframe_pose(match)) @ res.S_world_query
+        Z = lie.se3_inverse(T_match) @ res.S_world_query
         return Verified(Z, int(res.inliers), res.matches, float(res.scale))
 
     return PlaceRecognition(candidates, verify, detector.rejections, detector.database)
