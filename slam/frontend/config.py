@@ -21,9 +21,9 @@ class FrontendConfig:
     # A track seen for this many keyframes continues as a new landmark from the next keyframe on
     # (0: never). A KLT track's position drifts with the viewpoint (scripts/bench_track_error.py:
     # 0.17 px median after 1 keyframe, 0.7 px after 8-15 on a clean rendering), and that error is
-    # correlated along the path, so no optimization averages it out. 12: ATE with loop closure
-    # lower in 10 of 11 blocking runs (room_loop, room_figure8; stereo, RGB-D, mono; seeds 0-1),
-    # mean 0.074% -> 0.056% of the path, without loop closure 9 of 11.
+    # correlated along the path, so no optimization averages it out. 12 against 0 (never), 12
+    # blocking pairs (room_loop, room_figure8; stereo, RGB-D, mono; seeds 0-1): ATE with loop
+    # closure lower in 11, mean 0.077% -> 0.058% of the path; without loop closure lower in 9, mean equal.
     max_track_keyframes: int = 12
     reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
     min_inliers: int = 20            # fewer pose inliers: the frame is lost
