@@ -67,7 +67,7 @@ def test_old_tracks_continue_as_new_landmarks() -> None:
     src = SyntheticSource("room_loop", "stereo", frames=60)
     frames = list(src)
     tracker, store, m = _tracker(src, "stereo", max_track_keyframes=3)
-    plain, plain_store, _ = _tracker(src, "stereo")
+    plain, plain_store, _ = _tracker(src, "stereo", max_track_keyframes=0)
     results = [r for fr in frames for r in tracker.process(fr)]
     for fr in frames:
         plain.process(fr)
