@@ -49,23 +49,33 @@ def pgo(results: list[dict[str, Any]]) -> dict[str, Any]:
     gap: dict[str, list[float]] = defaultdict(list)
     ate: dict[str, list[float]] = defaultdict(list)
     time_kf: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    stage: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    to32: dict[str, list[float]] = defaultdict(list)  # time / fp32's time on the same problem
     n = 0
     for r in results:
         for prob in r.get("pgo", []):
             n += 1
             s = prob["solves"]
             c64 = s.get("fp64", {}).get("final_cost")
+            t32 = s.get("fp32", {}).get("timing", {}).get("time_s")
             for p, v in s.items():
                 if c64 is not None and p != "fp64":
                     gap[p].append((v["final_cost"] - c64) / max(abs(c64), 1e-300))
                 ate[p].append(v["ate_rmse"] if v["ate_rmse"] is not None else np.nan)
                 time_kf[p].append((prob["keyframes"], v["timing"]["time_s"]))
+                for name, sec in (v["timing"].get("stage_times_s") or {}).items():
+                    stage[p][name].append(sec)
+                if t32 and p != "fp32":
+                    to32[p].append(v["timing"]["time_s"] / t32)
     precs = [p for p in PREC_ORDER if p in ate]
     return {"problems": n, "precisions": precs, "cost_gap": dict(gap), "ate": dict(ate),
             "cost_gap_stats": {p: _stats(np.abs(g).tolist()) for p, g in gap.items()},
             "ate_stats": {p: _stats(ate[p]) for p in precs},
             "time_vs_keyframes": {p: time_kf[p] for p in precs},
-            "time_stats": {p: _stats([t for _, t in time_kf[p]]) for p in precs}}
+            "time_stats": {p: _stats([t for _, t in time_kf[p]]) for p in precs},
+            "time_total_s": {p: float(sum(t for _, t in time_kf[p])) for p in precs},
+            "time_relative_to_fp32": {p: to32[p] for p in precs if p in to32},
+            "stage_s_mean": {p: {k: float(np.mean(v)) for k, v in stage[p].items()} for p in precs if p in stage}}
 
 
 def loop_table(results: list[dict[str, Any]]) -> dict[str, Any]:

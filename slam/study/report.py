@@ -96,6 +96,16 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{th}</tr>{trs}</table>"
 
 
+def _median(v: list[float] | None) -> float | None:
+    return float(np.median(v)) if v else None
+
+
+def _stage_table(by_precision: dict[str, dict[str, float]]) -> str:
+    """One row per precision, one column per stage."""
+    stages = sorted({s for v in by_precision.values() for s in v})
+    return _table(["precision", *stages], [[p, *[v.get(s) for s in stages]] for p, v in by_precision.items()])
+
+
 def write_html(summary: dict[str, Any], study: dict[str, Any], figures: list[Path], out: Path) -> Path:
     """report.html: tables and embedded figures; opens offline."""
     odo, pg, lc = summary["odometry"], summary["pgo"], summary["loop_closure"]
@@ -111,18 +121,20 @@ def write_html(summary: dict[str, Any], study: dict[str, Any], figures: list[Pat
                                                                                                  "max": None}))]
                      for p, s in odo["ate_stats"].items()]),
              "<h2>Loop-closure PGO problems</h2>",
-             _table(["precision", "problems", "|cost gap| mean", "p90", "max", "ATE mean [m]", "time mean [s]"],
+             _table(["precision", "problems", "|cost gap| mean", "p90", "max", "ATE mean [m]", "time mean [s]",
+                     "total [s]", "time / fp32's (median)"],
                     [[p, pg["ate_stats"][p]["count"], *(lambda g: [g["mean"], g["p90"], g["max"]])(
                         pg["cost_gap_stats"].get(p, {"mean": None, "p90": None, "max": None})),
-                      pg["ate_stats"][p]["mean"], pg["time_stats"][p]["mean"]] for p in pg["precisions"]]),
+                      pg["ate_stats"][p]["mean"], pg["time_stats"][p]["mean"], pg.get("time_total_s", {}).get(p),
+                      _median(pg.get("time_relative_to_fp32", {}).get(p))] for p in pg["precisions"]]),
+             "<h3>PGO time per stage (s per problem, mean)</h3>",
+             _stage_table(pg.get("stage_s_mean", {})),
              "<h2>ATE without and with loop closure (over runs)</h2>",
              _table(["", "max [m]", "99%", "90%", "mean", "runs"],
                     [[name, s["max"], s["p99"], s["p90"], s["mean"], s["count"]]
                      for name, s in (("without", lc["without"]), ("with", lc["with"]))]),
              "<h2>Window BA time per stage (ms per solve)</h2>"]
-    stages = sorted({s for v in summary["ba_stage_ms"].values() for s in v})
-    parts.append(_table(["precision", *stages], [[p, *[v.get(s) for s in stages]]
-                                                 for p, v in summary["ba_stage_ms"].items()]))
+    parts.append(_stage_table(summary["ba_stage_ms"]))
     for f in figures:
         b64 = base64.b64encode(f.read_bytes()).decode()
         parts.append(f'<h3>{html.escape(f.stem)}</h3><img alt="{html.escape(f.stem)}" '

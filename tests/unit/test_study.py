@@ -31,7 +31,26 @@ def test_runs_are_the_product_with_loop_precisions(tmp_path: Path) -> None:
     assert all(r.frames == 50 for r in runs)
 
 
+def test_parts_are_the_union_of_their_products(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("name: t\nsensors: [stereo, rgbd]\nprecisions: [fp64, mixed]\nframes: 80\nparts:\n"
+                 "  - {scenes: [room_loop], seeds: [0, 1, 2], loop: [false]}\n"
+                 "  - {scenes: [office_walk], sensors: [stereo], precisions: [mixed], loop: [false, true], frames: null}\n"
+                 "  - {scenes: [room_loop], seeds: [2], precisions: [fp64], loop: [false]}\n")  # all repeats
+    runs = load_study(f).runs()
+    room = [r for r in runs if r.scene == "room_loop"]
+    office = [r for r in runs if r.scene == "office_walk"]
+    assert len(room) == 2 * 3 * 2 and all(r.frames == 80 and not r.loop for r in room)
+    assert [(r.sensor, r.precision, r.loop, r.frames) for r in office] == [("stereo", "mixed", False, None),
+                                                                          ("stereo", "mixed", True, None)]
+    assert len(runs) == len(room) + len(office) == len({r.id for r in runs})
+
+
 @pytest.mark.parametrize("text,needle", [
+    ("parts: []", "'parts' must be a non-empty list"),
+    ("parts: [{config: {}}]", "unknown key 'config' in a part"),
+    ("parts: [{seeds: [0]}, {frames: 2}]", "(parts[1])"),
+    ("parts: [{sensors: [lidar]}]", "'sensors': 'lidar'"),
     ("scenes: [nowhere]", "'scenes': 'nowhere'"),
     ("precisions: [fp8]", "'precisions': 'fp8'"),
     ("seeds: [0, x]", "'seeds'"),
@@ -70,13 +89,16 @@ def test_odometry_statistics_against_fp64_on_the_same_rendering() -> None:
 
 
 def test_pgo_gaps_and_loop_table() -> None:
-    solves = {p: {"final_cost": c, "ate_rmse": a, "timing": {"time_s": t}}
-              for p, c, a, t in (("fp64", 100.0, 0.01, 0.5), ("mixed", 100.01, 0.011, 0.4))}
+    solves = {p: {"final_cost": c, "ate_rmse": a, "timing": {"time_s": t, "stage_times_s": {"linear": t / 2}}}
+              for p, c, a, t in (("fp64", 100.0, 0.01, 0.5), ("fp32", 100.02, 0.01, 0.25),
+                                 ("mixed", 100.01, 0.011, 0.4))}
     res = [_res("a", "mixed", False, 0.3), _res("a", "mixed", True, 0.01, [{"keyframes": 40, "solves": solves}])]
     g = pgo(res)
     assert g["problems"] == 1
     np.testing.assert_allclose(g["cost_gap"]["mixed"], [1e-4])
     assert g["time_vs_keyframes"]["mixed"] == [(40, 0.4)]
+    assert g["time_relative_to_fp32"] == {"fp64": [2.0], "mixed": [1.6]}
+    assert g["stage_s_mean"]["mixed"] == {"linear": 0.2} and g["time_total_s"]["fp32"] == 0.25
     t = loop_table(res)
     assert t["pairs"] == [{"run": "a-mixed-False", "without": 0.3, "with": 0.01, "loops": 2, "path_length_m": 10.0}]
     assert t["without"]["max"] == 0.3 and t["with"]["mean"] == 0.01
@@ -90,7 +112,7 @@ def test_quick_study_is_valid() -> None:
     assert any(r.loop for r in runs)
 
 
-@pytest.mark.parametrize("name,runs", [("full", 720), ("medium", 90)])
+@pytest.mark.parametrize("name,runs", [("full", 340), ("medium", 90)])
 def test_shipped_study_files_load(name: str, runs: int) -> None:
     spec = load_study(Path(__file__).resolve().parents[2] / "configs" / "study" / f"{name}.yaml")
     assert len(spec.runs()) == runs
