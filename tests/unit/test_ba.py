@@ -1,74 +1,23 @@
 """Bundle adjustment against independent references: central differences, OpenCV's and BAL's own
-projection, dense inverses of the normal matrix, SciPy's least_squares, and exact synthetic data."""
+projection, SciPy's least_squares, and exact synthetic data (the linear algebra: test_ba_linear.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from scipy.optimize import least_squares
 
+from ba_scenes import make_problem as _problem, observe as _observe, perturb as _perturb, scene as _scene
 from slam.errors import ProblemError
 from slam.geometry import lie
-from slam.io.bal import BALProblem, bal_cost, bal_project, bal_residuals, read_bal
+from slam.io.bal import BALProblem, bal_cost, bal_residuals, read_bal
 from slam.solvers.ba import BundleAdjustmentProblem, default_options, from_bal, robust_loss
 from slam.solvers.backend import numpy_backend
-from slam.solvers.cgnr import ScaledSystem, cgnr
 from slam.solvers.lm import solve
 from slam.solvers.precision import get_policy
-
-BACKEND = numpy_backend()
-
-
-def _scene(projection: str, n_cams: int = 4, n_pts: int = 15, seed: int = 0) -> dict:
-    """Cameras around a cloud of points, every point seen by every camera, in front of it."""
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-1.0, 1.0, size=(n_pts, 3))
-    w = rng.normal(scale=0.15, size=(n_cams, 3))
-    depth = -6.0 if projection == "bal" else 6.0  # BAL cameras look down -z
-    t = np.column_stack([rng.normal(scale=0.5, size=(n_cams, 2)), np.full(n_cams, depth)])
-    if projection == "bal":
-        k = np.column_stack([rng.uniform(400, 600, n_cams), np.full(n_cams, -0.3), np.full(n_cams, 0.2)])
-    else:
-        k = np.column_stack([rng.uniform(400, 600, n_cams), rng.uniform(400, 600, n_cams),
-                             np.full(n_cams, 320.0), np.full(n_cams, 240.0)])
-    cam_idx, pt_idx = (a.ravel() for a in np.meshgrid(np.arange(n_cams), np.arange(n_pts), indexing="ij"))
-    return {"w": w, "t": t, "k": k, "X": X, "cam_idx": cam_idx, "pt_idx": pt_idx}
-
-
-def _observe(sc: dict, projection: str) -> np.ndarray:
-    """Pixels by an independent implementation: BAL's own model, or OpenCV's projectPoints."""
-    if projection == "bal":
-        cams = np.column_stack([sc["w"], sc["t"], sc["k"]])
-        return bal_project(cams, sc["X"], sc["cam_idx"], sc["pt_idx"])
-    out = np.zeros((len(sc["cam_idx"]), 2))
-    for c in range(len(sc["w"])):  # a handful of cameras in a test
-        fx, fy, cx, cy = sc["k"][c]
-        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
-        rows = sc["cam_idx"] == c
-        px, _ = cv2.projectPoints(sc["X"][sc["pt_idx"][rows]], sc["w"][c], sc["t"][c], K, None)
-        out[rows] = px.reshape(-1, 2)
-    return out
-
-
-def _problem(projection: str = "bal", obs: np.ndarray | None = None, seed: int = 0, **kw) -> BundleAdjustmentProblem:
-    sc = _scene(projection, seed=seed, **{k: kw.pop(k) for k in ("n_cams", "n_pts") if k in kw})
-    obs = _observe(sc, projection) if obs is None else obs
-    return BundleAdjustmentProblem((sc["w"], sc["t"]), sc["X"], sc["cam_idx"], sc["pt_idx"], obs, sc["k"],
-                                   projection=projection, **kw)
-
-
-def _perturb(p: BundleAdjustmentProblem, seed: int = 1, scale: float = 1.0) -> None:
-    rng = np.random.default_rng(seed)
-    p.R[...] = lie.so3_exp(rng.normal(scale=0.01 * scale, size=(len(p.R), 3))) @ p.R
-    p.t += rng.normal(scale=0.05 * scale, size=p.t.shape)
-    p.points += rng.normal(scale=0.05 * scale, size=p.points.shape)
-    if p.optimize_intrinsics:
-        p.intrinsics[:, 0] *= 1.0 + 0.01 * scale * rng.normal(size=len(p.intrinsics))
 
 
 def _central_differences(p: BundleAdjustmentProblem, f: Callable[[], np.ndarray]) -> np.ndarray:
@@ -272,203 +221,6 @@ def test_rescued_solve_reaches_the_same_optimum() -> None:
         assert s.rescued_steps <= s.accepted_steps and (rescue or s.rescued_steps == 0)
         costs.append(s.final_cost)
     assert costs[1] == pytest.approx(costs[0], rel=1e-3)
-
-
-# ------------------------------------------------------------------------------------ precision
-def _scaled(p: BundleAdjustmentProblem, dtype: np.dtype) -> sp.csr_matrix:
-    """J S with unit column norms, as lm.solve hands it to the preconditioner."""
-    J, _ = p.linearize(dtype, dtype)
-    norms = np.sqrt(np.bincount(J.indices, weights=J.data.astype(np.float64) ** 2, minlength=J.shape[1]))
-    data = (J.data * (1.0 / norms)[J.indices]).astype(J.dtype)
-    return sp.csr_matrix((data, J.indices, J.indptr), shape=J.shape)
-
-
-def _is_fp16(a: np.ndarray) -> bool:
-    return bool(np.array_equal(a.astype(np.float16).astype(a.dtype), a))
-
-
-@pytest.mark.parametrize("preset", ["fp64", "fp32", "mixed", "fp16"])
-def test_dtypes_reaching_the_kernels(preset: str) -> None:
-    pol = get_policy(preset)
-    p = _problem("bal", optimize_intrinsics=True)
-    _perturb(p)
-    J, r = p.linearize(pol.residual, pol.jacobian)
-    assert J.dtype == (np.float32 if pol.jacobian == np.float16 else pol.jacobian)
-    assert np.array_equal(r.astype(pol.residual).astype(np.float64), r)
-    if pol.jacobian == np.float16:
-        assert _is_fp16(J.data) and np.abs(J.data).max() < 1.0  # column units keep fp16 in range
-    M = p.make_preconditioner(_scaled(p, pol.jacobian), 1e-4, BACKEND, pol)
-    work = BACKEND.storage_dtype(pol.precond)
-    assert M._Jc.dtype == work and M._Jp.dtype == work
-    assert pol.precond != np.float16 or (_is_fp16(M._Jc.data) and _is_fp16(M._Jp.data))
-    assert M._V.dtype == np.promote_types(work, np.float32) and M._L.dtype == M._V.dtype
-    z = M(np.ones(p.n_params, dtype=BACKEND.storage_dtype(pol.vector)))
-    assert z.dtype == BACKEND.storage_dtype(pol.vector) and (pol.vector != np.float16 or _is_fp16(z))
-    t0 = p.t.copy()
-    p.retract(np.full(p.n_params, 1e-9), pol.update)
-    if pol.update == np.float64:
-        assert np.all(p.t != t0)  # an fp64 update keeps a 1e-9 step on a coordinate of 6
-    else:
-        assert _is_fp16(p.t) and _is_fp16(p.points) and _is_fp16(p.R)
-
-
-def test_fp16_jacobian_column_units_are_undone_by_retract() -> None:
-    p = _problem("bal", optimize_intrinsics=True)
-    _perturb(p)
-    J64, _ = p.linearize(np.float64, np.float64)
-    J16, _ = p.linearize(np.float64, np.float16)  # same state (an fp16 residual stage would round it)
-    units = p._units
-    assert units is not None and np.all(units == np.ldexp(1.0, np.frexp(units)[1] - 1))  # powers of two
-    np.testing.assert_allclose(J16.toarray(), (J64 @ sp.diags(units)).toarray(), rtol=2.0**-11, atol=2.0**-25)
-    state = p.get_state()
-    dx = np.random.default_rng(0).normal(scale=1e-3, size=p.n_params)
-    p.retract(dx, np.float64)
-    moved = p.points.copy()
-    p.set_state(state)
-    p._units = None
-    p.retract(dx * units, np.float64)
-    np.testing.assert_array_equal(moved, p.points)
-
-
-# ------------------------------------------------------------------------------------ preconditioner
-def _dense_normal(A: sp.csr_matrix, lam: float) -> np.ndarray:
-    return (A.T @ A).toarray().astype(np.float64) + lam * np.eye(A.shape[1])
-
-
-def _dense_inverse(M, n: int) -> np.ndarray:
-    return np.stack([M(e) for e in np.eye(n)], axis=1)
-
-
-@pytest.mark.parametrize("fixed", [{}, {"fixed_cameras": [1]}, {"fixed_points": [0, 3]}])
-def test_exact_schur_preconditioner_inverts_the_normal_matrix(fixed: dict) -> None:
-    sc = _scene("bal")
-    obs = _observe(sc, "bal")
-    # A repeated (camera, point) observation exercises the summed camera-point block.
-    cam_idx, pt_idx = np.append(sc["cam_idx"], 2), np.append(sc["pt_idx"], 5)
-    p = BundleAdjustmentProblem((sc["w"], sc["t"]), sc["X"], cam_idx, pt_idx, np.vstack([obs, obs[2 * 15 + 5]]),
-                                sc["k"], optimize_intrinsics=True, schur="exact", **fixed)
-    _perturb(p)
-    A = _scaled(p, np.float64)
-    H = _dense_normal(A, 1e-3)
-    M = p.make_preconditioner(A, 1e-3, BACKEND, get_policy("fp64"))
-    np.testing.assert_allclose(_dense_inverse(M, p.n_params) @ H, np.eye(p.n_params), atol=1e-8)
-
-
-def test_schur_jacobi_spectrum_is_that_of_the_reduced_system() -> None:
-    p = _problem("bal", optimize_intrinsics=True, schur="schur-jacobi")
-    _perturb(p)
-    A, lam = _scaled(p, np.float64), 1e-3
-    H = _dense_normal(A, lam)
-    Minv = _dense_inverse(p.make_preconditioner(A, lam, BACKEND, get_policy("fp64")), p.n_params)
-    np.testing.assert_allclose(Minv, Minv.T, atol=1e-10)
-    assert np.linalg.eigvalsh(0.5 * (Minv + Minv.T)).min() > 0
-    # Reference: S = B - E C^-1 E^T from the dense matrix, S~ its block diagonal (cam_dim blocks).
-    n, d = p.n_cam_params, p.cam_dim
-    S = H[:n, :n] - H[:n, n:] @ np.linalg.solve(H[n:, n:], H[n:, :n])
-    St = np.zeros_like(S)
-    for c in range(n // d):  # a handful of cameras
-        St[c * d:(c + 1) * d, c * d:(c + 1) * d] = S[c * d:(c + 1) * d, c * d:(c + 1) * d]
-    expected = np.sort(np.concatenate([np.linalg.eigvals(np.linalg.solve(St, S)).real, np.ones(p.n_params - n)]))
-    np.testing.assert_allclose(np.sort(np.linalg.eigvals(Minv @ H).real), expected, rtol=1e-7, atol=1e-9)
-
-
-def test_lagged_schur_factor_still_lets_cg_solve_exactly() -> None:
-    p = _problem("bal", optimize_intrinsics=True, schur="exact")
-    _perturb(p)
-    pol = get_policy("fp64")
-    p.make_preconditioner(_scaled(p, np.float64), 1e-3, BACKEND, pol)  # forms S at this state
-    _perturb(p, seed=9, scale=0.3)
-    A = _scaled(p, np.float64)
-    M = p.make_preconditioner(A, 1e-3, BACKEND, pol)
-    assert M.lagged
-    b = np.random.default_rng(2).normal(size=p.n_params)
-    system = ScaledSystem(BACKEND, A, A, A.T.tocsr(), b, 1e-3, np.float64, np.float64)
-    res = cgnr(system, M, tol=1e-12, maxiter=200)
-    np.testing.assert_allclose(res.x, np.linalg.solve(_dense_normal(A, 1e-3), b), rtol=1e-8, atol=1e-10)
-    assert 1 < res.iterations < 30
-
-
-@pytest.mark.parametrize("preset", ["fp64", "mixed"])
-def test_lookahead_stop_keeps_the_model_decrease_in_fewer_iterations(preset: str) -> None:
-    """cgnr's lookahead_tol (BundleAdjustmentProblem.cg_lookahead_tol) with the exact Schur preconditioner:
-    CG stops after 1-2 iterations where the window test alone needs 4, and the step keeps the model
-    decrease of the exact solution (fp16 products: as much as the window test keeps)."""
-    p = _problem("bal", optimize_intrinsics=True, schur="exact")
-    _perturb(p)
-    pol, lam = get_policy(preset), 1e-5
-    A = _scaled(p, np.float64)
-    A_mv = A.copy()
-    A_mv.data = np.asarray(BACKEND.cast(A.data.astype(np.float32), pol.matvec), dtype=np.float64) \
-        if pol.matvec == np.float16 else A.data
-    M = p.make_preconditioner(A, lam, BACKEND, pol)
-    b = np.random.default_rng(4).normal(size=p.n_params)
-    N = _dense_normal(A, lam)
-    exact = np.linalg.solve(N, b)
-    q_star = b @ exact - 0.5 * exact @ N @ exact
-
-    def run(lookahead: float):
-        system = ScaledSystem(BACKEND, A, A_mv, A_mv.T.tocsr(), b, lam, pol.matvec, pol.vector)
-        return cgnr(system, M, tol=0.0, maxiter=100, model_tol=p.cg_model_tol, lookahead_tol=lookahead)
-
-    window, ahead = run(0.0), run(p.cg_lookahead_tol)
-    assert ahead.converged and ahead.iterations <= 2 < window.iterations
-    assert M.near_inverse  # lm.py applies the lookahead only then: not to schur-jacobi nor block Jacobi
-    q2 = _problem("bal", optimize_intrinsics=True, schur="schur-jacobi")
-    assert not q2.make_preconditioner(_scaled(q2, np.float64), lam, BACKEND, pol).near_inverse
-    q = {k: b @ r.x - 0.5 * r.x @ N @ r.x for k, r in (("window", window), ("ahead", ahead))}
-    if preset == "fp64":
-        assert q["ahead"] / q_star > 1 - 1e-9
-    else:  # fp16 products: ~1% short of the exact decrease whichever test stops (measured 0.989 and 0.989)
-        assert q["ahead"] / q_star > 0.97 and q["ahead"] >= (1 - 1e-3) * q["window"]
-
-
-def test_schur_preconditioner_from_a_prerounded_jacobian_is_the_same() -> None:
-    """make_preconditioner's J_matvec (lm.py hands it J_mv, J already rounded to fp16 in 'mixed') gives
-    the operator built by rounding J itself, bit for bit."""
-    pol = get_policy("mixed")
-    A = _scaled(_problem("bal", optimize_intrinsics=True, schur="exact"), np.float32)
-    A_mv = sp.csr_matrix((BACKEND.cast(A.data, pol.matvec), A.indices, A.indptr), shape=A.shape)
-    r = np.random.default_rng(8).normal(size=A.shape[1]).astype(np.float32)
-    outs = []
-    for J_matvec in (None, A_mv):
-        p = _problem("bal", optimize_intrinsics=True, schur="exact")  # a fresh problem: no cached base
-        outs.append(p.make_preconditioner(A, 1e-4, BACKEND, pol, J_matvec=J_matvec)(r))
-    np.testing.assert_array_equal(outs[0], outs[1])
-
-
-def test_cg_decrease_bound_stops_with_the_iterate_before() -> None:
-    """cgnr's max_decrease (lm passes 1/2||c||^2 for BundleAdjustmentProblem.cg_bound_decrease): it never
-    binds on a consistent system; a bound below the reachable decrease stops CG, unconverged, on the
-    last iterate whose recursive decrease stays within it."""
-    p = _problem("bal", optimize_intrinsics=True, schur="exact")
-    _perturb(p)
-    J, r = p.linearize(np.float64, np.float64)
-    norms = np.sqrt(np.bincount(J.indices, weights=J.data ** 2, minlength=J.shape[1]))
-    A = sp.csr_matrix((J.data / norms[J.indices], J.indices, J.indptr), shape=J.shape)
-    lam, pol = 1e-5, get_policy("fp64")
-    b = -(A.T @ r)
-    system = ScaledSystem(BACKEND, A, A, A.T.tocsr(), b, lam, np.float64, np.float64)
-    M = p.make_preconditioner(A, lam, BACKEND, pol)
-    free = cgnr(system, M, tol=0.0, maxiter=30, model_tol=1e-2)
-    bound = cgnr(system, M, tol=0.0, maxiter=30, model_tol=1e-2, max_decrease=0.5 * float(r @ r))
-    np.testing.assert_array_equal(bound.x, free.x)
-    two, three = (cgnr(system, None, tol=0.0, maxiter=k) for k in (2, 3))  # unpreconditioned: slower
-    assert two.model_decrease < three.model_decrease
-    cut = cgnr(system, None, tol=0.0, maxiter=30, max_decrease=0.5 * (two.model_decrease + three.model_decrease))
-    assert not cut.converged and cut.iterations == 2
-    np.testing.assert_allclose(cut.x, two.x, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize(("preset", "tol"), [("fp32", 3e-4), ("mixed", 5e-3)])
-def test_low_precision_preconditioner_stays_close(preset: str, tol: float) -> None:
-    p = _problem("bal", optimize_intrinsics=True, schur="exact")
-    _perturb(p)
-    pol = get_policy(preset)
-    A = _scaled(p, pol.jacobian)
-    r = np.random.default_rng(3).normal(size=p.n_params).astype(BACKEND.storage_dtype(pol.vector))
-    z = p.make_preconditioner(A, 1e-3, BACKEND, pol)(r)
-    ref = np.linalg.solve(_dense_normal(A, 1e-3), r.astype(np.float64))
-    assert np.linalg.norm(z - ref) / np.linalg.norm(ref) < tol
 
 
 # ------------------------------------------------------------------------------------ I/O and errors
