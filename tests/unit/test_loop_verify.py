@@ -138,3 +138,33 @@ def test_a_distant_but_correct_view_can_be_refused_by_distance(rendered) -> None
                       VerifyParams(max_distance=gap - 0.1), T_world_candidate=T_cand)
     assert near.accepted and far.reason == "too_far" and far.inliers > 0
 
+
+
+@pytest.mark.parametrize(("mode", "setting", "expected"), [
+    ("stereo", 1.0, 1.0), ("rgbd", 2.5, 2.5), ("stereo", 0.0, None), ("mono", 1.0, None)])
+def test_loop_max_distance_reaches_the_verification(monkeypatch: pytest.MonkeyPatch, mode: str, setting: float,
+                                                    expected: float | None) -> None:
+    """loop.max_distance is the run's distance test for metric maps (0: none; monocular: no metric scale)."""
+    from types import SimpleNamespace
+
+    from slam.loop import factory, verify
+    from slam.loop.config import LoopConfig
+
+    seen = {}
+
+    def spy(query: object, candidate: object, K: np.ndarray, m: str, params: verify.VerifyParams | None = None,
+            T_world_candidate: np.ndarray | None = None) -> verify.Verification:
+        seen.update(max_distance=params.max_distance, T=T_world_candidate, mode=m, min_inliers=params.min_inliers)
+        return verify._reject("too_far")
+
+    monkeypatch.setattr(verify, "verify_loop", spy)
+    monkeypatch.setattr(factory, "query_features", lambda *a: None)
+    monkeypatch.setattr(factory, "candidate_landmarks", lambda *a: None)
+    T_match = np.eye(4)
+    T_match[:3, 3] = [1.0, 2.0, 3.0]
+    the_map = SimpleNamespace(keyframe_pose=lambda k: T_match, covisible=lambda *a: {})
+    pr = factory.place_recognition(the_map, SimpleNamespace(K=np.eye(3)), mode,
+                                   LoopConfig(max_distance=setting, min_inliers=33))
+    assert pr.verify(40, None, 3) == "too_far"
+    assert seen["max_distance"] == expected and seen["mode"] == mode and seen["min_inliers"] == 33
+    np.testing.assert_array_equal(seen["T"], T_match)  # the distance is measured in the match's map
