@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,15 +37,13 @@ sys.path.insert(0, str(REPO))
 from slam.eval.align import associate  # noqa: E402
 from slam.io.trajectory import read_tum  # noqa: E402
 from slam.map.store import load_map  # noqa: E402
+from slam_cli import slam_cli  # noqa: E402 (scripts/ is on sys.path when a script runs)
 
 
 def slam_run(args: list[str]) -> tuple[dict[str, Any], float]:
-    """Run `python -m slam run ARGS --quiet`; (report.json, wall seconds). Raises on a failed run."""
+    """Run `python -m slam run ARGS --quiet`; (report.json, wall seconds). Exits on a failed run."""
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "slam", "run", *args, "--quiet"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    slam_cli("run", *args, "--quiet")
     out = Path(args[args.index("--out") + 1])
     return json.loads((out / "report.json").read_text()), time.perf_counter() - t0
 

@@ -20,22 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def slam(*args: str) -> None:
-    """Run the slam CLI in a fresh process (quiet), failing loudly."""
-    cmd = [sys.executable, "-m", "slam", *args]
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+from slam_cli import slam_cli as slam  # scripts/ is on sys.path when a script runs
 
 
 def one_run(config: str, source: Path, out: Path, loop: bool) -> dict:

@@ -29,11 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _slam(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slam", *args], cwd=REPO, env=env, capture_output=True, text=True)
+from slam_cli import slam_cli  # scripts/ is on sys.path when a script runs
 
 
 def _start_xvfb() -> tuple[subprocess.Popen | None, str]:
@@ -63,9 +59,7 @@ def main() -> int:
     out = Path(args.out).resolve()
     data = out / "data"
     if not (data / "mav0").exists():
-        r = _slam("simulate", "room_loop", "--format", "euroc", "--out", str(data), "--frames", str(args.frames))
-        if r.returncode != 0:
-            sys.exit(f"bench_viewer: slam simulate failed:\n{r.stderr}")
+        slam_cli("simulate", "room_loop", "--format", "euroc", "--out", str(data), "--frames", str(args.frames))
     xvfb, display = _start_xvfb()
     env = dict(os.environ, DISPLAY=display)
     rows: list[dict] = []
@@ -75,10 +69,8 @@ def main() -> int:
                 run_dir = out / f"run_{mode}_{i}"
                 shutil.rmtree(run_dir, ignore_errors=True)
                 load = os.getloadavg()[0]
-                r = _slam("run", "configs/euroc_stereo.yaml", "--source", str(data), "--viewer", mode, "--quiet",
-                          "--out", str(run_dir), env=env)
-                if r.returncode != 0:
-                    sys.exit(f"bench_viewer: slam run --viewer {mode} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+                r = slam_cli("run", "configs/euroc_stereo.yaml", "--source", str(data), "--viewer", mode, "--quiet",
+                             "--out", str(run_dir), env=env)
                 rep = json.loads((run_dir / "report.json").read_text())
                 line = next((ln for ln in r.stderr.splitlines() if "viewer:" in ln), "")
                 m = re.search(r"(\d+) updates sent, (\d+) dropped.*snapshot ([\d.]+) ms mean, ([\d.]+) ms max"
