@@ -24,24 +24,35 @@ def _key(settings: dict[str, Any], *drop: str) -> tuple:
 
 
 def odometry(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Odometry runs (no loop closure): ATE per precision, and each precision against fp64 on the same rendering."""
+    """Odometry runs (no loop closure): ATE per precision, and each precision against fp64 on the same rendering.
+
+    The histograms hold the renderings run in every odometry precision of the study, so that each
+    curve is over the same trajectories; runs in some precisions only (e.g. the mixed-precision
+    partners of loop-closing runs) are counted as `left_out`.
+    """
     vo = [r for r in results if not r["settings"]["loop"]]
+    by_rendering: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in vo:
+        by_rendering[_key(r["settings"], "precision")][r["settings"]["precision"]] = r
+    all_precs = {r["settings"]["precision"] for r in vo}
+    complete = [g for g in by_rendering.values() if set(g) == all_precs]
     ate: dict[str, list[float]] = defaultdict(list)
     lost: dict[str, int] = defaultdict(int)
-    ref = {_key(r["settings"], "precision"): r["result"]["ate_rmse"] for r in vo if r["settings"]["precision"] == "fp64"}
     rel: dict[str, list[float]] = defaultdict(list)
-    for r in vo:
-        p, a = r["settings"]["precision"], r["result"]["ate_rmse"]
-        ate[p].append(a if a is not None else np.nan)
-        lost[p] += r["result"]["frames_lost"]
-        a64 = ref.get(_key(r["settings"], "precision"))
-        if p != "fp64" and a is not None and a64:
-            rel[p].append(a / a64 - 1.0)
+    for g in complete:
+        a64 = g["fp64"]["result"]["ate_rmse"] if "fp64" in g else None
+        for p, r in g.items():
+            a = r["result"]["ate_rmse"]
+            ate[p].append(a if a is not None else np.nan)
+            lost[p] += r["result"]["frames_lost"]
+            if p != "fp64" and a is not None and a64:
+                rel[p].append(a / a64 - 1.0)
     precs = [p for p in PREC_ORDER if p in ate]
+    n = sum(len(g) for g in complete)
     return {"precisions": precs, "ate": {p: ate[p] for p in precs}, "ate_stats": {p: _stats(ate[p]) for p in precs},
             "relative_to_fp64": {p: rel[p] for p in precs if p in rel},
             "relative_stats": {p: _stats(np.abs(rel[p]).tolist()) for p in precs if p in rel},
-            "frames_lost": dict(lost), "trajectories": len(vo)}
+            "frames_lost": dict(lost), "trajectories": n, "renderings": len(complete), "left_out": len(vo) - n}
 
 
 def pgo(results: list[dict[str, Any]]) -> dict[str, Any]:

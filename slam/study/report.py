@@ -47,7 +47,7 @@ def write_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     if odo["trajectories"]:
         fig = _figure((11, 4.5))
         _cumulative(fig.add_subplot(1, 2, 1), odo["ate"], "ATE RMSE [m]", log=True)
-        fig.axes[0].set_title(f"odometry: {odo['trajectories']} trajectories")
+        fig.axes[0].set_title(f"odometry: {odo['trajectories']} trajectories ({odo.get('renderings', '?')} renderings)")
         if odo["relative_to_fp64"]:
             _cumulative(fig.add_subplot(1, 2, 2), {p: np.abs(v).tolist() for p, v in odo["relative_to_fp64"].items()},
                         "|ATE / ATE(fp64) - 1|, same rendering", log=True)
@@ -114,6 +114,9 @@ def write_html(summary: dict[str, Any], study: dict[str, Any], figures: list[Pat
              " Runs are deterministic (tracking waits for bundle adjustment and loop closure); fp16 is emulated"
              " on the CPU (values rounded through fp16, arithmetic in fp32).</p>",
              "<h2>Odometry: ATE RMSE per precision</h2>",
+             f"<p>{odo['trajectories']} trajectories: {odo.get('renderings', '?')} renderings, each in every precision"
+             f" (blocking mode: the runs of a rendering differ only in precision); {odo.get('left_out', 0)} odometry"
+             " runs in some precisions only are left out here (they pair with loop-closing runs below).</p>",
              _table(["precision", "runs", "mean [m]", "p90", "p99", "max", "|rel. to fp64| mean", "p90", "max"],
                     [[p, s["count"], s["mean"], s["p90"], s["p99"], s["max"],
                       *(lambda r: [r["mean"], r["p90"], r["max"]])(odo["relative_stats"].get(p, {"mean": None,

@@ -77,12 +77,15 @@ def _res(scene: str, prec: str, loop: bool, ate: float, pgo_solves: list | None 
 
 
 def test_odometry_statistics_against_fp64_on_the_same_rendering() -> None:
-    res = [_res("a", "fp64", False, 0.10), _res("a", "mixed", False, 0.11), _res("b", "fp64", False, 0.20),
-           _res("b", "mixed", False, 0.19), _res("b", "fp16", False, 0.40)]
+    res = [_res("a", "fp64", False, 0.10), _res("a", "mixed", False, 0.11), _res("a", "fp16", False, 0.13),
+           _res("b", "fp64", False, 0.20), _res("b", "mixed", False, 0.19), _res("b", "fp16", False, 0.40),
+           _res("c", "mixed", False, 0.50)]  # c: not in every precision, left out of the histograms
     o = odometry(res)
-    assert o["trajectories"] == 5 and o["precisions"] == ["fp64", "mixed", "fp16"]
+    assert o["trajectories"] == 6 and o["renderings"] == 2 and o["left_out"] == 1
+    assert o["precisions"] == ["fp64", "mixed", "fp16"]
     np.testing.assert_allclose(sorted(o["relative_to_fp64"]["mixed"]), [-0.05, 0.1])
-    np.testing.assert_allclose(o["relative_to_fp64"]["fp16"], [1.0])
+    np.testing.assert_allclose(sorted(o["relative_to_fp64"]["fp16"]), [0.3, 1.0])
+    assert sorted(o["ate"]["mixed"]) == [0.11, 0.19]
     s = o["ate_stats"]["fp64"]
     assert s["count"] == 2 and s["max"] == 0.2 and s["mean"] == pytest.approx(0.15)
     assert s["p90"] == pytest.approx(np.percentile([0.1, 0.2], 90))
