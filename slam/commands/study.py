@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     figures = write_figures(summary, out)
     page = write_html(summary, study, figures, out)
     odo = summary["odometry"]
+    if odo.get("left_out"):
+        print(f"slam study: {odo['left_out']} odometry runs left out of the histograms: their rendering was not run "
+              f"(or did not finish) in every precision; {odo['renderings']} renderings were", file=sys.stderr)
     for p, s in odo["ate_stats"].items():
         rel = odo["relative_stats"].get(p)
         extra = f", |ATE/ATE(fp64)-1| mean {rel['mean']:.2e} max {rel['max']:.2e}" if rel and rel["count"] else ""

@@ -116,7 +116,7 @@ def write_html(summary: dict[str, Any], study: dict[str, Any], figures: list[Pat
              "<h2>Odometry: ATE RMSE per precision</h2>",
              f"<p>{odo['trajectories']} trajectories: {odo.get('renderings', '?')} renderings, each in every precision"
              f" (blocking mode: the runs of a rendering differ only in precision); {odo.get('left_out', 0)} odometry"
-             " runs in some precisions only are left out here (they pair with loop-closing runs below).</p>",
+             " runs whose rendering was not run (or did not finish) in every precision are left out here.</p>",
              _table(["precision", "runs", "mean [m]", "p90", "p99", "max", "|rel. to fp64| mean", "p90", "max"],
                     [[p, s["count"], s["mean"], s["p90"], s["p99"], s["max"],
                       *(lambda r: [r["mean"], r["p90"], r["max"]])(odo["relative_stats"].get(p, {"mean": None,

@@ -175,6 +175,14 @@ def _check_parts(value: Any, where: str) -> list[dict[str, Any]]:
     return value
 
 
+def _check_parts_expand(spec: "StudySpec", where: str) -> None:
+    """Every part gives at least one run (e.g. not loop: [true] with none of loop_precisions)."""
+    for i, part in enumerate(spec.parts):
+        if not replace(spec, parts=[], **part)._product():
+            raise InputError("this part gives no runs (are its loop-closing precisions among loop_precisions?)",
+                             f"{where} (parts[{i}])")
+
+
 def study_from_dict(data: Any, where: str = "<study>") -> StudySpec:
     """A StudySpec from a mapping; unknown keys and bad values are errors naming the key."""
     if not isinstance(data, dict):
@@ -187,6 +195,7 @@ def study_from_dict(data: Any, where: str = "<study>") -> StudySpec:
         value = _check_parts(value, where) if key == "parts" else _check_value(key, value, where)
         setattr(spec, key, value)
     _check_allowed(asdict(spec), where)
+    _check_parts_expand(spec, where)
     from slam.config import config_from_dict  # overrides must be a valid run config on their own
     config_from_dict(spec.config, f"{where} (key 'config')")
     return spec

@@ -139,7 +139,6 @@ def test_a_distant_but_correct_view_can_be_refused_by_distance(rendered) -> None
     assert near.accepted and far.reason == "too_far" and far.inliers > 0
 
 
-
 @pytest.mark.parametrize(("mode", "setting", "expected"), [
     ("stereo", 1.0, 1.0), ("rgbd", 2.5, 2.5), ("stereo", 0.0, None), ("mono", 1.0, None)])
 def test_loop_max_distance_reaches_the_verification(monkeypatch: pytest.MonkeyPatch, mode: str, setting: float,

@@ -51,6 +51,7 @@ def test_parts_are_the_union_of_their_products(tmp_path: Path) -> None:
     ("parts: [{config: {}}]", "unknown key 'config' in a part"),
     ("parts: [{seeds: [0]}, {frames: 2}]", "(parts[1])"),
     ("parts: [{sensors: [lidar]}]", "'sensors': 'lidar'"),
+    ("loop_precisions: [fp32]\nparts: [{precisions: [mixed], loop: [true]}]", "(parts[0]): this part gives no runs"),
     ("scenes: [nowhere]", "'scenes': 'nowhere'"),
     ("precisions: [fp8]", "'precisions': 'fp8'"),
     ("seeds: [0, x]", "'seeds'"),
