@@ -32,7 +32,10 @@ def _cumulative(ax: Any, series: dict[str, list[float]], xlabel: str, log: bool)
         if a.size:
             ax.step(a, np.arange(1, a.size + 1) / a.size, where="post", color=COLORS.get(p), label=f"{p} ({a.size})")
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap on a short range
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of runs ≤ x")
     ax.set_ylim(0, 1.02)
