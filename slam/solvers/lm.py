@@ -341,6 +341,13 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                 break
             rejected += 1
             problem.set_state(state)
+            if 0.0 < pred < opt.relative_cost_tol * cost:
+                # Accepted, this step would have ended the solve on relative cost decrease, and a
+                # more damped one promises less: stop instead of spending linear solves on them.
+                # Reduced-precision residuals reach this near the optimum, where they can no longer
+                # measure a decrease (fp32 PGO: 11% of 1,047 loop-closure graphs ran to max_lambda).
+                termination = "relative cost decrease (predicted)"
+                break
             lam *= nu
             nu *= 2.0
             if lam > opt.max_lambda:

@@ -84,7 +84,8 @@ def test_fp16_preset_runs_to_the_end(shared_data: Path, name: str) -> None:
     problem, s = _solve_benchmark(shared_data, name, "fp16")
     assert np.all(np.isfinite(problem.poses))
     assert np.isfinite(s.final_cost) and s.final_cost < s.initial_cost
-    assert s.termination in ("relative cost decrease", "damping too large (no further decrease possible)")
+    assert s.termination in ("relative cost decrease", "relative cost decrease (predicted)",
+                             "damping too large (no further decrease possible)")
 
 
 @pytest.mark.slow
