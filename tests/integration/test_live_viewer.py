@@ -55,10 +55,17 @@ def display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def _press_q(viewer: object, title: str, display: str) -> str:
     """Press q in the viewer's window (xdotool), or close it through the same path when xdotool is missing."""
     if shutil.which("xdotool"):
-        r = subprocess.run(["xdotool", "search", "--name", title, "key", "q"], env=dict(os.environ, DISPLAY=display),
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode == 0:
-            return "key q"
+        # the window can be mapped (and titled) a while after its first pictures on a loaded machine:
+        # xdotool's search then finds nothing (exit 1), so ask again for up to 30 s
+        deadline = time.monotonic() + 30.0
+        while True:
+            r = subprocess.run(["xdotool", "search", "--name", title, "key", "q"],
+                               env=dict(os.environ, DISPLAY=display), capture_output=True, text=True, timeout=30)
+            if r.returncode == 0:
+                return "key q"
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     viewer.request_close()
     return "request_close"
 
