@@ -42,7 +42,9 @@ class SolverOptions:
     gradient_tol: float = 1e-10       # stop when max |scaled gradient| <= gradient_tol * initial value
     initial_lambda: float = 1e-5      # on the Jacobi-scaled system, so relative to diag(J^T J)
     max_lambda: float = 1e10
-    lambda_min_factor: float = 0.1    # strongest reduction of lambda after a good step (Nielsen uses 1/3)
+    # Strongest reduction of lambda after a good step (Nielsen uses 1/3); None: the problem's
+    # `lm_lambda_min_factor` if it has one (pose graphs: 0.01, pgo.py), else 0.1.
+    lambda_min_factor: float | None = None
     cg_tol: float = 0.1               # inexact Newton: relative residual of the normal equations
     cg_tol_min: float = 1e-3          # forcing term tightens as the gradient falls, down to this
     cg_max_iterations: int = 500
@@ -231,6 +233,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     history = [float(initial_cost)]
     best_cost, best_state = float(initial_cost), None
     lam, nu = opt.initial_lambda, 2.0
+    lam_min_factor = opt.lambda_min_factor if opt.lambda_min_factor is not None else \
+        float(getattr(problem, "lm_lambda_min_factor", 0.1))
     lin_its: list[int] = []
     lams: list[float] = []
     precond_kind = problem.preconditioner if opt.preconditioner == "auto" else opt.preconditioner
@@ -315,7 +319,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                     rescued += int(np.isfinite(new_cost) and np.isfinite(rho) and rho > 1e-4 and actual >= 0)
             if np.isfinite(new_cost) and np.isfinite(rho) and rho > 1e-4 and actual >= 0:
                 accepted += 1
-                lam *= max(opt.lambda_min_factor, 1.0 - (2.0 * rho - 1.0) ** 3)  # Nielsen gain-ratio update
+                lam *= max(lam_min_factor, 1.0 - (2.0 * rho - 1.0) ** 3)  # Nielsen gain-ratio update
                 nu = 2.0
                 rel = actual / max(cost, 1e-300)
                 cost = new_cost
