@@ -23,6 +23,7 @@ import numpy as np
 
 from slam.geometry import lie
 from slam.map.correction import propagate
+from slam.map.covisibility import Covisibility
 from slam.map.growable import Growable
 from slam.map.keyframe import KeyframeData
 from slam.map.views import MapSnapshot, ObservationRows, TrackingView, WindowView
@@ -63,7 +64,7 @@ class Map:
         self._obs_uv = Growable((2,), np.float64)
         self._obs_ur = Growable((), np.float64, np.nan)  # right-image u (stereo / virtual RGB-D), NaN for none
         self._obs_ok = Growable((), bool, True)
-        self._covisibility: dict[int, dict[int, int]] = {}
+        self._covisibility = Covisibility()
         # Loop closure and global BA corrections so far: a window solve gathered before a correction
         # must not write its (pre-correction) poses back after it (apply_window_solve checks).
         self._corrections = 0
@@ -120,15 +121,8 @@ class Map:
         lo, hi = self._kf_obs.a[first, 0], self._kf_obs.a[kf_id, 0]
         shared = np.isin(self._obs_lm.a[lo:hi], ids)
         counts = np.bincount(self._obs_kf.a[lo:hi][shared] - first, minlength=kf_id - first)
-        self._covisibility.setdefault(kf_id, {})
-        for other in np.flatnonzero(counts):  # per keyframe, not per observation
-            self._link(kf_id, int(other) + first, int(counts[other]))
-
-    def _link(self, i: int, j: int, shared: int) -> None:
-        """Keyframes i and j share `shared` more landmarks (covisibility is symmetric)."""
-        for a, b in ((i, j), (j, i)):
-            d = self._covisibility.setdefault(a, {})
-            d[b] = d.get(b, 0) + shared
+        others = np.flatnonzero(counts)
+        self._covisibility.add(kf_id, others + first, counts[others])
 
     def create_landmarks(self, ids: np.ndarray, positions: np.ndarray, ref_kf: int,
                          if_states: tuple[int, ...] | None = None) -> np.ndarray:
@@ -309,13 +303,12 @@ class Map:
     def covisible(self, kf_id: int, min_shared: int = 1) -> dict[int, int]:
         """{keyframe: shared landmarks} of the keyframes covisible with kf_id (a copy)."""
         with self._lock:
-            return {k: n for k, n in self._covisibility.get(kf_id, {}).items() if n >= min_shared}
+            return self._covisibility.neighbours(kf_id, min_shared)
 
     def covisibility_edges(self, min_shared: int) -> np.ndarray:
         """(E,3) int rows [i, j, shared] with i < j of every covisibility pair sharing >= min_shared landmarks."""
         with self._lock:
-            rows = [(i, j, n) for i, d in self._covisibility.items() for j, n in d.items() if i < j and n >= min_shared]
-        return np.array(rows, np.int64).reshape(-1, 3)
+            return self._covisibility.edges(min_shared)
 
     def keyframe_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(poses (K,4,4) T_world_cam, timestamps, source frame indices, segments) of all keyframes."""
@@ -329,10 +322,8 @@ class Map:
         version: what a global pose graph is built from."""
         with self._lock:
             poses, _, _, segments = self.keyframe_table()
-            cov = self._covisibility
-            consecutive = np.fromiter((cov.get(k, {}).get(k + 1, 0) for k in range(len(poses) - 1)),  # per keyframe
-                                      np.int64, max(len(poses) - 1, 0))
-            return poses, segments, self.covisibility_edges(min_shared), consecutive, self._corrections
+            return (poses, segments, self._covisibility.edges(min_shared), self._covisibility.consecutive(len(poses)),
+                    self._corrections)
 
     def window_view(self, n_window: int, n_older: int) -> WindowView | None:
         """The newest n_window keyframes with their inlier observations of alive landmarks, and the
@@ -418,8 +409,10 @@ class Map:
             grow.extend(np.asarray(state[name], grow.a.dtype))
         m._next_id = int(state["next_id"])
         m._corrections = int(state["corrections"])
-        for i, j, n in np.asarray(state["covisibility"], np.int64).reshape(-1, 3).tolist():  # per keyframe pair
-            m._link(i, j, n)
+        cov = np.asarray(state["covisibility"], np.int64).reshape(-1, 3)
+        for i in np.unique(cov[:, 0]).tolist():  # per keyframe
+            sel = cov[:, 0] == i
+            m._covisibility.add(i, cov[sel, 1], cov[sel, 2])
         m.version = 1
         return m
 
@@ -497,8 +490,9 @@ class Map:
             diff = pa != pb
             if diff.any():
                 pairs, n = np.unique(np.stack([pa[diff], pb[diff]], 1), axis=0, return_counts=True)
-                for (i, j), c in zip(pairs.tolist(), n.tolist()):  # per keyframe pair, a few hundred
-                    self._link(i, j, c)
+                for i in np.unique(pairs[:, 0]).tolist():  # per keyframe
+                    sel = pairs[:, 0] == i
+                    self._covisibility.add(i, pairs[sel, 1], n[sel])
             self._obs_lm.a[rows] = new_lm
             self._obs_ok.a[rows[twice]] = False
             self._lm_state.a[drop] = CULLED
