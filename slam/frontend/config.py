@@ -25,6 +25,9 @@ class FrontendConfig:
     # blocking pairs (room_loop, room_figure8; stereo, RGB-D, mono; seeds 0-1): ATE with loop
     # closure lower in 11, mean 0.077% -> 0.058% of the path; without loop closure lower in 9, mean equal.
     max_track_keyframes: int = 12
+    # Align each keyframe's tracked features to their anchor keyframe's patch with an affine warp
+    # (frontend/anchored.py) before they are measured and handed to BA.
+    anchor_alignment: bool = True
     reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
     min_inliers: int = 20            # fewer pose inliers: the frame is lost
     min_disparity: float = 1.0       # px, stereo: smaller disparities give no depth
