@@ -129,11 +129,11 @@ def align(image: np.ndarray, T: np.ndarray, uv0: np.ndarray, cfg: AnchorAlignmen
     r = cfg.radius
     n = len(uv0)
     side = 2 * r + 3
-    Tg = np.asarray(T, np.float64).reshape(n, side, side)
-    gy, gx = np.gradient(Tg, axis=(1, 2))
-    inner = (slice(None), slice(1, -1), slice(1, -1))
-    T0 = _zero_mean(Tg[inner].reshape(n, -1)).astype(np.float32)
-    gx, gy = gx[inner].reshape(n, -1).astype(np.float32), gy[inner].reshape(n, -1).astype(np.float32)
+    Tg = np.asarray(T, np.float32).reshape(n, side, side)
+    # central differences on the inner (2r+1)^2 grid
+    gx = (0.5 * (Tg[:, 1:-1, 2:] - Tg[:, 1:-1, :-2])).reshape(n, -1)
+    gy = (0.5 * (Tg[:, 2:, 1:-1] - Tg[:, :-2, 1:-1])).reshape(n, -1)
+    T0 = _zero_mean(Tg[:, 1:-1, 1:-1].reshape(n, -1))
     e = _grid(r)
     ex, ey = e[:, 0], e[:, 1]
     # J = (gx, gy, gx x, gx y, gy x, gy y) per pixel; J^T J from sums of gx gx, gx gy, gy gy times

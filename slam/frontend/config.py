@@ -26,8 +26,19 @@ class FrontendConfig:
     # closure lower in 11, mean 0.077% -> 0.058% of the path; without loop closure lower in 9, mean equal.
     max_track_keyframes: int = 12
     # Align each keyframe's tracked features to their anchor keyframe's patch with an affine warp
-    # (frontend/anchored.py) before they are measured and handed to BA.
+    # (frontend/anchored.py) before they are measured and handed to BA: ATE of blocking runs 1.6-4x
+    # lower on the renderings (docs/architecture.md), ~12-18 ms per keyframe on the tracking thread.
     anchor_alignment: bool = True
+    # ... also for monocular runs, where the warp is predicted from triangulated (not measured)
+    # depth. Off by default: on the renderings it helps (room_figure8 83 -> 22 mm without loop
+    # closure) but on real monocular data it did not (KITTI 07 head neutral; TUM fr3 office at 1 Hz
+    # 0.28 m -> 0.28-0.48 m over three runs).
+    anchor_alignment_mono: bool = False
+    # ... only while the odometry worker has at most this many keyframes queued: CPU the pipeline
+    # does not have is not spent on it (on the 2-core machine at full speed the worker is behind and
+    # stereo 752x480 keeps its frame rate; blocking runs, and live cameras slower than tracking, align
+    # every keyframe). A negative value aligns every keyframe whatever the load.
+    anchor_alignment_max_pending: int = 0
     reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
     min_inliers: int = 20            # fewer pose inliers: the frame is lost
     min_disparity: float = 1.0       # px, stereo: smaller disparities give no depth

@@ -84,9 +84,11 @@ class Tracker:
         self.relocalized_frames: list[int] = []
         self.mono = MonoInitializer(frontend, rig.K, the_map.allocate_ids) if rig.mode == "mono" else None
         self.times: dict[str, list[float]] = {}
+        self.anchor_on = self.f.anchor_alignment and (rig.mode != "mono" or self.f.anchor_alignment_mono)
         self.anchor_images: dict[int, np.ndarray] = {}  # keyframe -> float32 image, while tracks start there
         self.anchor_cfg = AnchorAlignment()
-        self.anchor_counts = [0, 0]  # features tried, aligned (report.json tracking.anchor_alignment)
+        self.anchor_counts = [0, 0]  # features tried, aligned (report.json anchor_alignment)
+        self.anchor_skipped = 0  # keyframes not aligned because the odometry worker was behind
         self.keyframe_reasons: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -282,8 +284,11 @@ class Tracker:
         f, tr = self.f, self.tracks
         if f.max_track_keyframes > 0:
             self._renew_old_tracks(f.max_track_keyframes)
-        if f.anchor_alignment:
+        if self.anchor_on and (f.anchor_alignment_max_pending < 0
+                               or self.pending() <= f.anchor_alignment_max_pending):
             self._align_to_anchors(gray)
+        elif self.anchor_on:
+            self.anchor_skipped += 1
         if detect_new:
             fresh = detect(gray, tr.uv, f.max_features, f.grid_cols, f.grid_rows, f.min_distance,
                            f.quality_level, f.border)
@@ -342,7 +347,7 @@ class Tracker:
 
     def _keep_anchor_image(self, kf_id: int, gray: np.ndarray) -> None:
         """Keep the images of the keyframes that tracks are anchored to (and only those)."""
-        if not self.f.anchor_alignment:
+        if not self.anchor_on:
             return
         self.anchor_images[kf_id] = gray.astype(np.float32)  # a copy: sources may reuse their frame buffers
         used = set(np.unique(self.tracks.anchor_kf).tolist())
