@@ -142,3 +142,24 @@ def test_a_tracker_that_stays_lost_starts_a_new_segment() -> None:
     # the new segment starts at the last known pose (the gap itself is not estimated)
     np.testing.assert_allclose(first_new.pose, results[9].T_wc, atol=1e-12)
     assert all(r.ok for r in results[20:])
+
+
+def test_anchor_alignment_runs_only_while_the_worker_keeps_up_and_not_for_mono_by_default() -> None:
+    src = SyntheticSource("room_loop", "stereo", frames=40)
+    frames = list(src)
+    cam, cal = src.calibration.camera, src.calibration
+    rig = Rig(cam.K, int(cam.width), int(cam.height), "stereo", float(cal.baseline or 0.0))
+    counts = {}
+    for behind in (0, 3):
+        m = Map()
+        tr = Tracker(FrontendConfig(), KeyframeConfig(), rig, m, Store(m, cam.K), lambda b=behind: b)
+        for fr in frames:
+            tr.process(fr)
+        counts[behind] = (tr.anchor_counts[1], tr.anchor_skipped, tr.next_kf)
+    aligned, skipped, n_kf = counts[0]
+    assert aligned > 0 and skipped == 0 and n_kf >= 5
+    aligned, skipped, n_kf = counts[3]  # the worker 3 keyframes behind: tracking spends nothing on it
+    assert aligned == 0 and skipped == n_kf
+    mono_rig = Rig(cam.K, int(cam.width), int(cam.height), "mono", 0.0)
+    assert not Tracker(FrontendConfig(), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchor_on
+    assert Tracker(FrontendConfig(anchor_alignment_mono=True), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchor_on
