@@ -193,7 +193,10 @@ def refine_to_anchors(image: np.ndarray, uv: np.ndarray, anchor_kf: np.ndarray, 
     kfs = anchor_kf[sel]
     keys, inverse = np.unique(kfs, return_inverse=True)
     T_a = np.stack([T_cw_anchor[int(k)] for k in keys])[inverse]  # per anchor keyframe, then gathered
-    A = predicted_affine(anchor_uv[sel], T_a, T_cw, X[sel], K)
+    # Rounded to 1/64: the warp only starts the alignment (which estimates the affine map itself),
+    # and a prediction that moves with BA's rounding would let fp64 and mixed runs drift apart
+    # (tests/integration/test_run_pipeline.py), as unrounded KLT seeds did.
+    A = np.round(predicted_affine(anchor_uv[sel], T_a, T_cw, X[sel], K) * 64.0) / 64.0
     for i, k in enumerate(keys.tolist()):  # per anchor keyframe, not per feature
         s = np.flatnonzero(inverse == i)
         T[s] = templates(anchors[k], anchor_uv[sel[s]], A[s], cfg.radius + 1)
