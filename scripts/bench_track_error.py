@@ -68,16 +68,11 @@ def observation_errors(the_map: object, src: SyntheticSource) -> dict:
     c = src.sensor.intrinsics
     images, X = {}, np.full((len(lm), 3), np.nan)
     for k in np.unique(kf):
-        iz = src.renderer.render(T[k])[1].copy()  # exact inverse depth (the renderer reuses its buffers)
         img = src.render(int(st["kf_frame"][k])).left  # the image tracking saw (noise, blur unless clean)
         images[k] = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         s = np.flatnonzero(first & (kf == k))
         if s.size:
-            u, v = uv[s, 0].astype(np.float32), uv[s, 1].astype(np.float32)
-            inv_z = cv2.remap(iz.astype(np.float32), u[None], v[None], cv2.INTER_LINEAR)[0]
-            z = np.where(inv_z > 0, 1.0 / np.maximum(inv_z, 1e-12), np.nan)
-            P = np.stack([(uv[s, 0] - c.cx) / c.fx * z, (uv[s, 1] - c.cy) / c.fy * z, z], 1)
-            X[s] = P @ T[k][:3, :3].T + T[k][:3, 3]
+            X[s] = src.surface_points(T[k], uv[s])  # lifted with the exact rendered depth
     Tcw = np.linalg.inv(T[kf])
     P = np.einsum("nij,nj->ni", Tcw[:, :3, :3], X[fi]) + Tcw[:, :3, 3]
     proj = np.stack([c.fx * P[:, 0] / P[:, 2] + c.cx, c.fy * P[:, 1] / P[:, 2] + c.cy], 1)

@@ -205,3 +205,52 @@ def refine_to_anchors(image: np.ndarray, uv: np.ndarray, anchor_kf: np.ndarray, 
     out[sel[good]] = new
     ok[sel[good]] = acc
     return out, ok
+
+
+class AnchorAligner:
+    """The tracker's side of anchor alignment: when to align, the anchor keyframes' images, counts.
+
+    It runs on the tracking thread, not in the odometry worker, because the corrected tracks
+    matter: aligning only the worker's copy of the observations left ATE unchanged (room_loop
+    stereo seed 1: 12.8 mm against 12.3 mm without, 5.4 mm aligned in the tracker).
+    """
+
+    def __init__(self, enabled: bool, max_pending: int, cfg: AnchorAlignment | None = None) -> None:
+        self.enabled, self.max_pending = enabled, max_pending
+        self.cfg = cfg or AnchorAlignment()
+        self.images: dict[int, np.ndarray] = {}  # keyframe -> float32 image, while tracks start there
+        self.features = self.aligned = 0  # features tried, aligned
+        self.skipped = 0  # keyframes not aligned because the odometry worker was behind
+
+    def due(self, pending: int) -> bool:
+        """Align this keyframe? Only while the odometry worker has at most max_pending keyframes queued."""
+        if not self.enabled:
+            return False
+        if self.max_pending < 0 or pending <= self.max_pending:
+            return True
+        self.skipped += 1
+        return False
+
+    def align(self, gray: np.ndarray, uv: np.ndarray, anchor_kf: np.ndarray, anchor_uv: np.ndarray,
+              kf_poses: dict[int, np.ndarray], T_cw: np.ndarray, X: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """uv (N,2) of tracked features aligned to their anchors (unaligned ones unchanged); kf_poses: T_world_cam."""
+        T_cw_anchor = {k: np.linalg.inv(kf_poses[k]) for k in self.images if k in kf_poses}
+        images = {k: self.images[k] for k in T_cw_anchor}
+        out, ok = refine_to_anchors(gray, uv, anchor_kf, anchor_uv, images, T_cw_anchor, T_cw, X, K, self.cfg)
+        self.features += int(np.isin(anchor_kf, list(images)).sum())
+        self.aligned += int(ok.sum())
+        return out
+
+    def keep(self, kf_id: int, gray: np.ndarray, anchors_in_use: np.ndarray) -> None:
+        """Keep keyframe kf_id's image as an anchor; drop the images no track starts at any more."""
+        if not self.enabled:
+            return
+        self.images[kf_id] = gray.astype(np.float32)  # a copy: sources may reuse their frame buffers
+        used = set(np.unique(anchors_in_use).tolist())
+        for k in [k for k in self.images if k not in used]:  # per keyframe
+            del self.images[k]
+
+    def report(self) -> dict[str, int | bool]:
+        """report.json's anchor_alignment."""
+        return {"enabled": bool(self.enabled), "features": self.features, "aligned": self.aligned,
+                "keyframes_skipped_worker_behind": self.skipped}

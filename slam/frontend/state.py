@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -66,6 +67,17 @@ class Tracks:
         self.flow = np.concatenate([self.flow, np.full((len(ids), 2), np.nan)])
         self.xyz_kf = np.concatenate([self.xyz_kf, np.full(len(ids), -1, np.int64)])
         self.xyz_par = np.concatenate([self.xyz_par, np.zeros(len(ids))])
+
+    def renew(self, max_keyframes: int, next_kf: int, allocate_ids: Callable[[int], np.ndarray]) -> None:
+        """Tracks anchored max_keyframes or more keyframes before next_kf continue under new ids, as if
+        detected now: the old landmark keeps its observations so far, the new one starts from this
+        keyframe's depth (FrontendConfig.max_track_keyframes says why)."""
+        old = (self.anchor_kf >= 0) & (next_kf - self.anchor_kf >= max_keyframes)
+        k = int(old.sum())
+        if k:
+            self.ids[old] = allocate_ids(k)
+            self.anchor_kf[old], self.anchor_uv[old] = -1, np.nan
+            self.xyz[old], self.xyz_kf[old], self.xyz_par[old] = np.nan, -1, 0.0
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from slam.frontend.config import FrontendConfig, KeyframeConfig
-from slam.frontend.anchored import AnchorAlignment, refine_to_anchors
+from slam.frontend.anchored import AnchorAligner
 from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb, orb_descriptors, to_gray
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
 from slam.frontend.measure import measure
@@ -84,11 +84,8 @@ class Tracker:
         self.relocalized_frames: list[int] = []
         self.mono = MonoInitializer(frontend, rig.K, the_map.allocate_ids) if rig.mode == "mono" else None
         self.times: dict[str, list[float]] = {}
-        self.anchor_on = self.f.anchor_alignment and (rig.mode != "mono" or self.f.anchor_alignment_mono)
-        self.anchor_images: dict[int, np.ndarray] = {}  # keyframe -> float32 image, while tracks start there
-        self.anchor_cfg = AnchorAlignment()
-        self.anchor_counts = [0, 0]  # features tried, aligned (report.json anchor_alignment)
-        self.anchor_skipped = 0  # keyframes not aligned because the odometry worker was behind
+        self.anchors = AnchorAligner(self.f.anchor_alignment and (rig.mode != "mono" or self.f.anchor_alignment_mono),
+                                     self.f.anchor_alignment_max_pending)
         self.keyframe_reasons: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -283,12 +280,12 @@ class Tracker:
         """Detect features in empty cells, measure depth and descriptors, hand the keyframe on."""
         f, tr = self.f, self.tracks
         if f.max_track_keyframes > 0:
-            self._renew_old_tracks(f.max_track_keyframes)
-        if self.anchor_on and (f.anchor_alignment_max_pending < 0
-                               or self.pending() <= f.anchor_alignment_max_pending):
-            self._align_to_anchors(gray)
-        elif self.anchor_on:
-            self.anchor_skipped += 1
+            tr.renew(f.max_track_keyframes, self.next_kf, self.map.allocate_ids)
+        if self.anchors.due(self.pending()) and self.anchors.images and len(tr):
+            t0 = time.perf_counter()
+            tr.uv = self.anchors.align(gray, tr.uv, tr.anchor_kf, tr.anchor_uv, self.kf_poses, self.T_cw, tr.xyz,
+                                       self.K).astype(np.float32)
+            self._timed("anchor_alignment", t0)
         if detect_new:
             fresh = detect(gray, tr.uv, f.max_features, f.grid_cols, f.grid_rows, f.min_distance,
                            f.quality_level, f.border)
@@ -318,53 +315,13 @@ class Tracker:
         tr.anchor_kf[fresh_anchor] = kf.id
         tr.anchor_uv[fresh_anchor] = uv[fresh_anchor]
         self.kf_poses[kf.id] = T_wc
-        self._keep_anchor_image(kf.id, gray)
+        self.anchors.keep(kf.id, gray, tr.anchor_kf)
         self.next_kf += 1
         self.kf_id, self.kf_time, self.kf_T_wc = kf.id, frame.timestamp, T_wc
         self.kf_ids, self.kf_uv = kf.ids, uv
         self.kf_landmarks = tr.ids[np.isfinite(tr.xyz[:, 0])]
         self.emit(kf)
         return kf
-
-    def _align_to_anchors(self, gray: np.ndarray) -> None:
-        """Tracked features aligned to their anchor keyframe's patch (frontend/anchored.py) before the
-        keyframe is measured: its observations, and the tracks going on from them, lose KLT's
-        viewpoint bias. Done here, not in the odometry worker, because the corrected tracks matter:
-        aligning only the worker's copy of the observations left ATE unchanged (room_loop stereo
-        seed 1: 12.8 mm against 12.3 mm without, 5.4 mm aligned here)."""
-        tr = self.tracks
-        if not self.anchor_images or not len(tr):
-            return
-        t0 = time.perf_counter()
-        T_cw_anchor = {k: inv(self.kf_poses[k]) for k in self.anchor_images if k in self.kf_poses}
-        images = {k: im for k, im in self.anchor_images.items() if k in T_cw_anchor}
-        uv, ok = refine_to_anchors(gray, tr.uv, tr.anchor_kf, tr.anchor_uv, images, T_cw_anchor, self.T_cw,
-                                   tr.xyz, self.K, self.anchor_cfg)
-        tr.uv = uv.astype(np.float32)
-        self.anchor_counts[0] += int(np.isin(tr.anchor_kf, list(images)).sum())
-        self.anchor_counts[1] += int(ok.sum())
-        self._timed("anchor_alignment", t0)
-
-    def _keep_anchor_image(self, kf_id: int, gray: np.ndarray) -> None:
-        """Keep the images of the keyframes that tracks are anchored to (and only those)."""
-        if not self.anchor_on:
-            return
-        self.anchor_images[kf_id] = gray.astype(np.float32)  # a copy: sources may reuse their frame buffers
-        used = set(np.unique(self.tracks.anchor_kf).tolist())
-        for k in [k for k in self.anchor_images if k not in used]:  # per keyframe
-            del self.anchor_images[k]
-
-    def _renew_old_tracks(self, max_keyframes: int) -> None:
-        """Tracks anchored max_keyframes or more keyframes ago continue under new ids, as if detected
-        now: the old landmark keeps its observations so far, the new one starts from this keyframe's
-        depth (FrontendConfig.max_track_keyframes says why)."""
-        tr = self.tracks
-        old = (tr.anchor_kf >= 0) & (self.next_kf - tr.anchor_kf >= max_keyframes)
-        k = int(old.sum())
-        if k:
-            tr.ids[old] = self.map.allocate_ids(k)
-            tr.anchor_kf[old], tr.anchor_uv[old] = -1, np.nan
-            tr.xyz[old], tr.xyz_kf[old], tr.xyz_par[old] = np.nan, -1, 0.0
 
     def _triangulate_tracks(self, tag: int) -> None:
         """Positions from a track's anchor keyframe and this frame, every frame: for tracks without
@@ -519,7 +476,7 @@ class Tracker:
         tr.anchor_kf[:] = kf0.id  # later triangulations of these tracks use the widest baseline
         tr.anchor_uv = st.ref_uv.copy()
         self.kf_poses[kf0.id] = origin.copy()
-        self._keep_anchor_image(kf0.id, st.ref_gray)
+        self.anchors.keep(kf0.id, st.ref_gray, tr.anchor_kf)
         self.T_cw = st.T_cur_ref @ np.linalg.inv(origin)
         self.kf_id, self.kf_time, self.kf_T_wc = kf0.id, ref.timestamp, origin.copy()
         self.kf_ids, self.kf_uv = kf0.ids, st.ref_uv

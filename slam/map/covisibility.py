@@ -48,6 +48,14 @@ class Covisibility:
             self._j.extend(np.maximum(o, i))
             self._n.extend(np.array(new_count, np.int64))
 
+    def add_pairs(self, pairs: np.ndarray, shared: np.ndarray) -> None:
+        """add() for (E,2) keyframe pairs [i, j] with shared[e] more landmarks each, grouped by i."""
+        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+        shared = np.asarray(shared, np.int64)
+        for i in np.unique(pairs[:, 0]).tolist():  # per keyframe
+            sel = pairs[:, 0] == i
+            self.add(i, pairs[sel, 1], shared[sel])
+
     def neighbours(self, i: int, min_shared: int = 1) -> dict[int, int]:
         """{keyframe: shared landmarks} of the keyframes sharing at least min_shared landmarks with i."""
         d = self._rows.get(int(i))

@@ -410,9 +410,7 @@ class Map:
         m._next_id = int(state["next_id"])
         m._corrections = int(state["corrections"])
         cov = np.asarray(state["covisibility"], np.int64).reshape(-1, 3)
-        for i in np.unique(cov[:, 0]).tolist():  # per keyframe
-            sel = cov[:, 0] == i
-            m._covisibility.add(i, cov[sel, 1], cov[sel, 2])
+        m._covisibility.add_pairs(cov[:, :2], cov[:, 2])
         m.version = 1
         return m
 
@@ -490,9 +488,7 @@ class Map:
             diff = pa != pb
             if diff.any():
                 pairs, n = np.unique(np.stack([pa[diff], pb[diff]], 1), axis=0, return_counts=True)
-                for i in np.unique(pairs[:, 0]).tolist():  # per keyframe
-                    sel = pairs[:, 0] == i
-                    self._covisibility.add(i, pairs[sel, 1], n[sel])
+                self._covisibility.add_pairs(pairs, n)
             self._obs_lm.a[rows] = new_lm
             self._obs_ok.a[rows[twice]] = False
             self._lm_state.a[drop] = CULLED

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import cv2
 import numpy as np
 
 from slam.errors import InputError
@@ -147,6 +148,18 @@ class SyntheticSource(Source):
 
     def __len__(self) -> int:
         return self.frames
+
+    def surface_points(self, T_world_cam: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        """(N,3) world points the (left) camera at T_world_cam sees at pixels uv (N,2), from the
+        rendered depth (bilinear in inverse depth); NaN where nothing is rendered."""
+        uv = np.asarray(uv, np.float64).reshape(-1, 2)
+        iz = self.renderer.render(T_world_cam)[1].astype(np.float32)  # a copy: the renderer reuses its buffers
+        inv_z = cv2.remap(iz, uv[:, 0].astype(np.float32)[None], uv[:, 1].astype(np.float32)[None],
+                          cv2.INTER_LINEAR)[0]
+        z = np.where(inv_z > 0, 1.0 / np.maximum(inv_z, 1e-12), np.nan)
+        c = self.sensor.intrinsics
+        P = np.stack([(uv[:, 0] - c.cx) / c.fx * z, (uv[:, 1] - c.cy) / c.fy * z, z], 1)
+        return P @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
 
     def render(self, i: int) -> Frame:
         """Frame i (any order; each frame depends only on its index)."""

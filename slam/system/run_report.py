@@ -83,8 +83,7 @@ def build_report(system: Any, res: list[FrameResult], ok: list[FrameResult], pos
         "relocalizations": sum(1 for r in res if r.status == "relocalized"),
         "keyframe_reasons": dict(tr.keyframe_reasons),
         # features of keyframes aligned to their anchor keyframe's patch (frontend/anchored.py)
-        "anchor_alignment": {"enabled": bool(tr.anchor_on), "features": tr.anchor_counts[0],
-                             "aligned": tr.anchor_counts[1], "keyframes_skipped_worker_behind": tr.anchor_skipped},
+        "anchor_alignment": tr.anchors.report(),
         "realtime_playback": system.realtime, "wall_time_s": wall, "tracking_time_s": t_track,
         "fps": n / wall if wall > 0 else 0.0,
         "tracking_fps": n / t_track if t_track > 0 else 0.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from slam.config import load_config
@@ -32,13 +31,9 @@ def _observation_errors(tmp_path: Path, anchor: bool) -> tuple[np.ndarray, np.nd
     T = src.poses[st["kf_frame"]]  # true T_world_cam
     c = src.sensor.intrinsics
     X = np.full((len(lm), 3), np.nan)
-    for k in np.unique(kf[first]):  # per keyframe: lift first observations with the exact depth
+    for k in np.unique(kf[first]):  # per keyframe: first observations lifted with the exact depth
         s = np.flatnonzero(first & (kf == k))
-        iz = src.renderer.render(T[k])[1].astype(np.float32).copy()
-        inv_z = cv2.remap(iz, uv[s, 0].astype(np.float32)[None], uv[s, 1].astype(np.float32)[None], cv2.INTER_LINEAR)[0]
-        z = np.where(inv_z > 0, 1.0 / np.maximum(inv_z, 1e-12), np.nan)
-        P = np.stack([(uv[s, 0] - c.cx) / c.fx * z, (uv[s, 1] - c.cy) / c.fy * z, z], 1)
-        X[s] = P @ T[k][:3, :3].T + T[k][:3, 3]
+        X[s] = src.surface_points(T[k], uv[s])
     Tcw = np.linalg.inv(T[kf])
     P = np.einsum("nij,nj->ni", Tcw[:, :3, :3], X[fi]) + Tcw[:, :3, 3]
     proj = np.stack([c.fx * P[:, 0] / P[:, 2] + c.cx, c.fy * P[:, 1] / P[:, 2] + c.cy], 1)

@@ -155,11 +155,11 @@ def test_anchor_alignment_runs_only_while_the_worker_keeps_up_and_not_for_mono_b
         tr = Tracker(FrontendConfig(), KeyframeConfig(), rig, m, Store(m, cam.K), lambda b=behind: b)
         for fr in frames:
             tr.process(fr)
-        counts[behind] = (tr.anchor_counts[1], tr.anchor_skipped, tr.next_kf)
+        counts[behind] = (tr.anchors.aligned, tr.anchors.skipped, tr.next_kf)
     aligned, skipped, n_kf = counts[0]
     assert aligned > 0 and skipped == 0 and n_kf >= 5
     aligned, skipped, n_kf = counts[3]  # the worker 3 keyframes behind: tracking spends nothing on it
     assert aligned == 0 and skipped == n_kf
     mono_rig = Rig(cam.K, int(cam.width), int(cam.height), "mono", 0.0)
-    assert not Tracker(FrontendConfig(), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchor_on
-    assert Tracker(FrontendConfig(anchor_alignment_mono=True), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchor_on
+    assert not Tracker(FrontendConfig(), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchors.enabled
+    assert Tracker(FrontendConfig(anchor_alignment_mono=True), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchors.enabled
