@@ -75,7 +75,10 @@ def test_closing_the_window_ends_the_run_like_ctrl_c(tmp_path: Path, display: st
     from slam.viewer.live import LiveViewer
 
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
-    frames = 2000  # far more than the run gets to: the window is closed long before
+    # far more than the run gets to: the window is closed long before, but closing may take up to
+    # 30 s of xdotool retries after the third picture (_press_q), and 2,000 frames (~55 s) once ended
+    # first on a loaded machine
+    frames = 6000
     system = System(cfg, SyntheticSource("room_loop", "stereo", frames=frames), "synthetic:room_loop", tmp_path / "run",
                     progress=False)
     title = "slam-live-viewer-test"
@@ -96,7 +99,7 @@ def test_closing_the_window_ends_the_run_like_ctrl_c(tmp_path: Path, display: st
         result = system.run()
     finally:
         viewer.close()
-    closer.join(5)
+    closer.join(40)  # longer than _press_q's retries
     assert how, "the run ended before the window showed anything"
     assert how[0] == ("key q" if shutil.which("xdotool") else "request_close")
     assert viewer.closed and viewer.sent >= 3
