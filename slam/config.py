@@ -76,7 +76,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "keyframes.max_rate_hz": (0.01, None), "odometry.window": (2, None), "odometry.max_fixed": (1, None),
     "odometry.max_iterations": (1, None), "odometry.cg_max_iterations": (1, None),
     "odometry.relative_cost_tol": (0.0, 1.0),
-    "odometry.loss_scale": (1e-3, None), "source.prefetch": (0, 64),
+    "odometry.loss_scale": (1e-3, None), "odometry.loss_sigmas": (0, None), "odometry.loss_scale_min": (1e-3, None), "source.prefetch": (0, 64),
     "loop.place_features": (0, 5000), "loop.recent_keyframes": (1, None), "loop.min_inliers": (6, None), "loop.max_distance": (0.0, None),
     "loop.covisibility_min_shared": (1, None), "loop.sigma_rotation": (1e-9, None),
     "loop.sigma_translation": (1e-9, None), "loop.sigma_scale": (1e-9, None), "loop.loop_weight": (1e-6, None),

@@ -19,7 +19,7 @@ import numpy as np
 from slam.geometry import lie
 from slam.odometry.config import OdometryConfig
 from slam.odometry.rig_ba import StereoBundleAdjustment
-from slam.odometry.window import gather
+from slam.odometry.window import gather, loss_scale
 from slam.solvers.lm import SolverOptions, solve
 
 
@@ -33,6 +33,7 @@ def global_ba(the_map: Any, K: np.ndarray, baseline: float, odo: OdometryConfig,
         return None
     prob = StereoBundleAdjustment(data.T_cw, data.points, data.cam, data.pt, data.uv, data.ur, K, baseline,
                                   data.fixed, loss=odo.loss, loss_scale=odo.loss_scale)
+    prob.loss_scale = loss_scale(prob, odo)
     t1 = time.perf_counter()
     summary = solve(prob, SolverOptions(precision=precision, max_iterations=max_iterations,
                                         cg_max_iterations=odo.cg_max_iterations, relative_cost_tol=1e-5,

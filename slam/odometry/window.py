@@ -117,6 +117,22 @@ def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
                          preconditioner="auto" if cfg.preconditioner == "schur" else cfg.preconditioner)
 
 
+def robust_sigma(r: np.ndarray) -> float:
+    """Noise level (px) of reprojection residuals (O,2) that may hold outliers: 1.4826 x the median
+    absolute component (the MAD of a zero-mean Gaussian)."""
+    a = np.abs(r[np.isfinite(r).all(axis=1)])
+    return float(1.4826 * np.median(a)) if a.size else float("nan")
+
+
+def loss_scale(prob: StereoBundleAdjustment, cfg: OdometryConfig) -> float:
+    """The robust loss's scale for one window: `loss_sigmas` robust sigmas of its residuals at the
+    start, within [loss_scale_min, loss_scale]; loss_scale itself when loss_sigmas is 0."""
+    if cfg.loss_sigmas <= 0:
+        return cfg.loss_scale
+    s = cfg.loss_sigmas * robust_sigma(prob.residuals())
+    return float(np.clip(s, cfg.loss_scale_min, cfg.loss_scale)) if np.isfinite(s) else cfg.loss_scale
+
+
 def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, precision: str,
              observer: Callable[[WindowData], None] | None = None) -> WindowStats | None:
     """One window bundle adjustment: gather, solve outside the lock, write back, reject and cull.
@@ -131,6 +147,7 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
         observer(data)
     prob = StereoBundleAdjustment(data.T_cw, data.points, data.cam, data.pt, data.uv, data.ur, K, baseline,
                                   data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale)
+    prob.loss_scale = loss_scale(prob, cfg)
     t1 = time.perf_counter()
     summary = solve(prob, solver_options(cfg, precision))
     t2 = time.perf_counter()

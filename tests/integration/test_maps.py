@@ -41,10 +41,15 @@ def _run(*args: str) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def _ate_in_map_frame(run: Path, map_dir: Path) -> float:
-    T_gt_world = np.array(json.loads((map_dir / "map.json").read_text())["world"]["T_groundtruth_world"])
+def _ate_in_map_frame(run: Path, map_dir: Path | None = None, t_min: float = -np.inf) -> float:
+    """Position RMSE (no alignment) of a run in the frame of a map (default: its own first camera),
+    over the frames from t_min on."""
     est, gt = read_tum(run / "trajectory.tum"), read_tum(run / "groundtruth.tum")
+    T_gt_world = (np.array(json.loads((map_dir / "map.json").read_text())["world"]["T_groundtruth_world"])
+                  if map_dir is not None else gt.poses[0])
     i, j = associate(est.timestamps, gt.timestamps)
+    keep = est.timestamps[i] >= t_min
+    i, j = i[keep], j[keep]
     gt_map = np.linalg.inv(T_gt_world)[None] @ gt.poses[j]
     return float(np.sqrt(np.mean(np.sum((est.poses[i, :3, 3] - gt_map[:, :3, 3]) ** 2, axis=1))))
 
@@ -66,7 +71,11 @@ def test_second_half_relocalizes_in_the_first_halfs_map(tmp_path: Path) -> None:
     assert m["first_relocalized_frame"] is not None and m["frames_before_relocalization"] <= 5
     assert second["keyframes"] > head["counts"]["keyframes"]  # the map grew
     ate = _ate_in_map_frame(tmp_path / "b", mp)
-    assert ate <= 2.0 * full["ate"]["rmse"], (ate, full["ate"]["rmse"])
+    # against the uninterrupted run over the same frames in the same frame (its first camera, the
+    # map's world, no alignment): relocalizing and continuing in a saved map costs at most 2x
+    t_half = read_tum(tmp_path / "b" / "trajectory.tum").timestamps[0]
+    ate_full = _ate_in_map_frame(tmp_path / "full", t_min=t_half)
+    assert ate <= 2.0 * ate_full, (ate, ate_full)
     # localization mode: a slice inside the first half, the map saved afterwards is the loaded one
     loc = _run("--out", str(tmp_path / "c"), "--frames", f"{h // 3}:{2 * h // 3}", "--load-map", str(mp),
                "--localize", "--save-map", str(tmp_path / "map_c"))
