@@ -30,6 +30,7 @@ class Verified:
     inliers: int
     pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # (K,2) [query feature, landmark id]
     scale: float = 1.0
+    match: int | None = None  # the keyframe Z is relative to, when not the candidate (a nearer neighbour of it)
 
 
 # candidates(kf_id, place features) -> [(keyframe, score)], best first
@@ -102,7 +103,8 @@ class LoopCloser:
                 if res.inliers < self.cfg.min_inliers:
                     self._reject("too_few_inliers")
                     continue
-                return self._close(kf_id, timestamp, int(match), float(score), res, place)
+                target = int(match) if res.match is None else int(res.match)
+                return self._close(kf_id, timestamp, target, float(score), res, place)
             return None
         finally:
             self.process_times.append(time.perf_counter() - t0)

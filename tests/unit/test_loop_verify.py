@@ -139,31 +139,48 @@ def test_a_distant_but_correct_view_can_be_refused_by_distance(rendered) -> None
     assert near.accepted and far.reason == "too_far" and far.inliers > 0
 
 
-@pytest.mark.parametrize(("mode", "setting", "expected"), [
-    ("stereo", 1.0, 1.0), ("rgbd", 2.5, 2.5), ("stereo", 0.0, None), ("mono", 1.0, None)])
-def test_loop_max_distance_reaches_the_verification(monkeypatch: pytest.MonkeyPatch, mode: str, setting: float,
-                                                    expected: float | None) -> None:
-    """loop.max_distance is the run's distance test for metric maps (0: none; monocular: no metric scale)."""
+@pytest.mark.parametrize(("mode", "setting", "limited"), [
+    ("stereo", 1.0, True), ("rgbd", 1.0, True), ("stereo", 0.0, False), ("mono", 1.0, False)])
+def test_loop_edge_goes_to_the_nearest_camera_and_max_distance_limits_it(monkeypatch: pytest.MonkeyPatch, mode: str,
+                                                                      setting: float, limited: bool) -> None:
+    """A verified query 1.5 m from the candidate but 0.5 m from the candidate's covisible neighbour
+    is a loop with that neighbour (Z relative to it); 1.5 m from every camera of the place, it is
+    'too_far' for a metric map with loop.max_distance 1 m (0: no limit; monocular: no metric scale).
+    A nearer neighbour looking the other way is not a camera of the same view."""
     from types import SimpleNamespace
 
+    from slam.geometry import lie
     from slam.loop import factory, verify
     from slam.loop.config import LoopConfig
 
-    seen = {}
+    def pose(x: float, back: bool = False) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, 3] = [x, 0.0, 0.0]
+        if back:
+            T[:3, :3] = np.diag([-1.0, 1.0, -1.0])
+        return T
 
-    def spy(query: object, candidate: object, K: np.ndarray, m: str, params: verify.VerifyParams | None = None,
+    poses = {3: pose(0.0), 4: pose(1.0), 5: pose(1.4, back=True), 9: pose(-5.0)}
+    covis = {3: {4: 80, 5: 90, 9: 20}}
+    query = {"T": pose(1.5)}
+
+    def spy(q: object, candidate: object, K: np.ndarray, m: str, params: verify.VerifyParams | None = None,
             T_world_candidate: np.ndarray | None = None) -> verify.Verification:
-        seen.update(max_distance=params.max_distance, T=T_world_candidate, mode=m, min_inliers=params.min_inliers)
-        return verify._reject("too_far")
+        assert params.min_inliers == 33
+        return verify.Verification(True, "accepted", query["T"], 1.0, 50)
 
     monkeypatch.setattr(verify, "verify_loop", spy)
     monkeypatch.setattr(factory, "query_features", lambda *a: None)
     monkeypatch.setattr(factory, "candidate_landmarks", lambda *a: None)
-    T_match = np.eye(4)
-    T_match[:3, 3] = [1.0, 2.0, 3.0]
-    the_map = SimpleNamespace(keyframe_pose=lambda k: T_match, covisible=lambda *a: {})
+    the_map = SimpleNamespace(keyframe_pose=lambda k: poses[k], covisible=lambda k, *a: covis.get(k, {}))
     pr = factory.place_recognition(the_map, SimpleNamespace(K=np.eye(3)), mode,
                                    LoopConfig(max_distance=setting, min_inliers=33))
-    assert pr.verify(40, None, 3) == "too_far"
-    assert seen["max_distance"] == expected and seen["mode"] == mode and seen["min_inliers"] == 33
-    np.testing.assert_array_equal(seen["T"], T_match)  # the distance is measured in the match's map
+    res = pr.verify(40, None, 3)
+    assert res.match == 4  # 0.5 m away; keyframe 5 (0.1 m) looks the other way
+    np.testing.assert_allclose(res.Z, lie.se3_inverse(poses[4]) @ query["T"], atol=1e-12)
+    query["T"] = pose(-2.5)  # 2.5 m from the candidate (at 0) and from keyframe 9 (at -5)
+    res = pr.verify(40, None, 3)
+    if limited:
+        assert res == "too_far"
+    else:
+        assert res.match is None and np.allclose(res.Z, lie.se3_inverse(poses[3]) @ query["T"])
