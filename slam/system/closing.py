@@ -27,7 +27,7 @@ def make_loop_worker(system: Any, precision: str) -> tuple[LoopWorker | None, st
     closer = LoopCloser(system.map, system.mode, cfg, cfg.precision or precision, places,
                         notify=system._on_loop, export_dir=system.out / "pose_graphs" if cfg.export_graphs else None,
                         features=lambda inp: place_features(inp, cfg.place_features, rig, fcfg, orb))
-    if cfg.global_ba:
+    if cfg.global_ba or (cfg.global_ba is None and system.mode == "mono"):
         from slam.odometry.global_ba import global_ba
 
         prec = cfg.precision or precision
