@@ -50,6 +50,7 @@ class LoopConfig:
     # accuracy). 1-12 s of loop-thread time per loop on the 2 cores, so not for stereo/RGB-D.
     global_ba: bool | None = None
     global_ba_iterations: int = 10   # its LM iterations
+    global_ba_max_keyframes: int = 500  # larger maps skip it (its time grows with the map; the pose graph's does not)
     check_fp64: bool = False         # also solve every pose graph in fp64 and record its cost (benchmarks)
     export_graphs: bool = False      # write every pose graph solved, at its initial estimate, to pose_graphs/NNN.g2o (study)
     nice: int = 15                   # loop thread below tracking and the odometry worker

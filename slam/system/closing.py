@@ -31,7 +31,8 @@ def make_loop_worker(system: Any, precision: str) -> tuple[LoopWorker | None, st
         from slam.odometry.global_ba import global_ba
 
         prec = cfg.precision or precision
-        closer.global_ba = lambda abort: global_ba(system.map, rig.K, rig.baseline, system.cfg.odometry, prec,
-                                                   cfg.global_ba_iterations, abort)
+        closer.global_ba = lambda abort: (
+            global_ba(system.map, rig.K, rig.baseline, system.cfg.odometry, prec, cfg.global_ba_iterations, abort)
+            if system.map.n_keyframes <= cfg.global_ba_max_keyframes else None)
     return LoopWorker(closer, blocking=cfg.blocking or system.cfg.odometry.blocking, nice=cfg.nice,
                       max_backlog=cfg.max_backlog), None
