@@ -42,13 +42,17 @@ def query_features(the_map: Any, kf_id: int, place: Any, mode: str) -> Any:
     return QueryFeatures(place.uv, place.descriptors, pts)
 
 
+def second_look_keyframes(the_map: Any, match: int) -> list[int]:
+    """The match's SECOND_LOOK_KFS most covisible keyframes, most shared landmarks first."""
+    return [k for k, _ in sorted(the_map.covisible(match).items(), key=lambda kv: -kv[1])[:SECOND_LOOK_KFS]]
+
+
 def candidate_landmarks(the_map: Any, match: int) -> Any:
     """verify.CandidateLandmarks: the match's landmarks (primary) and those of its most covisible keyframes."""
     from slam.loop.verify import CandidateLandmarks
 
     own = the_map.keyframe_observations(match)[0]
-    neigh = sorted(the_map.covisible(match).items(), key=lambda kv: -kv[1])[:SECOND_LOOK_KFS]
-    ids = [own] + [the_map.keyframe_observations(k)[0] for k, _ in neigh]
+    ids = [own] + [the_map.keyframe_observations(k)[0] for k in second_look_keyframes(the_map, match)]
     ids = np.unique(np.concatenate(ids))
     pos, st, _, desc = the_map.landmarks(ids)
     keep = (st == ALIVE) & desc.any(axis=1)  # a landmark without a descriptor cannot be matched
@@ -65,8 +69,7 @@ def nearest_keyframe(the_map: Any, match: int, T_world_query: np.ndarray,
     while the camera is still approaching the matched place (street_loop, monocular: 1.5 m behind
     the match, where the match's predecessor was 0.7 m away). The loop edge is better measured,
     and the revisit is what it claims to be, between the two nearest cameras of the same view."""
-    neigh = sorted(the_map.covisible(match).items(), key=lambda kv: -kv[1])[:SECOND_LOOK_KFS]
-    ids = np.array([match] + [k for k, _ in neigh], np.int64)
+    ids = np.array([match] + second_look_keyframes(the_map, match), np.int64)
     T = np.stack([the_map.keyframe_pose(int(k)) for k in ids])
     dist = np.linalg.norm(T[:, :3, 3] - T_world_query[:3, 3], axis=1)
     cos = np.einsum("i,ki->k", T_world_query[:3, 2], T[:, :3, 2])  # optical axes

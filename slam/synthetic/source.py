@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from slam.errors import InputError
+from slam.geometry.pinhole import backproject
 from slam.sources.base import Calibration, CameraModel, Frame, Source
 from slam.synthetic.effects import Effects, Imperfections, image_flow
 from slam.synthetic.quads import Atlas, Quad, build_atlas
@@ -158,8 +159,8 @@ class SyntheticSource(Source):
                           cv2.INTER_LINEAR)[0]
         z = np.where(inv_z > 0, 1.0 / np.maximum(inv_z, 1e-12), np.nan)
         c = self.sensor.intrinsics
-        P = np.stack([(uv[:, 0] - c.cx) / c.fx * z, (uv[:, 1] - c.cy) / c.fy * z, z], 1)
-        return P @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
+        K = np.array([[c.fx, 0.0, c.cx], [0.0, c.fy, c.cy], [0.0, 0.0, 1.0]])
+        return backproject(uv, z, K, T_world_cam)
 
     def render(self, i: int) -> Frame:
         """Frame i (any order; each frame depends only on its index)."""
