@@ -55,4 +55,4 @@ class LoopConfig:
     check_fp64: bool = False         # also solve every pose graph in fp64 and record its cost (benchmarks)
     export_graphs: bool = False      # write every pose graph solved, at its initial estimate, to pose_graphs/NNN.g2o (study)
     nice: int = 15                   # loop thread below tracking and the odometry worker
-    max_backlog: int = 40            # keyframes waiting for the loop thread beyond which new ones skip place recognition
+    max_backlog: int = 40            # keyframes waiting with place input; when full, every other one drops it

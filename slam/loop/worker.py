@@ -7,11 +7,15 @@ it is kept in `error`, later keyframes are dropped, and the run finishes as odom
 drains the queue; `abort` ends at once, dropping a correction still being computed, so that an
 interrupted run keeps the last correction that was written.
 
-The queue is bounded in what it holds: a keyframe queued while `max_backlog` others wait is queued
-without its place input (the image and features place recognition would describe), so it is not
-a loop query and does not enter the place database. Without the bound a long run whose loop thread
-falls behind (large PGOs on a loaded machine) kept every waiting keyframe's image: 10,000 frames of
-room_loop reached 2.3 GB, and the end of the run waited for thousands of queued keyframes.
+The queue is bounded in what it holds: when `max_backlog` waiting keyframes carry their place
+input (the image and features place recognition would describe), every other one of them, oldest
+first, drops it (it is then not a loop query and does not enter the place database), so the
+backlog halves and what stays is spread evenly over the stretch of the run it covers. Without the
+bound a long run whose loop thread falls behind (large PGOs on a loaded machine) kept every
+waiting keyframe's image: 10,000 frames of room_loop reached 2.3 GB, and the end of the run waited
+for thousands of queued keyframes. Refusing the newest keyframes instead (the first policy) made
+a loaded machine miss the revisit at the end of a run: the revisiting keyframes are the newest
+ones, and neighbouring keyframes show nearly the same view, so thinning loses little recognition.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class LoopWorker:
     def __init__(self, closer: LoopCloser, blocking: bool = False, nice: int = 15, max_backlog: int = 40) -> None:
         self.closer = closer
         self.blocking, self.nice, self.max_backlog = blocking, nice, max_backlog
-        self.skipped_behind = 0  # keyframes queued without place input: the worker was max_backlog behind
+        self.skipped_behind = 0  # keyframes whose place input was dropped: the worker was max_backlog behind
         self.queue: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.error_text: str | None = None
@@ -51,11 +55,23 @@ class LoopWorker:
         """Queue an inserted keyframe (dropped once the worker has failed or been stopped)."""
         if self.error is not None or self.abort_event.is_set():
             return
-        if place is not None and not self.blocking and self.queue.qsize() >= self.max_backlog:
-            place, self.skipped_behind = None, self.skipped_behind + 1
+        if place is not None and not self.blocking:
+            self._thin()
         self.queue.put((kf_id, timestamp, place))
         if self.blocking:
             self.queue.join()
+
+    def _thin(self) -> None:
+        """Drop the place input of every other waiting keyframe (oldest first) once max_backlog hold one."""
+        with self.queue.mutex:  # the worker takes items under the same lock
+            waiting = self.queue.queue
+            holders = [i for i, item in enumerate(waiting) if item is not _STOP and item[2] is not None]
+            if len(holders) < self.max_backlog:
+                return
+            for i in holders[0::2]:
+                kf_id, timestamp, _ = waiting[i]
+                waiting[i] = (kf_id, timestamp, None)
+            self.skipped_behind += len(holders[0::2])
 
     def stop(self, timeout: float | None = None) -> None:
         """Process what is queued, then end the thread."""

@@ -1,4 +1,4 @@
-"""The loop worker's queue keeps at most `max_backlog` keyframes' place inputs (images) waiting."""
+"""The loop worker's queue keeps at most `max_backlog` keyframes' place inputs (images) waiting, thinned evenly."""
 
 from __future__ import annotations
 
@@ -33,23 +33,29 @@ def _wait_busy(worker: LoopWorker) -> None:
     assert worker.busy_since is not None
 
 
-def test_keyframes_beyond_the_backlog_skip_place_recognition() -> None:
+def test_a_full_backlog_is_thinned_keeping_the_newest() -> None:
     closer = _SlowCloser()
     worker = LoopWorker(closer, blocking=False, nice=0, max_backlog=5)  # type: ignore[arg-type]
     worker.start()
     worker.submit(0, 0.0, "place-0")
     _wait_busy(worker)  # keyframe 0 is being processed: the queue is empty
+    most_waiting = 0
     for k in range(1, 13):
         worker.submit(k, float(k), f"place-{k}")
+        with worker.queue.mutex:
+            most_waiting = max(most_waiting, sum(item[2] is not None for item in worker.queue.queue))
     closer.release.set()
     worker.stop(30)
     assert not worker.alive
+    assert most_waiting <= 5  # never more than max_backlog images held
     assert [k for k, _ in closer.seen] == list(range(13))  # every keyframe still reaches the closer, in order
-    places = dict(closer.seen)
-    assert [places[k] for k in range(1, 6)] == [f"place-{k}" for k in range(1, 6)]  # the first 5 waited with theirs
-    assert all(places[k] is None for k in range(6, 13))  # the rest came without: no image held for them
+    kept = [k for k, p in closer.seen if p is not None]
+    # 1..5 wait with theirs; the 6th halves them (1, 3, 5 drop theirs), and so on: the newest always
+    # keeps its input (a revisit is recognised on the newest keyframes) and the kept ones are spread out
+    assert kept == [0, 7, 10, 12]
+    assert all(p == f"place-{k}" for k, p in closer.seen if p is not None)
     summary = worker.summary()
-    assert summary["keyframes_skipped_behind"] == 7 and summary["status"] == "ok"
+    assert summary["keyframes_skipped_behind"] == 9 and summary["status"] == "ok"
 
 
 def test_blocking_runs_never_skip() -> None:
