@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -72,21 +72,45 @@ class Calibration:
         return d
 
 
-@dataclass
 class Frame:
     """One time instant of a source.
 
     left: uint8 image (grayscale HxW or BGR HxWx3); right: rectified right image or None;
     depth: float32 metres (0 where unknown) registered to `left`, or None;
     gt_pose: 4x4 float64 T_world_cam of the left camera, or None.
+
+    A source may pass `right_loader` instead of `right`: a function that returns the right image,
+    called on the first read of `right` (tracking needs it only at keyframes, so frames that do not
+    become keyframes never decode it).
     """
 
-    index: int
-    timestamp: float
-    left: np.ndarray
-    right: np.ndarray | None = None
-    depth: np.ndarray | None = None
-    gt_pose: np.ndarray | None = None
+    __slots__ = ("index", "timestamp", "left", "depth", "gt_pose", "_right", "_right_loader")
+
+    def __init__(self, index: int, timestamp: float, left: np.ndarray, right: np.ndarray | None = None,
+                 depth: np.ndarray | None = None, gt_pose: np.ndarray | None = None,
+                 right_loader: Callable[[], np.ndarray] | None = None) -> None:
+        self.index, self.timestamp, self.left = index, timestamp, left
+        self.depth, self.gt_pose = depth, gt_pose
+        self._right, self._right_loader = right, (None if right is not None else right_loader)
+
+    @property
+    def right(self) -> np.ndarray | None:
+        """The rectified right image (decoded now if the source deferred it), or None."""
+        if self._right_loader is not None:
+            self._right, self._right_loader = self._right_loader(), None
+        return self._right
+
+    @right.setter
+    def right(self, img: np.ndarray | None) -> None:
+        self._right, self._right_loader = img, None
+
+    @property
+    def has_right(self) -> bool:
+        """True when the frame has a right image (without decoding a deferred one)."""
+        return self._right is not None or self._right_loader is not None
+
+    def __repr__(self) -> str:
+        return f"Frame(index={self.index}, timestamp={self.timestamp}, left={getattr(self.left, 'shape', None)})"
 
 
 class Source(ABC):

@@ -102,24 +102,40 @@ def existing(folder: Path, names: list[str]) -> np.ndarray:
 def read_image(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED,
                size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode an image file; unreadable, truncated or wrongly sized (w, h) files raise FormatError."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise FormatError(f"cannot read image ({exc.strerror})", path) from None
-    ext = path.suffix.lower()
-    # libjpeg fills a truncated JPEG with gray and only prints a warning; catch it by the end marker.
-    if ext == ".png" and b"IEND" not in data[-16:].tobytes():
-        raise FormatError("truncated PNG (no IEND chunk at the end of the file)", path)
-    if ext in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-32:].tobytes():
-        raise FormatError("truncated JPEG (no end-of-image marker)", path)
-    img = cv2.imdecode(data, flags) if data.size else None
-    if img is None:
-        raise FormatError("not a readable image", path)
-    if size is not None and (img.shape[1], img.shape[0]) != tuple(size):
-        raise FormatError(f"image is {img.shape[1]}x{img.shape[0]}, expected {size[0]}x{size[1]} "
-                          "(the calibrated resolution)", path)
-    return img
+    return EncodedImage(path).decode(flags, size)
+
+
+class EncodedImage:
+    """An image file's bytes, read and checked for truncation now, decoded on demand.
+
+    A stereo run decodes the right image only at keyframes (the only frames that match stereo):
+    the reader thread reads and checks the file, so a missing or truncated file is still reported
+    where the frame is read, but half of the PNG decoding (~3.5 ms per 752x480 image on these CPUs)
+    is never done.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.data = np.fromfile(self.path, dtype=np.uint8)
+        except OSError as exc:
+            raise FormatError(f"cannot read image ({exc.strerror})", self.path) from None
+        ext = self.path.suffix.lower()
+        # libjpeg fills a truncated JPEG with gray and only prints a warning; catch it by the end marker.
+        if ext == ".png" and b"IEND" not in self.data[-16:].tobytes():
+            raise FormatError("truncated PNG (no IEND chunk at the end of the file)", self.path)
+        if ext in (".jpg", ".jpeg") and b"\xff\xd9" not in self.data[-32:].tobytes():
+            raise FormatError("truncated JPEG (no end-of-image marker)", self.path)
+
+    def decode(self, flags: int = cv2.IMREAD_UNCHANGED, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The decoded image; FormatError naming the file when it cannot be decoded or has another size (w, h)."""
+        img = cv2.imdecode(self.data, flags) if self.data.size else None
+        if img is None:
+            raise FormatError("not a readable image", self.path)
+        if size is not None and (img.shape[1], img.shape[0]) != tuple(size):
+            raise FormatError(f"image is {img.shape[1]}x{img.shape[0]}, expected {size[0]}x{size[1]} "
+                              "(the calibrated resolution)", self.path)
+        return img
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

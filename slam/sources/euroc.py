@@ -16,7 +16,7 @@ from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.io.trajectory import poses_from_tq
 from slam.io.text import read_table, to_float, to_int64
 from slam.io.yamlfile import read_yaml
-from slam.sources.common import (ProblemLog, Remap, base_info, existing, nearest, ordered, rate_from, read_image,
+from slam.sources.common import (EncodedImage, ProblemLog, Remap, base_info, existing, nearest, ordered, rate_from, read_image,
                                  require_dir, require_file)
 
 DISTORTION_NAMES = {"radial-tangential": "radtan", "radtan": "radtan", "plumb_bob": "radtan",
@@ -234,8 +234,12 @@ class EurocSource(DatasetSource):
         size = (self.calibration.camera.width, self.calibration.camera.height)
         f0, f1 = self._files[i]
         left = self._remaps[0](read_image(f0, cv2.IMREAD_GRAYSCALE, size))
-        right = None if f1 is None else self._remaps[1](read_image(f1, cv2.IMREAD_GRAYSCALE, size))
-        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right=right, gt_pose=self.gt_pose(i))
+        loader = None
+        if f1 is not None:  # read and checked now, decoded when tracking asks (keyframes)
+            encoded, remap = EncodedImage(f1), self._remaps[1]
+            loader = lambda: remap(encoded.decode(cv2.IMREAD_GRAYSCALE, size))  # noqa: E731
+        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right_loader=loader,
+                     gt_pose=self.gt_pose(i))
 
     def info(self) -> dict[str, Any]:
         """Description for `slam info`."""

@@ -11,7 +11,7 @@ import numpy as np
 from slam.errors import FormatError, InputError
 from slam.sources.base import Calibration, CameraModel, DatasetSource, Frame
 from slam.io.text import read_table, to_float
-from slam.sources.common import (ProblemLog, base_info, existing, image_size, ordered, rate_from,
+from slam.sources.common import (EncodedImage, ProblemLog, base_info, existing, image_size, ordered, rate_from,
                                  read_image, require_dir, require_file)
 
 
@@ -122,8 +122,12 @@ class KittiSource(DatasetSource):
         size = (self.calibration.camera.width, self.calibration.camera.height)
         name = f"{self._ids[i]:06d}.png"
         left = read_image(self.root / "image_0" / name, cv2.IMREAD_GRAYSCALE, size)
-        right = read_image(self.root / "image_1" / name, cv2.IMREAD_GRAYSCALE, size) if self.is_stereo else None
-        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right=right, gt_pose=self.gt_pose(i))
+        loader = None
+        if self.is_stereo:  # read and checked now, decoded when tracking asks (keyframes)
+            encoded = EncodedImage(self.root / "image_1" / name)
+            loader = lambda: encoded.decode(cv2.IMREAD_GRAYSCALE, size)  # noqa: E731
+        return Frame(index=i, timestamp=float(self.timestamps[i]), left=left, right_loader=loader,
+                     gt_pose=self.gt_pose(i))
 
     def info(self) -> dict[str, Any]:
         """Description for `slam info`."""
