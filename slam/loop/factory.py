@@ -79,6 +79,20 @@ def nearest_keyframe(the_map: Any, match: int, T_world_query: np.ndarray,
     return int(ids[i]), float(dist[i])
 
 
+def steps_behind(the_map: Any, target: int, T_world_query: np.ndarray, half_span: int = 5) -> float:
+    """How far the query camera is behind keyframe `target` along the target's optical axis, in
+    units of the typical distance between consecutive keyframes around it (scale-free: a monocular
+    map's units are its own); 0 when the query is level with or ahead of it."""
+    near = [the_map.keyframe_pose(int(k)) for k in range(max(0, target - half_span), target + half_span + 1)]
+    C = np.array([T[:3, 3] for T in near if T is not None])
+    step = np.median(np.linalg.norm(np.diff(C, axis=0), axis=1)) if len(C) > 1 else 0.0
+    Tt = the_map.keyframe_pose(target)
+    z = float(Tt[:3, 2] @ (T_world_query[:3, 3] - Tt[:3, 3]))  # query centre along the target's axis
+    if z >= 0.0:
+        return 0.0
+    return float("inf") if step <= 0.0 else -z / float(step)
+
+
 def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
                       database: Any = None) -> PlaceRecognition:
     """Candidates and verification for LoopCloser; ImportError when the modules are missing.
@@ -107,6 +121,10 @@ def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
         target, gap = nearest_keyframe(the_map, match, res.T_world_query)
         if max_distance is not None and not gap <= max_distance:
             return "too_far"
+        if mode == "mono" and cfg.max_steps_behind > 0 and steps_behind(the_map, target, res.T_world_query) > cfg.max_steps_behind:
+            # A monocular map has no metric distance to test, but a camera still approaching the
+            # recognised place will be nearer at the next keyframes: wait for them.
+            return "approaching"
         Z = lie.se3_inverse(the_map.keyframe_pose(target)) @ res.S_world_query
         return Verified(Z, int(res.inliers), res.matches, float(res.scale), None if target == match else target)
 

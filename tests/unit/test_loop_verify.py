@@ -172,7 +172,7 @@ def test_loop_edge_goes_to_the_nearest_camera_and_max_distance_limits_it(monkeyp
     monkeypatch.setattr(verify, "verify_loop", spy)
     monkeypatch.setattr(factory, "query_features", lambda *a: None)
     monkeypatch.setattr(factory, "candidate_landmarks", lambda *a: None)
-    the_map = SimpleNamespace(keyframe_pose=lambda k: poses[k], covisible=lambda k, *a: covis.get(k, {}))
+    the_map = SimpleNamespace(keyframe_pose=poses.get, covisible=lambda k, *a: covis.get(k, {}))
     pr = factory.place_recognition(the_map, SimpleNamespace(K=np.eye(3)), mode,
                                    LoopConfig(max_distance=setting, min_inliers=33))
     res = pr.verify(40, None, 3)
@@ -184,3 +184,39 @@ def test_loop_edge_goes_to_the_nearest_camera_and_max_distance_limits_it(monkeyp
         assert res == "too_far"
     else:
         assert res.match is None and np.allclose(res.Z, lie.se3_inverse(poses[3]) @ query["T"])
+
+
+@pytest.mark.parametrize("mode", ["mono", "stereo"])
+def test_a_monocular_query_still_approaching_the_place_waits(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Keyframes 0..10 every 0.5 map units along their optical axis (a path driven forward). A
+    verified monocular query 3 units behind keyframe 0 (6 spacings) is 'approaching'; 0.75 behind
+    (1.5 spacings) or beside it is a loop. Metric maps use loop.max_distance instead."""
+    from types import SimpleNamespace
+
+    from slam.loop import factory, verify
+    from slam.loop.config import LoopConfig
+
+    def pose(z: float, x: float = 0.0) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, 3] = [x, 0.0, z]
+        return T
+
+    poses = {k: pose(0.5 * k) for k in range(11)}
+    query = {"T": pose(-3.0)}
+    monkeypatch.setattr(verify, "verify_loop",
+                        lambda *a, **k: verify.Verification(True, "accepted", query["T"], 1.0, 50))
+    monkeypatch.setattr(factory, "query_features", lambda *a: None)
+    monkeypatch.setattr(factory, "candidate_landmarks", lambda *a: None)
+    the_map = SimpleNamespace(keyframe_pose=poses.get, covisible=lambda k, *a: {1: 60} if k == 0 else {})
+    pr = factory.place_recognition(the_map, SimpleNamespace(K=np.eye(3)), mode, LoopConfig(max_distance=0.0))
+    assert factory.steps_behind(the_map, 0, query["T"]) == pytest.approx(6.0)
+    res = pr.verify(300, None, 0)
+    assert res == "approaching" if mode == "mono" else res.match is None
+    for T in (pose(-0.75), pose(0.2, x=0.8)):  # nearly there; beside the place
+        query["T"] = T
+        res = pr.verify(300, None, 0)
+        assert not isinstance(res, str) and res.match is None  # keyframe 0 is the nearest
+    pr = factory.place_recognition(the_map, SimpleNamespace(K=np.eye(3)), mode,
+                                   LoopConfig(max_distance=0.0, max_steps_behind=0.0))
+    query["T"] = pose(-3.0)
+    assert not isinstance(pr.verify(300, None, 0), str)  # 0: no limit
