@@ -10,7 +10,12 @@ setting the median over the trials, the pairwise p99 ratio (loop / no-loop of th
 its median. A single pair is not a measurement on a shared 2-core machine: consecutive identical
 runs differ by 10-15% in frames/s there, hence the alternation and the medians.
 
-    python scripts/bench_stall.py --trials 5 --out bench_out/stall
+`--unthrottled` also runs the config with `odometry.max_lag: -1` and
+`frontend.anchor_alignment_max_pending: 0` (tracking never waits for the window BA, which then
+skips anchor alignment while behind): the pipeline's throughput without the accuracy-first
+defaults, side by side, with the ATE of every run.
+
+    python scripts/bench_stall.py --trials 5 --unthrottled --out bench_out/stall
 
 Prints a table and writes bench_stall.json (with the machine's load average before and after).
 """
@@ -29,6 +34,18 @@ import numpy as np
 from slam_cli import slam_cli as slam  # scripts/ is on sys.path when a script runs
 
 
+def unthrottled_config(config: str, out: Path) -> str:
+    """The config with odometry.max_lag -1 and anchor alignment only while BA is not behind."""
+    import yaml
+
+    c = yaml.safe_load(Path(config).read_text()) or {}
+    c.setdefault("odometry", {})["max_lag"] = -1
+    c.setdefault("frontend", {})["anchor_alignment_max_pending"] = 0
+    path = out / f"unthrottled_{Path(config).name}"
+    path.write_text(yaml.safe_dump(c))
+    return str(path)
+
+
 def one_run(config: str, source: Path, out: Path, loop: bool) -> dict:
     """One `slam run`; its report's speed and frame-time numbers."""
     slam("run", config, "--source", str(source), "--out", str(out), "--quiet", *([] if loop else ["--no-loop"]))
@@ -38,7 +55,9 @@ def one_run(config: str, source: Path, out: Path, loop: bool) -> dict:
     return {"loop": loop, "fps": rep["fps"], "tracking_fps": rep["tracking_fps"], "frames": rep["frames"],
             "p50_ms": ft["p50"], "p99_ms": ft["p99"], "max_ms": ft["max"],
             "loops": lc.get("accepted", 0) if isinstance(lc, dict) else 0,
-            "ate_percent": rep.get("ate", {}).get("rmse_percent_of_path")}
+            "ate_percent": rep.get("ate", {}).get("rmse_percent_of_path"),
+            "ate_mm": 1e3 * rep["ate"]["rmse"] if "ate" in rep else None,
+            "lag_wait_s": rep["ba"].get("lag_wait_s", 0.0)}
 
 
 def main() -> int:
@@ -47,6 +66,8 @@ def main() -> int:
     ap.add_argument("--scene", default="room_loop")
     ap.add_argument("--config", default="configs/euroc_stereo.yaml")
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--unthrottled", action="store_true",
+                    help="also run the config with odometry.max_lag -1 (tracking never waits for BA)")
     ap.add_argument("--out", default="bench_out/stall")
     a = ap.parse_args()
     out = Path(a.out).resolve()
@@ -56,37 +77,48 @@ def main() -> int:
         print(f"rendering {a.scene} (EuRoC format, 752x480) -> {seq}", flush=True)
         slam("simulate", a.scene, "--format", "euroc", "--out", str(seq))
     load_before = os.getloadavg()
+    settings = [("default", a.config)] + ([("unthrottled", unthrottled_config(a.config, out))] if a.unthrottled else [])
     rows = []
     t0 = time.time()
     for trial in range(a.trials):
-        for loop in (True, False) if trial % 2 == 0 else (False, True):  # alternate which goes first
-            r = one_run(a.config, seq, out / f"run_{'loop' if loop else 'noloop'}", loop)
-            r["trial"] = trial
-            rows.append(r)
-            print(f"trial {trial} {'loop   ' if loop else 'no-loop'}  {r['fps']:5.1f} frames/s  "
-                  f"p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:5.1f} ms  loops {r['loops']}", flush=True)
-    on = [r for r in rows if r["loop"]]
-    off = [r for r in rows if not r["loop"]]
-    ratios = [x["p99_ms"] / y["p99_ms"] for x, y in zip(on, off)]
-    summary = {
-        "fps_loop_median": float(np.median([r["fps"] for r in on])),
-        "fps_noloop_median": float(np.median([r["fps"] for r in off])),
-        "p99_loop_median_ms": float(np.median([r["p99_ms"] for r in on])),
-        "p99_noloop_median_ms": float(np.median([r["p99_ms"] for r in off])),
-        "p99_ratio_pairwise": ratios, "p99_ratio_median": float(np.median(ratios)),
-        "loops_per_run": [r["loops"] for r in on],
-    }
-    print("\n| setting | frames/s (median) | frames/s (min-max) | p99 ms (median) | loops |")
-    print("|---|---|---|---|---|")
-    for name, rs in (("loop closure", on), ("--no-loop", off)):
-        f = [r["fps"] for r in rs]
-        print(f"| {name} | {np.median(f):.1f} | {min(f):.1f}-{max(f):.1f} | "
-              f"{np.median([r['p99_ms'] for r in rs]):.1f} | {'/'.join(str(r['loops']) for r in rs)} |")
-    print(f"\np99 ratio loop/no-loop per trial: {' '.join(f'{x:.2f}' for x in ratios)} "
-          f"(median {summary['p99_ratio_median']:.2f}); {time.time() - t0:.0f} s; "
-          f"load {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+        for name, config in settings:
+            for loop in (True, False) if trial % 2 == 0 else (False, True):  # alternate which goes first
+                r = one_run(config, seq, out / f"run_{name}_{'loop' if loop else 'noloop'}", loop)
+                r["trial"], r["setting"] = trial, name
+                rows.append(r)
+                print(f"trial {trial} {name:11s} {'loop   ' if loop else 'no-loop'}  {r['fps']:5.1f} frames/s  "
+                      f"p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:5.1f} ms  loops {r['loops']}  "
+                      f"ATE {r['ate_mm']:.2f} mm  waited for BA {r['lag_wait_s']:.1f} s", flush=True)
+    summary = {}
+    print("\n| setting | frames/s (median) | frames/s (min-max) | p99 ms (median) | ATE mm (median) | loops |")
+    print("|---|---|---|---|---|---|")
+    for name, _ in settings:
+        on = [r for r in rows if r["loop"] and r["setting"] == name]
+        off = [r for r in rows if not r["loop"] and r["setting"] == name]
+        ratios = [x["p99_ms"] / y["p99_ms"] for x, y in zip(on, off)]
+        summary[name] = {
+            "fps_loop_median": float(np.median([r["fps"] for r in on])),
+            "fps_noloop_median": float(np.median([r["fps"] for r in off])),
+            "p99_loop_median_ms": float(np.median([r["p99_ms"] for r in on])),
+            "p99_noloop_median_ms": float(np.median([r["p99_ms"] for r in off])),
+            "p99_ratio_pairwise": ratios, "p99_ratio_median": float(np.median(ratios)),
+            "ate_mm_loop_median": float(np.median([r["ate_mm"] for r in on])),
+            "ate_mm_noloop_median": float(np.median([r["ate_mm"] for r in off])),
+            "loops_per_run": [r["loops"] for r in on],
+        }
+        for label, rs in (("loop closure", on), ("--no-loop", off)):
+            f = [r["fps"] for r in rs]
+            print(f"| {name}, {label} | {np.median(f):.1f} | {min(f):.1f}-{max(f):.1f} | "
+                  f"{np.median([r['p99_ms'] for r in rs]):.1f} | {np.median([r['ate_mm'] for r in rs]):.2f} | "
+                  f"{'/'.join(str(r['loops']) for r in rs)} |")
+    for name, _ in settings:
+        print(f"{name}: p99 ratio loop/no-loop per trial: "
+              f"{' '.join(f'{x:.2f}' for x in summary[name]['p99_ratio_pairwise'])} "
+              f"(median {summary[name]['p99_ratio_median']:.2f})")
+    print(f"{time.time() - t0:.0f} s; load {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     (out / "bench_stall.json").write_text(json.dumps(
-        {"scene": a.scene, "config": a.config, "trials": a.trials, "rows": rows, "summary": summary,
+        {"scene": a.scene, "config": a.config, "trials": a.trials, "settings": [n for n, _ in settings],
+         "rows": rows, "summary": summary,
          "load_average": {"before": load_before, "after": os.getloadavg()}}, indent=2) + "\n")
     print(f"wrote {out / 'bench_stall.json'}")
     return 0

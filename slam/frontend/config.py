@@ -34,11 +34,12 @@ class FrontendConfig:
     # closure) but on real monocular data it did not (KITTI 07 head neutral; TUM fr3 office at 1 Hz
     # 0.28 m -> 0.28-0.48 m over three runs).
     anchor_alignment_mono: bool = False
-    # ... only while the odometry worker has at most this many keyframes queued: CPU the pipeline
-    # does not have is not spent on it (on the 2-core machine at full speed the worker is behind and
-    # stereo 752x480 keeps its frame rate; blocking runs, and live cameras slower than tracking, align
-    # every keyframe). A negative value aligns every keyframe whatever the load.
-    anchor_alignment_max_pending: int = 0
+    # ... only while the odometry worker has at most this many keyframes queued (negative: every
+    # keyframe whatever the load). 0 kept stereo 752x480 at 38 frames/s on the 2-core machine by
+    # aligning one keyframe in seven, at twice the ATE; since recorded runs wait for BA
+    # (odometry.max_lag) every keyframe is aligned: room_loop stereo with loop closure 1.9 mm
+    # aligning about half of them, 1.4 mm aligning all, at the same 24 frames/s.
+    anchor_alignment_max_pending: int = -1
     reprojection_threshold: float = 2.5  # px, inlier threshold of pose tracking (chi2 5.99 at 1 px)
     min_inliers: int = 20            # fewer pose inliers: the frame is lost
     min_disparity: float = 1.0       # px, stereo: smaller disparities give no depth

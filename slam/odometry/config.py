@@ -35,3 +35,11 @@ class OdometryConfig:
     max_reprojection_error: float = 3.0  # px: observations beyond are dropped after BA
     min_parallax: float = 1.0        # deg: monocular triangulation needs this much
     blocking: bool = False           # tracking waits for each keyframe's BA (deterministic runs, tests)
+    # Recorded sources: before each frame, tracking waits while more than this many keyframes await
+    # their first window solve (-1: never; live cameras never wait, their reader keeps the newest
+    # frame). Tracking far ahead of BA tracks and triangulates from unrefined poses, so the map then
+    # depends on the machine's speed. Live runs on the 2-core machine, seed 1, no loop closure,
+    # unthrottled -> 3: room_loop RGB-D 0.067% -> 0.019% of the path (blocking 0.020%), mono 0.272%
+    # -> 0.148% (blocking 0.158%); stereo 752x480 with loop closure 2.8 -> 1.4 mm at 33-34 -> 24
+    # frames/s (scripts/bench_stall.py).
+    max_lag: int = 3

@@ -152,6 +152,8 @@ class System:
                     ahead = (frame.timestamp - t0_sensor) - (time.perf_counter() - t_start)
                     if ahead > 0:
                         time.sleep(ahead)
+                if not self.live:  # a camera does not wait: its reader keeps only the newest frame
+                    self.worker.wait_until_caught_up()
                 t_f = time.perf_counter()
                 rs = self.tracker.process(frame)
                 for r in rs:
