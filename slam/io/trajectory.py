@@ -84,8 +84,11 @@ def _split(lines: list[str], numbers: list[int], path: Path, sep: str | None,
     return split_rows(lines, numbers, path, (ncols, None) if at_least else ncols, what, sep)
 
 
-def _to_float(rows: list[list[str]], numbers: list[int], path: Path, what: str) -> np.ndarray:
-    """Rows of equal length -> float64 array; a non-numeric or non-finite field is a FormatError naming its line."""
+def _to_float(rows: list[list[str]], numbers: list[int], path: Path, what: str, width: int) -> np.ndarray:
+    """Rows of `width` fields -> (N, width) float64 array (N = 0 for a file with only comments); a
+    non-numeric or non-finite field is a FormatError naming its line."""
+    if not rows:
+        return np.zeros((0, width))
     return to_float(rows, slice(None), path, numbers, what, finite=True)
 
 
@@ -136,7 +139,7 @@ def read_tum(path: str | Path) -> Trajectory:
 
 def _parse_tum(lines: list[str], numbers: list[int], path: Path) -> Trajectory:
     what = "TUM: timestamp tx ty tz qx qy qz qw"
-    a = _to_float(_split(lines, numbers, path, None, 8, False, what), numbers, path, what)
+    a = _to_float(_split(lines, numbers, path, None, 8, False, what), numbers, path, what, 8)
     _check_quaternions(a[:, 4:8], numbers, path)
     _check_times(a[:, 0], numbers, path)
     return Trajectory(a[:, 0].copy(), poses_from_tq(a[:, 1:4], a[:, 4:8]))
@@ -181,7 +184,7 @@ def _parse_euroc(lines: list[str], numbers: list[int], comments: list[str], path
     _check_euroc_header(comments, path)
     rows = _split(lines, numbers, path, ",", 8, True, what)
     rows8 = [r[:8] for r in rows]
-    a = _to_float(rows8, numbers, path, what)
+    a = _to_float(rows8, numbers, path, what, 8)
     stamps = [r[0] for r in rows8]
     try:
         ns = np.array(stamps, dtype=np.int64)
@@ -204,7 +207,7 @@ def read_times(path: str | Path) -> np.ndarray:
     if not lines:
         raise FormatError("no timestamps in the file", path)
     what = "times file: one timestamp in seconds a line"
-    t = _to_float(_split(lines, numbers, path, None, 1, False, what), numbers, path, what)[:, 0]
+    t = _to_float(_split(lines, numbers, path, None, 1, False, what), numbers, path, what, 1)[:, 0]
     _check_times(t, numbers, path)
     return t
 
@@ -229,7 +232,7 @@ def read_kitti(path: str | Path, times: str | Path | np.ndarray | None = None,
 def _parse_kitti(lines: list[str], numbers: list[int], path: Path,
                  times: str | Path | np.ndarray | None, find_times: bool) -> Trajectory:
     what = "KITTI: 3x4 pose matrix row-major"
-    a = _to_float(_split(lines, numbers, path, None, 12, False, what), numbers, path, what)
+    a = _to_float(_split(lines, numbers, path, None, 12, False, what), numbers, path, what, 12)
     n = a.shape[0]
     poses = np.zeros((n, 4, 4))
     poses[:, :3, :] = a.reshape(n, 3, 4)

@@ -200,3 +200,14 @@ def test_csv_timestamps_must_be_nanoseconds(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match=r"tum\.csv:2: EuRoC CSV timestamps are integer nanoseconds, "
                                           r"found '1403715524\.5'"):
         read_trajectory(path)
+
+
+def test_a_trajectory_file_with_only_its_header_is_an_empty_trajectory(tmp_path):
+    """A run that never tracked (a monocular map that never initialized) writes the header alone;
+    reading it gives an empty trajectory, not an IndexError."""
+    from slam.io.trajectory import read_tum
+
+    p = tmp_path / "trajectory.tum"
+    p.write_text("# timestamp tx ty tz qx qy qz qw\n")
+    t = read_tum(p)
+    assert len(t) == 0 and t.poses.shape == (0, 4, 4)
