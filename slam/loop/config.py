@@ -19,11 +19,12 @@ class LoopConfig:
     # 1.15 m), but a loop is a revisit; 0: no limit. Monocular maps have no metric scale to test.
     max_distance: float = 1.0
     # Monocular: a verified loop whose query camera is still behind the nearest matched keyframe by
-    # more than this many keyframe spacings (along that keyframe's optical axis) waits for a nearer
-    # keyframe ('approaching'): on a path retraced forward the place is recognised from afar
-    # (street_loop, live runs: 3 m behind the first keyframe, 5 spacings) and the next keyframes
-    # reach it. 0: no limit.
-    max_steps_behind: float = 2.0
+    # more than this many keyframe spacings (along that keyframe's optical axis), and moving towards
+    # it, waits for a nearer keyframe ('approaching'): on a path retraced forward the place is
+    # recognised from afar (street_loop, live runs: 3.0 and 1.5 m behind the first keyframe, 4 and
+    # 2 spacings) and the next keyframes reach it; a camera that stays back is not kept waiting.
+    # 0: no limit.
+    max_steps_behind: float = 1.0
     # Pose graph (loop/posegraph.py): odometry edges between consecutive keyframes and covisibility
     # edges between keyframes sharing >= covisibility_min_shared landmarks, measured by their current
     # relative poses; information = weight x diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3[, 1/sigma_scale^2]),

@@ -93,6 +93,18 @@ def steps_behind(the_map: Any, target: int, T_world_query: np.ndarray, half_span
     return float("inf") if step <= 0.0 else -z / float(step)
 
 
+def moving_towards(the_map: Any, kf_id: int, T_world_query: np.ndarray, target: int) -> bool:
+    """True when the query keyframe's last step (from keyframe kf_id - 1, in its own camera frame,
+    turned into the verified frame) points along keyframe `target`'s optical axis: the camera is
+    driving towards the place, and waiting brings it nearer."""
+    T_q, T_p, T_t = (the_map.keyframe_pose(k) for k in (kf_id, kf_id - 1, target))
+    if T_q is None or T_p is None or T_t is None:
+        return False
+    d = T_world_query[:3, :3] @ (T_q[:3, :3].T @ (T_q[:3, 3] - T_p[:3, 3]))
+    n = float(np.linalg.norm(d))
+    return n > 0.0 and float(T_t[:3, 2] @ d) > 0.5 * n
+
+
 def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
                       database: Any = None) -> PlaceRecognition:
     """Candidates and verification for LoopCloser; ImportError when the modules are missing.
@@ -121,9 +133,11 @@ def place_recognition(the_map: Any, rig: Any, mode: str, cfg: LoopConfig,
         target, gap = nearest_keyframe(the_map, match, res.T_world_query)
         if max_distance is not None and not gap <= max_distance:
             return "too_far"
-        if mode == "mono" and cfg.max_steps_behind > 0 and steps_behind(the_map, target, res.T_world_query) > cfg.max_steps_behind:
-            # A monocular map has no metric distance to test, but a camera still approaching the
-            # recognised place will be nearer at the next keyframes: wait for them.
+        if (mode == "mono" and cfg.max_steps_behind > 0
+                and steps_behind(the_map, target, res.T_world_query) > cfg.max_steps_behind
+                and moving_towards(the_map, kf_id, res.T_world_query, target)):
+            # A monocular map has no metric distance to test, but a camera still driving towards
+            # the recognised place will be nearer at the next keyframes: wait for them.
             return "approaching"
         Z = lie.se3_inverse(the_map.keyframe_pose(target)) @ res.S_world_query
         return Verified(Z, int(res.inliers), res.matches, float(res.scale), None if target == match else target)

@@ -188,9 +188,10 @@ def test_loop_edge_goes_to_the_nearest_camera_and_max_distance_limits_it(monkeyp
 
 @pytest.mark.parametrize("mode", ["mono", "stereo"])
 def test_a_monocular_query_still_approaching_the_place_waits(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    """Keyframes 0..10 every 0.5 map units along their optical axis (a path driven forward). A
-    verified monocular query 3 units behind keyframe 0 (6 spacings) is 'approaching'; 0.75 behind
-    (1.5 spacings) or beside it is a loop. Metric maps use loop.max_distance instead."""
+    """Keyframes 0..10 every 0.5 map units along their optical axis (a path driven forward), and the
+    query keyframe 300 that just moved forward from 299. A verified monocular query 3 units behind
+    keyframe 0 (6 spacings) is 'approaching'; 0.4 behind (0.8 spacings), beside it, or 3 behind but
+    not moving towards it (stopped, or backing away) is a loop. Metric maps use loop.max_distance."""
     from types import SimpleNamespace
 
     from slam.loop import factory, verify
@@ -202,6 +203,7 @@ def test_a_monocular_query_still_approaching_the_place_waits(monkeypatch: pytest
         return T
 
     poses = {k: pose(0.5 * k) for k in range(11)}
+    poses[299], poses[300] = pose(100.0), pose(100.5)  # the query's own last step: forward
     query = {"T": pose(-3.0)}
     monkeypatch.setattr(verify, "verify_loop",
                         lambda *a, **k: verify.Verification(True, "accepted", query["T"], 1.0, 50))
@@ -212,11 +214,15 @@ def test_a_monocular_query_still_approaching_the_place_waits(monkeypatch: pytest
     assert factory.steps_behind(the_map, 0, query["T"]) == pytest.approx(6.0)
     res = pr.verify(300, None, 0)
     assert res == "approaching" if mode == "mono" else res.match is None
-    for T in (pose(-0.75), pose(0.2, x=0.8)):  # nearly there; beside the place
+    for T in (pose(-0.4), pose(0.2, x=0.8)):  # nearly there; beside the place
         query["T"] = T
         res = pr.verify(300, None, 0)
         assert not isinstance(res, str) and res.match is None  # keyframe 0 is the nearest
+    query["T"] = pose(-3.0)
+    for last_step in (0.0, -0.5):  # stopped; backing away: waiting would not bring it nearer
+        poses[299] = pose(100.5 - last_step)
+        assert not isinstance(pr.verify(300, None, 0), str)
+    poses[299] = pose(100.0)
     pr = factory.place_recognition(the_map, SimpleNamespace(K=np.eye(3)), mode,
                                    LoopConfig(max_distance=0.0, max_steps_behind=0.0))
-    query["T"] = pose(-3.0)
     assert not isinstance(pr.verify(300, None, 0), str)  # 0: no limit
