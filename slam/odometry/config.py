@@ -38,8 +38,16 @@ class OdometryConfig:
     # Recorded sources: before each frame, tracking waits while more than this many keyframes await
     # their first window solve (-1: never; live cameras never wait, their reader keeps the newest
     # frame). Tracking far ahead of BA tracks and triangulates from unrefined poses, so the map then
-    # depends on the machine's speed. Live runs on the 2-core machine, seed 1, no loop closure,
-    # unthrottled -> 3: room_loop RGB-D 0.067% -> 0.019% of the path (blocking 0.020%), mono 0.272%
-    # -> 0.148% (blocking 0.158%); stereo 752x480 with loop closure 2.8 -> 1.4 mm at 33-34 -> 24
-    # frames/s (scripts/bench_stall.py).
-    max_lag: int = 3
+    # depends on the machine's speed. None: 0 for monocular runs, 3 otherwise (lag_for). Live runs
+    # on the 2-core machine, seed 1, no loop closure: room_loop RGB-D unthrottled 0.067% of the path,
+    # lag 3 0.019% (blocking 0.020%); stereo 752x480 with loop closure 2.8 -> 1.4 mm at 33-34 -> 24
+    # frames/s (lag 1: 14 frames/s, no better); street_loop mono (every frame a keyframe) lag 3 0.300%,
+    # 1 0.261%, 0 0.171% = blocking, at 11.8 / 10.1 / 9.7 frames/s (BA is the bottleneck anyway).
+    max_lag: int | None = None
+
+
+def lag_for(cfg: OdometryConfig, mode: str) -> int:
+    """The run's max_lag: the configured one, or the per-sensor default (0 monocular, 3 otherwise)."""
+    if cfg.max_lag is not None:
+        return int(cfg.max_lag)
+    return 0 if mode == "mono" else 3

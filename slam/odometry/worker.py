@@ -89,7 +89,7 @@ class OdometryWorker:
         then depends on how fast the machine is (room_loop stereo 752x480, no loop closure: 4.5-5.4
         mm ATE unthrottled at 37-38 frames/s, 2.5 mm with a lag of 3 keyframes at 26 frames/s,
         2.46 mm blocking)."""
-        if self.cfg.blocking or self.cfg.max_lag < 0:
+        if self.cfg.blocking or self.cfg.max_lag is None or self.cfg.max_lag < 0:
             return 0.0
         t0 = time.perf_counter()
         with self._solved_cv:
