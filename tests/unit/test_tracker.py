@@ -145,21 +145,27 @@ def test_a_tracker_that_stays_lost_starts_a_new_segment() -> None:
 
 
 def test_anchor_alignment_runs_only_while_the_worker_keeps_up_and_not_for_mono_by_default() -> None:
+    """Every keyframe by default (recorded runs bound the worker's lag instead); with
+    anchor_alignment_max_pending 0, only while the odometry worker has nothing queued."""
     src = SyntheticSource("room_loop", "stereo", frames=40)
     frames = list(src)
     cam, cal = src.calibration.camera, src.calibration
     rig = Rig(cam.K, int(cam.width), int(cam.height), "stereo", float(cal.baseline or 0.0))
     counts = {}
-    for behind in (0, 3):
+    for max_pending, behind in ((0, 0), (0, 3), (-1, 3)):
         m = Map()
-        tr = Tracker(FrontendConfig(), KeyframeConfig(), rig, m, Store(m, cam.K), lambda b=behind: b)
+        tr = Tracker(FrontendConfig(anchor_alignment_max_pending=max_pending), KeyframeConfig(), rig, m,
+                     Store(m, cam.K), lambda b=behind: b)
         for fr in frames:
             tr.process(fr)
-        counts[behind] = (tr.anchors.aligned, tr.anchors.skipped, tr.next_kf)
-    aligned, skipped, n_kf = counts[0]
+        counts[max_pending, behind] = (tr.anchors.aligned, tr.anchors.skipped, tr.next_kf)
+    aligned, skipped, n_kf = counts[0, 0]
     assert aligned > 0 and skipped == 0 and n_kf >= 5
-    aligned, skipped, n_kf = counts[3]  # the worker 3 keyframes behind: tracking spends nothing on it
+    aligned, skipped, n_kf = counts[0, 3]  # the worker 3 keyframes behind: tracking spends nothing on it
     assert aligned == 0 and skipped == n_kf
+    aligned, skipped, n_kf = counts[-1, 3]  # the default: aligned whatever the worker's backlog
+    assert aligned > 0 and skipped == 0
+    assert FrontendConfig().anchor_alignment_max_pending < 0
     mono_rig = Rig(cam.K, int(cam.width), int(cam.height), "mono", 0.0)
     assert not Tracker(FrontendConfig(), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchors.enabled
     assert Tracker(FrontendConfig(anchor_alignment_mono=True), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchors.enabled
