@@ -83,10 +83,11 @@ def steps_behind(the_map: Any, target: int, T_world_query: np.ndarray, half_span
     """How far the query camera is behind keyframe `target` along the target's optical axis, in
     units of the typical distance between consecutive keyframes around it (scale-free: a monocular
     map's units are its own); 0 when the query is level with or ahead of it."""
-    near = [the_map.keyframe_pose(int(k)) for k in range(max(0, target - half_span), target + half_span + 1)]
+    first = max(0, target - half_span)
+    near = [the_map.keyframe_pose(int(k)) for k in range(first, target + half_span + 1)]
     C = np.array([T[:3, 3] for T in near if T is not None])
     step = np.median(np.linalg.norm(np.diff(C, axis=0), axis=1)) if len(C) > 1 else 0.0
-    Tt = the_map.keyframe_pose(target)
+    Tt = near[target - first]  # the target itself, fetched with its neighbours
     z = float(Tt[:3, 2] @ (T_world_query[:3, 3] - Tt[:3, 3]))  # query centre along the target's axis
     if z >= 0.0:
         return 0.0
