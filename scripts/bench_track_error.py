@@ -26,9 +26,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from slam.priority import one_blas_thread  # noqa: E402
+from slam.priority import keep_freed_memory, one_blas_thread  # noqa: E402
 
 one_blas_thread()
+keep_freed_memory()  # as `slam` does
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

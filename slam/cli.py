@@ -8,9 +8,10 @@ import sys
 import warnings
 
 from slam.errors import InputError
-from slam.priority import one_blas_thread
+from slam.priority import keep_freed_memory, one_blas_thread
 
 one_blas_thread()  # before NumPy is imported (the command modules import it)
+keep_freed_memory()
 
 # name -> one-line help; the module slam.commands.<name> provides add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, str] = {

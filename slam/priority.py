@@ -1,8 +1,10 @@
-"""Thread scheduling priority for the background workers (odometry BA, loop closure): a leaf module."""
+"""Process and thread settings of a run: worker priority, BLAS threads, the allocator (a leaf module)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 
 
@@ -27,3 +29,29 @@ def one_blas_thread() -> None:
     """
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """glibc only: serve arrays up to 32 MiB from the heap and keep freed heap memory for reuse.
+
+    By default glibc maps each large block (a NumPy temporary of a window BA: 0.1-4 MB) afresh and
+    unmaps it when freed, so every new array pays a page fault per 4 KiB on first touch. On the
+    2-core VM that was most of the time of the BA's Jacobian and block-Jacobi stages (a window
+    problem of 13.6k observations: 6.6 -> 2.9 ms and 4.5 -> 1.7 ms per call with this setting).
+    The cost: freed memory stays with the process, up to 256 MiB above what is in use.
+    Skipped where the user set MALLOC_* variables (their choice) or the C library is not glibc.
+    Returns whether the setting was applied.
+    """
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
