@@ -204,6 +204,7 @@ class BundleAdjustmentProblem:
         self.groups = [(0, n_cf, self.cam_dim), (self.n_cam_params, n_pf, 3)]
         self._build_pattern()
         self._units: np.ndarray | None = None  # column units of the last fp16 Jacobian
+        self._aggregate: tuple[sp.csr_matrix, sp.csr_matrix] | None = None  # observation -> camera / point sums
         self._lin_obs_cost: np.ndarray | None = None  # rho per observation at the last linearization
         self._schur: SchurStructure | None = None
         self._precond_base: tuple[sp.csr_matrix, tuple, dict] | None = None
@@ -252,6 +253,44 @@ class BundleAdjustmentProblem:
         self._indptr = np.concatenate([[0], np.cumsum(keep.reshape(O * 2, d + 3).sum(axis=1))]).astype(np.int32)
         self._shape = (2 * O, self.n_params)
 
+    def block_diagonal(self, J: sp.csr_matrix) -> list[np.ndarray]:
+        """Diagonal blocks of J^T J, cameras (n_cf, d, d) then points (n_pf, 3, 3), for J in this problem's pattern.
+
+        Equal to precond.block_diagonal(J, self.groups) (a test checks it) without the sparse
+        products: J's values are laid out per observation as its two rows of [camera | point]
+        columns, so each block is a sum over observations of two outer products, formed entry by
+        entry on whole columns (upper triangle) and summed per camera / point by one sparse product.
+        """
+        O, d = self.cam_idx.size, self.cam_dim
+        if J.shape != self._shape or J.nnz != self._indices.size or not (
+                J.indices is self._indices or np.array_equal(J.indices, self._indices)):
+            return block_diagonal(J, self.groups)  # another pattern: the generic route
+        full = np.zeros(O * 2 * (d + 3))
+        full[self._keep_mask] = J.data
+        # (2, d + 3, O): every Jacobian entry as a contiguous column over observations. Entry-wise
+        # products of these columns run at memory speed; a broadcast (O, n, n) outer product of the
+        # small blocks was 10x slower (NumPy's inner loops of length n).
+        cols = np.ascontiguousarray(full.reshape(O, 2, d + 3).transpose(1, 2, 0))
+        if self._aggregate is None:
+            self._aggregate = tuple(
+                sp.csr_matrix((np.ones(int((c >= 0).sum())), (c[c >= 0], np.flatnonzero(c >= 0))), shape=(n, O))
+                for c, n in ((self.cam_col[self.cam_idx], self.groups[0][1]), (self.pt_col[self.pt_idx], self.groups[1][1])))
+        out = []
+        tmp = np.empty(O)
+        for agg, lo, n in ((self._aggregate[0], 0, d), (self._aggregate[1], d, 3)):
+            iu, ju = np.triu_indices(n)
+            prod = np.empty((len(iu), O))
+            for k, (i, j) in enumerate(zip(iu, ju)):
+                np.multiply(cols[0, lo + i], cols[0, lo + j], out=prod[k])
+                np.multiply(cols[1, lo + i], cols[1, lo + j], out=tmp)
+                prod[k] += tmp
+            upper = np.asarray(agg @ prod.T)  # (blocks, n (n + 1) / 2)
+            blocks = np.empty((agg.shape[0], n, n))
+            blocks[:, iu, ju] = upper
+            blocks[:, ju, iu] = upper
+            out.append(blocks)
+        return out
+
     # ------------------------------------------------------------------------------ model
     def _project(self, dtype: np.dtype, jacobian: bool, chart: str | None = None,
                  sel: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -267,67 +306,69 @@ class BundleAdjustmentProblem:
 
     def _project_unchecked(self, dtype: np.dtype, jacobian: bool, chart: str,
                            sel: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """_project without the floating-point error state."""
+        """_project without the floating-point error state.
+
+        Computed on columns: every quantity is a contiguous (O,) vector (rows of (k, O) arrays),
+        assembled into the (O, 2, d + 3) Jacobian once at the end. Batched 2x3 @ 3x3 products and
+        writes into strided (O, 2, 3) slices cost 5x more per entry (NumPy's short inner loops).
+        """
         ci, pi = (self.cam_idx, self.pt_idx) if sel is None else (self.cam_idx[sel], self.pt_idx[sel])
         obs = self.obs if sel is None else self.obs[sel]
-        offsets = self.offsets if sel is None or self.offsets is None else self.offsets[sel]
-        R, t = _round(self.R, dtype).take(ci, axis=0), _round(self.t, dtype).take(ci, axis=0)
-        k = _round(self.intrinsics, dtype).take(ci, axis=0)
-        X = _round(self.points, dtype).take(pi, axis=0)
-        Pb = R[:, :, 0] * X[:, 0:1] + R[:, :, 1] * X[:, 1:2] + R[:, :, 2] * X[:, 2:3] + t
-        P = Pb if offsets is None else Pb - _round(offsets, dtype)  # in the observing sensor
-        z = P[:, 2]
+        R = np.take(_round(self.R, dtype).reshape(-1, 9).T, ci, axis=1)   # row 3a + b: R[a, b]
+        t = np.take(_round(self.t, dtype).T, ci, axis=1)
+        k = np.take(_round(self.intrinsics, dtype).T, ci, axis=1)
+        X = np.take(_round(self.points, dtype).T, pi, axis=1)
+        Pb = [R[3 * a] * X[0] + R[3 * a + 1] * X[1] + R[3 * a + 2] * X[2] + t[a] for a in range(3)]
+        P = Pb
+        if self.offsets is not None:  # in the observing sensor
+            off = _round(self.offsets if sel is None else self.offsets[sel], dtype)
+            P = [Pb[a] - off[:, a] for a in range(3)]
+        z = P[2]
         bal = self.projection == "bal"
         s = -1.0 if bal else 1.0
-        px, py = s * P[:, 0] / z, s * P[:, 1] / z
+        px, py = s * P[0] / z, s * P[1] / z
         if bal:
-            f, k1, k2 = k[:, 0], k[:, 1], k[:, 2]
+            f, k1, k2 = k[0], k[1], k[2]
             r2 = px * px + py * py
             dist = 1.0 + k1 * r2 + k2 * r2 * r2
             u = np.stack([f * dist * px, f * dist * py], axis=1)
         else:
-            u = np.stack([k[:, 0] * px + k[:, 2], k[:, 1] * py + k[:, 3]], axis=1)
+            u = np.stack([k[0] * px + k[2], k[1] * py + k[3]], axis=1)
         r = _round(u - _round(obs, dtype), dtype)
         if not jacobian:
             return r, None
-        O, d = len(r), self.cam_dim
-        out = np.empty((O, 2, d + 3))
-        A = np.empty((O, 2, 3))  # dr/dP (= dr/dt); dp/dP = (1/z) [[s, 0, -p_x], [0, s, -p_y]]
+        zero = np.zeros_like(z)
+        # A[i][j] = dr_i/dP_j (= dr/dt); dp/dP = (1/z) [[s, 0, -p_x], [0, s, -p_y]]
         if bal:
             # du/dp = f dist I + 2 f (k1 + 2 k2 r2) p p^T, and p^T dp/dP = (1/z) [s p_x, s p_y, -r2]
             a, b = f * dist / z, 2.0 * f * (k1 + 2.0 * k2 * r2) / z
+            A = []
             for i, q in enumerate((px, py)):
                 bq = b * q
-                A[:, i, 0] = bq * s * px
-                A[:, i, 1] = bq * s * py
-                A[:, i, 2] = -bq * r2 - a * q
-                A[:, i, i] += a * s
+                row = [bq * s * px, bq * s * py, -bq * r2 - a * q]
+                row[i] = row[i] + a * s
+                A.append(row)
         else:
-            for i, (fi, q) in enumerate(((k[:, 0], px), (k[:, 1], py))):
-                A[:, i, 1 - i] = 0.0
-                A[:, i, i] = fi / z
-                A[:, i, 2] = -fi * q / z
-        out[:, :, 3:6] = A
-        # Left perturbation: dP/ddw = -hat(P), so row a of dr/dP maps to (P x a)^T. The sensor frame
-        # is the pose's frame shifted by the offset, so the rotation acts on the pose-frame point Pb.
-        a0, a1, a2 = A[:, :, 0], A[:, :, 1], A[:, :, 2]
-        Px, Py, Pz = Pb[:, 0:1], Pb[:, 1:2], Pb[:, 2:3]
-        out[:, :, 0] = Py * a2 - Pz * a1
-        out[:, :, 1] = Pz * a0 - Px * a2
-        out[:, :, 2] = Px * a1 - Py * a0
-        if self.optimize_intrinsics:
-            if bal:
-                out[:, :, 6] = dist[:, None] * np.stack([px, py], 1)
-                out[:, :, 7] = (f * r2)[:, None] * np.stack([px, py], 1)
-                out[:, :, 8] = (f * r2 * r2)[:, None] * np.stack([px, py], 1)
-            else:
-                out[:, :, 6:10] = 0.0
-                out[:, 0, 6], out[:, 1, 7] = px, py
-                out[:, 0, 8] = out[:, 1, 9] = 1.0
-        out[:, :, d:] = np.matmul(A, R)
-        if chart == "inverse_depth":
-            out[:, :, d:] = np.matmul(out[:, :, d:], _round(self._chart()[3], dtype).take(pi, axis=0))
-        return r, out
+            A = [[k[0] / z, zero, -k[0] * px / z], [zero, k[1] / z, -k[1] * py / z]]
+        Px, Py, Pz = Pb
+        M = np.take(_round(self._chart()[3], dtype).reshape(-1, 9).T, pi, axis=1) \
+            if chart == "inverse_depth" else None  # row 3j + c: dX_j / d(chart)_c
+        cols = []
+        for i, (a0, a1, a2) in enumerate(A):
+            # Left perturbation: dP/ddw = -hat(P), so row a of dr/dP maps to (P x a)^T. The sensor
+            # frame is the pose's frame shifted by the offset, so the rotation acts on the pose-frame Pb.
+            row = [Py * a2 - Pz * a1, Pz * a0 - Px * a2, Px * a1 - Py * a0, a0, a1, a2]
+            if self.optimize_intrinsics:
+                q = (px, py)[i]
+                if bal:
+                    row += [dist * q, f * r2 * q, f * r2 * r2 * q]
+                else:
+                    row += [px, zero, 1.0 + zero, zero] if i == 0 else [zero, py, zero, 1.0 + zero]
+            pt = [a0 * R[c] + a1 * R[3 + c] + a2 * R[6 + c] for c in range(3)]  # (A R)[i, c]
+            if M is not None:
+                pt = [pt[0] * M[c] + pt[1] * M[3 + c] + pt[2] * M[6 + c] for c in range(3)]
+            cols += row + pt
+        return r, np.stack(cols, axis=1).reshape(len(r), 2, self.cam_dim + 3)
 
     def _chart(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(b, e1, e2, dX/d(d1, d2, d3)) of every point in the inverse-depth chart, in fp64."""
@@ -441,7 +482,7 @@ class BundleAdjustmentProblem:
         J_matvec: J_scaled rounded to the matvec precision, when the caller has it (saves a rounding).
         """
         if backend.name != "numpy":  # the Schur preconditioner is host code: block Jacobi on the GPU
-            return BlockJacobi(block_diagonal(J_scaled, self.groups), self.groups, lam, backend, policy.vector)
+            return BlockJacobi(self.block_diagonal(J_scaled), self.groups, lam, backend, policy.vector)
         if self._schur is None:
             self._schur = schur_structure(self.cam_col[self.cam_idx], self.pt_col[self.pt_idx], self.cam_dim,
                                           self.groups[0][1], self.groups[1][1], self._keep_mask, self._indices,

@@ -437,7 +437,10 @@ def _make_preconditioner(kind: str, problem: LeastSquaresProblem, J_hi: sp.csr_m
     if kind == "none":
         return None
     if kind == "jacobi":
-        return BlockJacobi(block_diagonal(J_hi, problem.groups), problem.groups, lam, be, pol.vector)
+        # A problem that knows its Jacobian's layout sums its blocks directly (BA: per observation).
+        own = getattr(problem, "block_diagonal", None)
+        blocks = own(J_hi) if own is not None else block_diagonal(J_hi, problem.groups)
+        return BlockJacobi(blocks, problem.groups, lam, be, pol.vector)
     raise ValueError(f"unknown preconditioner '{kind}'; choose auto, ichol, jacobi or none")
 
 

@@ -96,6 +96,25 @@ def test_exact_schur_preconditioner_inverts_the_normal_matrix(fixed: dict) -> No
     np.testing.assert_allclose(_dense_inverse(M, p.n_params) @ H, np.eye(p.n_params), atol=1e-8)
 
 
+@pytest.mark.parametrize("fixed", [{}, {"fixed_cameras": [1]}, {"fixed_points": [0, 3], "optimize_intrinsics": True}])
+def test_problem_block_diagonal_equals_the_sparse_products(fixed: dict) -> None:
+    from slam.solvers.precond import block_diagonal
+
+    p = _problem("pinhole", **fixed)
+    _perturb(p)
+    A = _scaled(p, np.float32)
+    H = _dense_normal(A, 0.0)
+    ours, generic = p.block_diagonal(A), block_diagonal(A, p.groups)
+    for mine, ref, (start, nb, bs) in zip(ours, generic, p.groups):
+        assert mine.shape == ref.shape == (nb, bs, bs)
+        np.testing.assert_allclose(mine, ref, rtol=1e-5, atol=1e-6)
+        dense = np.stack([H[start + i * bs:start + (i + 1) * bs, start + i * bs:start + (i + 1) * bs] for i in range(nb)])
+        np.testing.assert_allclose(mine, dense, rtol=1e-5, atol=1e-6)
+    # rows reversed: another layout of the same J^T J, which takes the generic route
+    for mine, ref in zip(ours, p.block_diagonal(sp.csr_matrix(A[::-1]))):
+        np.testing.assert_allclose(mine, ref, rtol=1e-5, atol=1e-6)
+
+
 def test_schur_jacobi_spectrum_is_that_of_the_reduced_system() -> None:
     p = _problem("bal", optimize_intrinsics=True, schur="schur-jacobi")
     _perturb(p)
