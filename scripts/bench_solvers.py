@@ -33,6 +33,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from slam.priority import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as `slam` does (fresh mmaps for every large temporary cost page faults)
+
 from slam.solvers.lm import SolverOptions, solve  # noqa: E402
 from slam.solvers.precision import PRESETS  # noqa: E402
 from slam.io.text import write_text_atomic  # noqa: E402

@@ -19,6 +19,7 @@ the KLT position. Vectorized over all features; one template gather per anchor k
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -72,10 +73,14 @@ def predicted_affine(uv_a: np.ndarray, T_cw_a: np.ndarray, T_cw_b: np.ndarray, X
     return A
 
 
+@functools.lru_cache(maxsize=8)
 def _grid(radius: int) -> np.ndarray:
+    """(m,2) patch offsets, x fastest (cached: read-only, built once per radius)."""
     g = np.arange(-radius, radius + 1, dtype=np.float64)
     gx, gy = np.meshgrid(g, g)
-    return np.stack([gx.ravel(), gy.ravel()], 1)  # (m,2), x fastest
+    out = np.stack([gx.ravel(), gy.ravel()], 1)
+    out.flags.writeable = False
+    return out
 
 
 def _sample(img: np.ndarray, xy: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
