@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from slam.loop.config import LoopConfig
-from slam.loop.posegraph import GraphSolution, LoopEdge, build_graph, export_g2o, solve_graph
+from slam.loop.posegraph import LOOP, GraphSolution, LoopEdge, build_graph, export_g2o, loop_chi2_bound, solve_graph
 
 
 @dataclass
@@ -123,6 +123,12 @@ class LoopCloser:
         t2 = time.perf_counter()
         ref = solve_graph(graph, "fp64", self.cfg.max_iterations) if self.cfg.check_fp64 else None
         t2 += 0.0 if ref is None else ref.solve_s  # the check is not part of the write-back time
+        new_edge = np.flatnonzero(graph.kinds == LOOP)[-1]  # the loops' edges come in acceptance order
+        if sol.edge_chi2 is not None and sol.edge_chi2[new_edge] > loop_chi2_bound(self.group, self.cfg.consistency_p):
+            # the new loop fights the map instead of closing it: nothing is written back
+            self.pgo_intervals.append((t0, time.perf_counter()))
+            self._reject("inconsistent_graph")
+            return None
         done = self.map.correct_keyframes(sol.corrections(), self.group == "sim3", self.abort)
         t3 = time.perf_counter()
         self.pgo_intervals.append((t0, t3))

@@ -216,6 +216,7 @@ class GraphSolution:
     summary: Summary
     build_s: float
     solve_s: float
+    edge_chi2: np.ndarray | None = None  # (M,) e^T Omega e of every edge at the solution
 
     def corrections(self) -> np.ndarray:
         """(K,4,4) C_k = X_k^new X_k^map^-1 for the map's K keyframes when the graph was copied: the
@@ -242,7 +243,16 @@ def solve_graph(graph: GraphData, precision: str, max_iterations: int, build_s: 
     t0 = time.perf_counter()
     problem = PoseGraphProblem(graph.poses, graph.edges, graph.Z, graph.information, graph.fixed, group=graph.group)
     summary = solve(problem, SolverOptions(precision=precision, max_iterations=max_iterations))
-    return GraphSolution(graph, problem.poses.copy(), summary, build_s, time.perf_counter() - t0)
+    return GraphSolution(graph, problem.poses.copy(), summary, build_s, time.perf_counter() - t0, problem.edge_chi2())
+
+
+def loop_chi2_bound(group: str, p: float) -> float:
+    """The chi-square quantile p for one edge's dof (6 for SE(3), 7 for Sim(3)); inf for p <= 0."""
+    if p <= 0.0:
+        return float("inf")
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(p, 7 if group == "sim3" else 6))
 
 
 def export_g2o(path: str | Path, sol: GraphSolution | GraphData, at_solution: bool = True) -> bool:

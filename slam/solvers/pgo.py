@@ -175,6 +175,13 @@ class PoseGraphProblem:
             top += pgo_se3.mv(Wb, e[3:])
         return np.concatenate([top, pgo_se3.mv(Wc, e[3:])])
 
+    def edge_chi2(self) -> np.ndarray:
+        """(m,) e^T Omega e of every edge at the current poses, in fp64 (the normalized residual a
+        consistency test compares with a chi-square quantile of the group's dof)."""
+        e, _ = self._errors(np.float64)
+        r = np.einsum("mab,mb->ma", self.W, e)
+        return np.sum(r * r, axis=1)
+
     def cost(self, dtype: np.dtype = np.float64) -> float:
         """1/2 sum e^T Omega e, inputs and whitened residuals rounded to dtype, summed in fp64."""
         if self._soa:

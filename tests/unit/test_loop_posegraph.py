@@ -285,3 +285,37 @@ def test_global_ba_restores_a_perturbed_stereo_map() -> None:
     err = np.linalg.norm(m.keyframe_poses()[:, :3, 3] - truth[:, :3, 3], axis=1)
     assert err.max() < 1e-4
     np.testing.assert_allclose(m.positions(ids), P, atol=1e-3)
+
+
+def test_a_loop_that_contradicts_the_graph_is_rejected_and_nothing_moves() -> None:
+    """The consistency test (LoopConfig.consistency_p): after a correct loop, a second loop whose
+    relative pose is 10 degrees / 0.78 m off cannot be closed without fighting the first one and
+    the odometry; it is rejected as 'inconsistent_graph' and the map is left as it was. A correct
+    second loop, and a single loop that removes a large drift, pass."""
+    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+    from slam.loop.posegraph import loop_chi2_bound
+
+    truth = _circle(60)
+    est = _drifted(truth, 0.003)
+    m = _map_with(est)
+    wrong = lie.se3_exp(np.array([0.0, np.radians(10.0), 0.0, 0.5, 0.0, 0.6]))
+    # (match, relative pose, inliers): the wrong loop as weakly supported as the one that was
+    # accepted on the synthetic office_long (49 inliers)
+    answers = {59: (0, lie.se3_inverse(truth[0]) @ truth[59], 150),
+               56: (3, lie.se3_inverse(truth[3]) @ truth[56] @ wrong, 50),
+               57: (2, lie.se3_inverse(truth[2]) @ truth[57], 50)}
+    places = PlaceRecognition(candidates=lambda kf, place: [(answers[kf][0], 1.0)],
+                              verify=lambda kf, place, match: Verified(answers[kf][1], answers[kf][2]))
+    closer = LoopCloser(m, "stereo", LoopConfig(fuse_landmarks=False, min_keyframes_between=-100), "mixed", places)
+    first = closer.process(59, 5.9, object())
+    assert first is not None and closer.last_solution.edge_chi2[-1] < 1.0  # 0.4 m of drift removed
+    before = m.keyframe_table()[0]
+    assert closer.process(56, 5.6, object()) is None
+    assert closer.rejections == {"inconsistent_graph": 1} and len(closer.loops) == 1
+    np.testing.assert_array_equal(m.keyframe_table()[0], before)
+    assert closer.process(57, 5.7, object()) is not None and len(closer.loops) == 2
+    assert closer.last_solution.edge_chi2[-1] < loop_chi2_bound("se3", 0.999)
+    # the test can be switched off
+    off = LoopCloser(_map_with(est), "stereo", LoopConfig(fuse_landmarks=False, min_keyframes_between=-100,
+                                                         consistency_p=0.0), "mixed", places)
+    assert off.process(59, 5.9, object()) is not None and off.process(56, 5.6, object()) is not None
