@@ -145,6 +145,10 @@ class LoopCloser:
         times = self.map.keyframe_table()[1]
         stats = sol.stats()
         stats["time_s"].update({"write_back": t3 - t2, "fuse_and_global_ba": t4 - t3, "total": t4 - t0})
+        if sol.edge_chi2 is not None:  # the consistency test's statistic and its bound
+            stats["loop_chi2"] = float(sol.edge_chi2[new_edge])
+            bound = loop_chi2_bound(self.group, self.cfg.consistency_p)
+            stats["loop_chi2_bound"] = bound if np.isfinite(bound) else None  # None: test off
         rec = {"query": {"keyframe": query, "timestamp": float(timestamp)},
                "match": {"keyframe": match, "timestamp": float(times[match])},
                "score": score, "inliers": int(res.inliers), "transform": np.asarray(res.Z).tolist(),

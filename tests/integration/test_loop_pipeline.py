@@ -65,6 +65,7 @@ def test_loop_closure_lowers_ate_and_writes_its_outputs(tmp_path: Path) -> None:
         p = rec["pgo"]
         assert p["vertices"] >= q["keyframe"] + 1 and p["final_cost"] < p["initial_cost"]
         assert p["iterations"] >= 1 and p["cg_iterations"] >= 1 and p["precision"]["name"] == "mixed"
+        assert 0.0 <= p["loop_chi2"] <= p["loop_chi2_bound"]  # an accepted loop agrees with its graph
     # the exported graph is the last one solved, at its solution: re-solving starts at the reported cost
     graph = read_g2o(tmp_path / "loop" / "pose_graph.g2o")
     assert len(graph.poses) == loops[-1]["pgo"]["vertices"]

@@ -315,7 +315,10 @@ def test_a_loop_that_contradicts_the_graph_is_rejected_and_nothing_moves() -> No
     np.testing.assert_array_equal(m.keyframe_table()[0], before)
     assert closer.process(57, 5.7, object()) is not None and len(closer.loops) == 2
     assert closer.last_solution.edge_chi2[-1] < loop_chi2_bound("se3", 0.999)
+    rec = closer.loops[-1]["pgo"]  # loops.json shows the statistic and its bound
+    assert rec["loop_chi2"] == closer.last_solution.edge_chi2[-1] and rec["loop_chi2_bound"] == loop_chi2_bound("se3", 0.999)
     # the test can be switched off
     off = LoopCloser(_map_with(est), "stereo", LoopConfig(fuse_landmarks=False, min_keyframes_between=-100,
                                                          consistency_p=0.0), "mixed", places)
     assert off.process(59, 5.9, object()) is not None and off.process(56, 5.6, object()) is not None
+    assert off.loops[-1]["pgo"]["loop_chi2_bound"] is None
