@@ -34,7 +34,8 @@ from slam.errors import ProblemError
 from slam.geometry import lie
 from slam.io.bal import BALProblem
 from slam.solvers.backend import Backend
-from slam.solvers.ba_precond import SchurPreconditioner, SchurStructure, schur_structure
+from slam.solvers.ba_precond import (SchurPreconditioner, SchurStructure, observation_aggregators, observation_blocks,
+                                     schur_structure)
 from slam.solvers.ba_rescue import refit_worsened_points
 from slam.solvers.lm import SolverOptions
 from slam.solvers.pgo import _round
@@ -256,40 +257,19 @@ class BundleAdjustmentProblem:
     def block_diagonal(self, J: sp.csr_matrix) -> list[np.ndarray]:
         """Diagonal blocks of J^T J, cameras (n_cf, d, d) then points (n_pf, 3, 3), for J in this problem's pattern.
 
-        Equal to precond.block_diagonal(J, self.groups) (a test checks it) without the sparse
-        products: J's values are laid out per observation as its two rows of [camera | point]
-        columns, so each block is a sum over observations of two outer products, formed entry by
-        entry on whole columns (upper triangle) and summed per camera / point by one sparse product.
+        Equal to precond.block_diagonal(J, self.groups) (a test checks it); J in this problem's own
+        pattern is summed per observation (ba_precond.observation_blocks), any other the generic way.
         """
-        O, d = self.cam_idx.size, self.cam_dim
         if J.shape != self._shape or J.nnz != self._indices.size or not (
                 J.indices is self._indices or np.array_equal(J.indices, self._indices)):
             return block_diagonal(J, self.groups)  # another pattern: the generic route
-        full = np.zeros(O * 2 * (d + 3))
-        full[self._keep_mask] = J.data
-        # (2, d + 3, O): every Jacobian entry as a contiguous column over observations. Entry-wise
-        # products of these columns run at memory speed; a broadcast (O, n, n) outer product of the
-        # small blocks was 10x slower (NumPy's inner loops of length n).
-        cols = np.ascontiguousarray(full.reshape(O, 2, d + 3).transpose(1, 2, 0))
         if self._aggregate is None:
-            self._aggregate = tuple(
-                sp.csr_matrix((np.ones(int((c >= 0).sum())), (c[c >= 0], np.flatnonzero(c >= 0))), shape=(n, O))
-                for c, n in ((self.cam_col[self.cam_idx], self.groups[0][1]), (self.pt_col[self.pt_idx], self.groups[1][1])))
-        out = []
-        tmp = np.empty(O)
-        for agg, lo, n in ((self._aggregate[0], 0, d), (self._aggregate[1], d, 3)):
-            iu, ju = np.triu_indices(n)
-            prod = np.empty((len(iu), O))
-            for k, (i, j) in enumerate(zip(iu, ju)):
-                np.multiply(cols[0, lo + i], cols[0, lo + j], out=prod[k])
-                np.multiply(cols[1, lo + i], cols[1, lo + j], out=tmp)
-                prod[k] += tmp
-            upper = np.asarray(agg @ prod.T)  # (blocks, n (n + 1) / 2)
-            blocks = np.empty((agg.shape[0], n, n))
-            blocks[:, iu, ju] = upper
-            blocks[:, ju, iu] = upper
-            out.append(blocks)
-        return out
+            self._aggregate = observation_aggregators(self.cam_col[self.cam_idx], self.groups[0][1],
+                                                      self.pt_col[self.pt_idx], self.groups[1][1])
+        full = np.zeros(self._keep_mask.size)
+        full[self._keep_mask] = J.data
+        return observation_blocks(full.reshape(self.cam_idx.size, 2, self.cam_dim + 3), self._aggregate,
+                                  self.cam_dim)
 
     # ------------------------------------------------------------------------------ model
     def _project(self, dtype: np.dtype, jacobian: bool, chart: str | None = None,
