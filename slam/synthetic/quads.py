@@ -30,6 +30,9 @@ class Quad:
     v: np.ndarray
     style: str
     px_per_m: float
+    # Quads with the same key >= 0 (and size and style) get the same texture and tint: repeated
+    # modules (identical doors, tiles) that look alike from different places. -1: its own texture.
+    texture_key: int = -1
 
     @property
     def normal(self) -> np.ndarray:
@@ -200,6 +203,11 @@ def _pack(sizes: list[tuple[int, int]]) -> tuple[np.ndarray, int, int]:
     return pos, width, height
 
 
+def _texture_id(q: Quad, index: int) -> int:
+    """What seeds a quad's texture: its index, or its texture_key (kept apart from any index)."""
+    return index if q.texture_key < 0 else (1 << 30) + q.texture_key
+
+
 def build_atlas(quads: list[Quad], seed: int) -> Atlas:
     """Texture every quad (deterministic for the seed) and pack them into a gray mip atlas."""
     align = 1 << MIP_LEVELS
@@ -212,11 +220,12 @@ def build_atlas(quads: list[Quad], seed: int) -> Atlas:
     pos, W0, H0 = _pack(sizes)
     level0 = np.zeros((H0, W0), np.uint8)
     for k, (q, (h, w)) in enumerate(zip(quads, sizes)):
-        rng = np.random.default_rng([seed, k, 7919])
+        rng = np.random.default_rng([seed, _texture_id(q, k), 7919])
         tex = make_texture(q.style, h, w, rng, q.px_per_m)
         x, y = pos[k]
         level0[y:y + h, x:x + w] = (tex * (255.0 * _shade(q.normal)) + 0.5).astype(np.uint8)
     boxes = np.array([(x, y, w, h) for (x, y), (h, w) in zip(pos, sizes)], np.int64).reshape(-1, 4)
-    tints = np.array([tint_for(q.style, np.random.default_rng([seed, k, 104729])) for k, q in enumerate(quads)],
+    tints = np.array([tint_for(q.style, np.random.default_rng([seed, _texture_id(q, k), 104729]))
+                      for k, q in enumerate(quads)],
                      np.float32).reshape(-1, 3)
     return Atlas(_mip_from(level0), W0, H0, pos.astype(np.float64) + MARGIN, boxes, tints)

@@ -7,9 +7,10 @@
 | office_walk | 24 x 16 m office: ring corridor, six rooms | 44 s: from one room to another, no revisit |
 | office_long | same office | 3.6 min: four corridor laps, each with a detour into another room |
 | street_loop | city block, facades, road, parked cars, poles | 39 s: 1.25 laps around the block at 7.5 m/s |
+| corridor_repeat | 44 m corridor of eleven identical 4 m modules | 42 s: once end to end at 1 m/s, no revisit |
 
 Layouts are fixed (the camera paths are checked to stay clear of every surface); the seed changes
-the textures and tints only. World frame: z up, metres.
+the textures and tints only (quads sharing a texture_key share them). World frame: z up, metres.
 """
 
 from __future__ import annotations
@@ -211,6 +212,41 @@ def office_long_trajectory() -> PathTrajectory:
                           bob=_waves((0.015, 0.56, 0.0)))
 
 
+# -------------------------------------------------------------------------------------- corridor
+CORRIDOR_MODULE = 4.0  # m: the corridor repeats itself every module
+
+
+def corridor_repeat_layout() -> list[Quad]:
+    """A 44 m corridor (2.4 m wide, 2.8 m high) of eleven identical 4 m modules, unique end walls.
+
+    Walls, floor and ceiling of every module carry the same texture (texture_key): from any two
+    places a module apart the view differs only in the far end wall. A place-recognition trap:
+    the path through it never returns, so every loop it closes is false.
+    """
+    L, W, H = 11 * CORRIDOR_MODULE, 2.4, 2.8
+    q: list[Quad] = []
+    for i in range(11):
+        x0, x1 = i * CORRIDOR_MODULE, (i + 1) * CORRIDOR_MODULE
+        for quad, key in ((wall((x1, 0.0), (x0, 0.0), 0.0, H, "rich", 96), 0),
+                          (wall((x0, W), (x1, W), 0.0, H, "rich", 96), 1),
+                          (floor(x0, x1, 0.0, W, 0.0, "planks", 80), 2),
+                          (floor(x0, x1, 0.0, W, H, "ceiling", 48, up=False), 3)):
+            quad.texture_key = key
+            q.append(quad)
+    q.append(wall((0.0, -0.05), (0.0, W + 0.05), 0.0, H, "rich", 96))
+    q.append(wall((L, W + 0.05), (L, -0.05), 0.0, H, "rich", 96))
+    return q
+
+
+def corridor_repeat_trajectory() -> PathTrajectory:
+    """Straight down the corridor's middle at 1 m/s, x 1.5 -> 41 m, looking ahead (~42 s)."""
+    path = [(1.5, 1.2, 1.5), (41.0, 1.2, 1.5)]
+    return PathTrajectory(np.array(path), speed=1.0, look_ahead=0.6, heading_span=1.4, ramp=2.0,
+                          yaw=_waves((0.25, 7.3, 0.0), (0.08, 2.9, 1.0)), pitch0=-0.05,
+                          pitch=_waves((0.06, 5.1, 0.3)), roll=_waves((0.03, 4.3, 0.0)),
+                          bob=_waves((0.015, 0.56, 0.0)))
+
+
 # ---------------------------------------------------------------------------------------- street
 def _road(x0: float, x1: float, y0: float, y1: float, along_x: bool) -> Quad:
     """Road surface (seen from above) with its lane markings running along x or along y."""
@@ -268,4 +304,6 @@ SCENES: dict[str, SceneSpec] = {s.name: s for s in (
               office_long_trajectory),
     SceneSpec("street_loop", "city block, drive 1.25 laps around it (KITTI-like)", street_layout,
               street_trajectory, sky=(170.0, 70.0)),
+    SceneSpec("corridor_repeat", "corridor of identical modules, walked once end to end (never returns)",
+              corridor_repeat_layout, corridor_repeat_trajectory),
 )}
