@@ -49,6 +49,28 @@ class PlaceRecognition:
     database: Any = None  # the PlaceDatabase behind `candidates`, saved with the map; None for a stand-in
 
 
+def odometry_discrepancy(table: tuple[np.ndarray, ...], match: int, query: int, Z: np.ndarray) -> dict | None:
+    """How far a loop's Z = X_match^-1 X_query (SE(3) or Sim(3)) is from what the map's keyframe poses
+    say of the same pair, with the keyframe path travelled between them; None across map segments.
+
+    `table` is Map.keyframe_table(). Returned (map units): translation = |t(Z) - t(Z_odo)| in the
+    match's frame, rotation_deg between the two, path = length of the keyframe chain match..query,
+    spacing = path per keyframe step. A real loop's discrepancy is what the odometry drifted over
+    that path; a look-alike place's is the distance between the two places.
+    """
+    poses, _, _, segments = table
+    lo, hi = min(match, query), max(match, query)
+    if hi >= len(poses) or segments[match] != segments[query] or hi == lo:
+        return None
+    Z_odo = np.linalg.inv(poses[match]) @ poses[query]
+    Z = np.asarray(Z, np.float64)
+    R = Z[:3, :3] / np.cbrt(np.linalg.det(Z[:3, :3]))  # the rotation of a similarity
+    cos = np.clip((np.trace(Z_odo[:3, :3].T @ R) - 1.0) / 2.0, -1.0, 1.0)
+    path = float(np.linalg.norm(np.diff(poses[lo:hi + 1, :3, 3], axis=0), axis=1).sum())
+    return {"translation": float(np.linalg.norm(Z[:3, 3] - Z_odo[:3, 3])), "rotation_deg": float(np.degrees(np.arccos(cos))),
+            "path": path, "spacing": path / (hi - lo)}
+
+
 class LoopCloser:
     """Detect, verify and close loops against a shared map (one keyframe per `process` call)."""
 
@@ -104,13 +126,20 @@ class LoopCloser:
                     self._reject("too_few_inliers")
                     continue
                 target = int(match) if res.match is None else int(res.match)
-                return self._close(kf_id, timestamp, target, float(score), res, place)
+                drift = odometry_discrepancy(self.map.keyframe_table(), target, kf_id, res.Z)
+                if drift is not None and self.cfg.max_correction_ratio > 0 and \
+                        drift["translation"] > self.cfg.max_correction_ratio * drift["path"] + 2.0 * drift["spacing"]:
+                    # the loop would move the query farther than the odometry can have drifted since
+                    # the match: a look-alike place (repeated modules, identical doors), not a revisit
+                    self._reject("implausible_correction")
+                    continue
+                return self._close(kf_id, timestamp, target, float(score), res, place, drift)
             return None
         finally:
             self.process_times.append(time.perf_counter() - t0)
 
     def _close(self, query: int, timestamp: float, match: int, score: float, res: Verified,
-               place: Any) -> dict | None:
+               place: Any, drift: dict | None = None) -> dict | None:
         """Pose graph, solve, write back, fuse; one record for loops.json."""
         t0 = time.perf_counter()
         edge = LoopEdge(match, query, np.asarray(res.Z, np.float64), int(res.inliers))
@@ -153,7 +182,7 @@ class LoopCloser:
                "match": {"keyframe": match, "timestamp": float(times[match])},
                "score": score, "inliers": int(res.inliers), "transform": np.asarray(res.Z).tolist(),
                "keyframes_corrected": done[0], "keyframes_inserted_during_pgo": done[1],
-               "landmarks_fused": fused, "pgo": stats, "global_ba": gba}
+               "landmarks_fused": fused, "pgo": stats, "global_ba": gba, "odometry_discrepancy": drift}
         if ref is not None:
             stats["fp64_final_cost"] = ref.summary.final_cost
             stats["fp64_relative_cost_difference"] = (abs(sol.summary.final_cost - ref.summary.final_cost)

@@ -56,6 +56,13 @@ class LoopConfig:
     # office_long RGB-D: 49 PnP inliers, 0.84 m / 10.7 deg off) left 2,123 on its edge where the
     # 89 others stayed <= 1.4, and pulled the map's error there from 15 to 175 mm. 0: no test.
     consistency_p: float = 0.999
+    # Before the pose graph: a verified loop must not move its query farther from where the map has
+    # it (relative to the match) than this fraction of the keyframe path between the two, plus two
+    # keyframe spacings, else it is rejected ('implausible_correction'): odometry does not drift by
+    # half the distance travelled, but a look-alike place (corridor_repeat: identical 4 m modules)
+    # is a whole module or more away along a path of the same length. Loops that join map segments
+    # are not tested. 0: no test.
+    max_correction_ratio: float = 0.5
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)

@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
 FRAMES = 320  # room_loop: back at the start at 15 s (frame 300)
 
 
-def _run(tmp_path: Path, name: str, loop: bool, frames: int = FRAMES) -> tuple[System, dict]:
+def _run(tmp_path: Path, name: str, loop: bool, frames: int = FRAMES, scene: str = "room_loop") -> tuple[System, dict]:
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
     cfg.odometry.blocking = True  # like-for-like pair: the same keyframes and BA results until the loop
-    src = SyntheticSource("room_loop", "stereo", frames=frames)
-    system = System(cfg, src, "synthetic:room_loop", tmp_path / name, loop=loop, progress=False)
+    src = SyntheticSource(scene, "stereo", frames=frames)
+    system = System(cfg, src, f"synthetic:{scene}", tmp_path / name, loop=loop, progress=False)
     res = system.run()
     return system, res.report
 
@@ -80,6 +80,17 @@ def test_a_run_without_revisit_accepts_no_loop(tmp_path: Path) -> None:
     assert rep["loop_closure"]["accepted"] == 0
     assert json.loads((tmp_path / "short" / "loops.json").read_text()) == []
     assert not (tmp_path / "short" / "pose_graph.g2o").exists()
+
+
+def test_look_alike_places_on_a_path_that_never_returns_close_no_loop(tmp_path: Path) -> None:
+    """corridor_repeat: identical 4 m corridor modules, walked once. Place recognition finds the
+    modules behind the camera and verification confirms them (the same texture at the same
+    relative pose), but each would move the camera back by whole modules along a path of the same
+    length: the plausibility test refuses them before any pose graph."""
+    _, rep = _run(tmp_path, "corridor", True, frames=300, scene="corridor_repeat")
+    lc = rep["loop_closure"]
+    assert lc["accepted"] == 0 and lc["rejected"].get("implausible_correction", 0) > 0
+    assert lc["pgo_solve_s"] == [] and rep["ate"]["rmse_percent_of_path"] < 0.1
 
 
 def test_a_failing_loop_worker_leaves_an_odometry_run(tmp_path: Path, monkeypatch) -> None:

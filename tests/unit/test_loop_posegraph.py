@@ -322,3 +322,41 @@ def test_a_loop_that_contradicts_the_graph_is_rejected_and_nothing_moves() -> No
                                                          consistency_p=0.0), "mixed", places)
     assert off.process(59, 5.9, object()) is not None and off.process(56, 5.6, object()) is not None
     assert off.loops[-1]["pgo"]["loop_chi2_bound"] is None
+
+
+def test_a_look_alike_place_is_rejected_before_the_pose_graph() -> None:
+    """loop.max_correction_ratio: on a straight path that never returns (0.1 m per keyframe), a
+    verified 'loop' saying keyframe 70 stands where keyframe 30 stood (a repeated corridor module
+    4 m back) would move it 4 m along a 4 m path: rejected as 'implausible_correction' before any
+    pose graph is built, nothing moves. A real revisit after a drifting circle passes, and its
+    record carries the discrepancy; 0 switches the test off."""
+    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified, odometry_discrepancy
+
+    x = 0.1 * np.arange(80)
+    line = lie.se3_from_Rt(np.broadcast_to(np.eye(3), (80, 3, 3)), np.stack([x, np.zeros(80), np.zeros(80)], 1))
+    m = _map_with(line)
+    same_place = np.eye(4)  # what a verification on identical modules reports: no relative motion
+    d = odometry_discrepancy(m.keyframe_table(), 30, 70, same_place)
+    assert d is not None and d["translation"] == pytest.approx(4.0) and d["path"] == pytest.approx(4.0)
+    assert d["spacing"] == pytest.approx(0.1) and d["rotation_deg"] == pytest.approx(0.0, abs=1e-6)
+    places = PlaceRecognition(candidates=lambda kf, place: [(30, 1.0)],
+                              verify=lambda kf, place, match: Verified(same_place, 150))
+    cfg = LoopConfig(fuse_landmarks=False, min_keyframes_between=-100)
+    closer = LoopCloser(m, "stereo", cfg, "mixed", places)
+    before = m.keyframe_table()[0]
+    assert closer.process(70, 7.0, object()) is None
+    assert closer.rejections == {"implausible_correction": 1} and closer.pgo_intervals == []
+    np.testing.assert_array_equal(m.keyframe_table()[0], before)
+    # a real loop: 0.4 m of drift over a 19 m circle is well inside the bound
+    truth = _circle(60)
+    est = _drifted(truth, 0.003)
+    real = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
+                            verify=lambda kf, place, match: Verified(lie.se3_inverse(truth[0]) @ truth[59], 150))
+    ok = LoopCloser(_map_with(est), "stereo", cfg, "mixed", real)
+    rec = ok.process(59, 5.9, object())
+    assert rec is not None and 0.2 < rec["odometry_discrepancy"]["translation"] < 0.1 * rec["odometry_discrepancy"]["path"]
+    # off: the look-alike goes on to the pose graph (a straight chain cannot refuse it there)
+    off = LoopCloser(_map_with(line), "stereo", LoopConfig(fuse_landmarks=False, min_keyframes_between=-100,
+                                                           max_correction_ratio=0.0), "mixed", places)
+    off.process(70, 7.0, object())
+    assert "implausible_correction" not in off.rejections and len(off.pgo_intervals) == 1
