@@ -208,12 +208,12 @@ def main() -> int:
                       f"loops {row['loops']} (false {row['false_loops']})  revisits {row['revisits_found']}/"
                       f"{row['revisit_segments']}  PGO {['%.2f' % t for t in row['pgo_solve_s']]} s", flush=True)
     load = os.getloadavg()
-    print(f"\n{'scene':14s} {'sensor':7s} {'noloop%':>8s} {'loop%':>8s} {'ratio':>6s} {'loops':>5s} {'false':>5s} "
+    print(f"\n{'scene':16s} {'sensor':7s} {'noloop%':>8s} {'loop%':>8s} {'ratio':>6s} {'loops':>5s} {'false':>5s} "
           f"{'revisit':>8s} {'fp64 dcost':>10s}")
     for r in rows:
         d = max([x for x in r["pgo_fp64_relative_cost_difference"] if x is not None], default=float("nan"))
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
-        print(f"{r['scene']:14s} {r['sensor']:7s} {r['ate_noloop_pct']:8.3f} {r['ate_loop_pct']:8.3f} {ratio:>6s} "
+        print(f"{r['scene']:16s} {r['sensor']:7s} {r['ate_noloop_pct']:8.3f} {r['ate_loop_pct']:8.3f} {ratio:>6s} "
               f"{r['loops']:5d} {r['false_loops']:5d} {r['revisits_found']:>3d}/{r['revisit_segments']:<4d} {d:10.2e}")
     print(f"machine load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     (out / "bench_loop.json").write_text(json.dumps({"rows": rows, "pgo_scaling": pgo_rows, "load_average": load}, indent=2, default=float) + "\n")

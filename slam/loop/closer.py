@@ -55,12 +55,13 @@ def odometry_discrepancy(table: tuple[np.ndarray, ...], match: int, query: int, 
 
     `table` is Map.keyframe_table(). Returned (map units): translation = |t(Z) - t(Z_odo)| in the
     match's frame, rotation_deg between the two, path = length of the keyframe chain match..query,
-    spacing = path per keyframe step. A real loop's discrepancy is what the odometry drifted over
+    spacing = path per keyframe step. Keyframes recorded in different map segments give None, also
+    after a loop has joined their segments (their labels stay). A real loop's discrepancy is what the odometry drifted over
     that path; a look-alike place's is the distance between the two places.
     """
     poses, _, _, segments = table
     lo, hi = min(match, query), max(match, query)
-    if hi >= len(poses) or segments[match] != segments[query] or hi == lo:
+    if lo < 0 or hi >= len(poses) or segments[match] != segments[query] or hi == lo:
         return None
     Z_odo = np.linalg.inv(poses[match]) @ poses[query]
     Z = np.asarray(Z, np.float64)

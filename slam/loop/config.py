@@ -60,8 +60,9 @@ class LoopConfig:
     # it (relative to the match) than this fraction of the keyframe path between the two, plus two
     # keyframe spacings, else it is rejected ('implausible_correction'): odometry does not drift by
     # half the distance travelled, but a look-alike place (corridor_repeat: identical 4 m modules)
-    # is a whole module or more away along a path of the same length. Loops that join map segments
-    # are not tested. 0: no test.
+    # is a whole module or more away along a path of the same length. Only translation is tested;
+    # loops between keyframes recorded in different map segments are not (also after a loop joined
+    # them). 0: no test.
     max_correction_ratio: float = 0.5
     fuse_landmarks: bool = True      # duplicate landmarks on both sides of a loop become one
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried

@@ -90,7 +90,8 @@ def test_look_alike_places_on_a_path_that_never_returns_close_no_loop(tmp_path: 
     _, rep = _run(tmp_path, "corridor", True, frames=300, scene="corridor_repeat")
     lc = rep["loop_closure"]
     assert lc["accepted"] == 0 and lc["rejected"].get("implausible_correction", 0) > 0
-    assert lc["pgo_solve_s"] == [] and rep["ate"]["rmse_percent_of_path"] < 0.1
+    assert "inconsistent_graph" not in lc["rejected"]  # none got as far as a pose-graph solve
+    assert rep["ate"]["rmse_percent_of_path"] < 0.1
 
 
 def test_a_failing_loop_worker_leaves_an_odometry_run(tmp_path: Path, monkeypatch) -> None:

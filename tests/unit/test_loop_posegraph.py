@@ -339,6 +339,17 @@ def test_a_look_alike_place_is_rejected_before_the_pose_graph() -> None:
     d = odometry_discrepancy(m.keyframe_table(), 30, 70, same_place)
     assert d is not None and d["translation"] == pytest.approx(4.0) and d["path"] == pytest.approx(4.0)
     assert d["spacing"] == pytest.approx(0.1) and d["rotation_deg"] == pytest.approx(0.0, abs=1e-6)
+    # a Sim(3) Z that agrees with the map up to its scale, in a rotated frame: no discrepancy
+    turned = line @ lie.se3_exp(np.array([0.0, 0.0, 0.0, 0.3, -0.2, 0.5]))[None]
+    Zs = lie.se3_inverse(turned[30]) @ turned[70]
+    Zs[:3, :3] *= 2.5
+    d = odometry_discrepancy(_map_with(turned).keyframe_table(), 30, 70, Zs)
+    assert d["translation"] == pytest.approx(0.0, abs=1e-9) and d["rotation_deg"] == pytest.approx(0.0, abs=1e-4)
+    # nothing to compare across map segments or outside the map
+    poses, times, frames, segments = m.keyframe_table()
+    assert odometry_discrepancy((poses, times, frames, (np.arange(80) >= 50).astype(int)), 30, 70, same_place) is None
+    assert odometry_discrepancy(m.keyframe_table(), 30, 80, same_place) is None
+    assert odometry_discrepancy(m.keyframe_table(), -1, 70, same_place) is None
     places = PlaceRecognition(candidates=lambda kf, place: [(30, 1.0)],
                               verify=lambda kf, place, match: Verified(same_place, 150))
     cfg = LoopConfig(fuse_landmarks=False, min_keyframes_between=-100)

@@ -208,7 +208,7 @@ def test_trajectories_loop_cross_or_do_not_revisit_as_named():
     dist = np.linalg.norm(p[:, None] - p[None], axis=-1)
     assert dist[far_apart].min() < 0.05  # it crosses its own path
 
-    for name, revisits in (("office_walk", 0), ("office_long", 3)):
+    for name, revisits in (("office_walk", 0), ("corridor_repeat", 0), ("office_long", 3)):
         traj = build_world(name).trajectory
         t = np.arange(0, traj.duration, 0.25)
         p = traj.positions(t)[:, :2]
@@ -235,3 +235,30 @@ def test_same_seed_same_sequence_and_effects_are_what_they_claim():
     f11 = a.render(11)
     assert not np.array_equal(f11.left, fa.left)
     assert np.array_equal(a.render(10).left, fa.left)  # random access: frame 10 again is frame 10
+
+
+def test_quads_sharing_a_texture_key_look_the_same() -> None:
+    """corridor_repeat's modules: every quad with the same texture_key (and size) gets the same
+    texels and tint; different keys and the unkeyed end walls differ."""
+    from slam.synthetic.quads import build_atlas
+    from slam.synthetic.scenes import corridor_repeat_layout
+
+    quads = corridor_repeat_layout()
+    atlas = build_atlas(quads, seed=3)
+
+    def texels(k: int) -> np.ndarray:
+        x, y, w, h = atlas.boxes[k]
+        return atlas.mip[y:y + h, x:x + w]
+
+    keys = np.array([q.texture_key for q in quads])
+    for key in range(4):
+        same = np.flatnonzero(keys == key)
+        assert len(same) == 11
+        for k in same[1:]:
+            np.testing.assert_array_equal(texels(k), texels(same[0]))
+            np.testing.assert_array_equal(atlas.tints[k], atlas.tints[same[0]])
+    walls = np.flatnonzero(keys == 0)[0], np.flatnonzero(keys == 1)[0]
+    assert not np.array_equal(texels(walls[0]), texels(walls[1]))
+    ends = np.flatnonzero(keys < 0)
+    assert len(ends) == 2 and texels(ends[0]).shape == texels(ends[1]).shape
+    assert not np.array_equal(texels(ends[0]), texels(ends[1]))
