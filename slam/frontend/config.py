@@ -30,9 +30,11 @@ class FrontendConfig:
     # lower on the renderings (docs/architecture.md), ~12-18 ms per keyframe on the tracking thread.
     anchor_alignment: bool = True
     # ... also for monocular runs, where the warp is predicted from triangulated (not measured)
-    # depth. Off by default: on the renderings it helps (room_figure8 83 -> 22 mm without loop
-    # closure) but on real monocular data it did not (KITTI 07 head neutral; TUM fr3 office at 1 Hz
-    # 0.28 m -> 0.28-0.48 m over three runs).
+    # depth. Off by default: on the renderings it helps in every run (blocking, seeds 1/23/7,
+    # room_loop and room_figure8: 1.5-7.6x lower ATE without loop closure, 1.7-3.8x with it) but real
+    # monocular data gets worse (KITTI 07 head, Sim(3) ATE 0.413 -> 0.486 m, 7-38% worse on four
+    # 120-140-frame excerpts; TUM fr3 office at 1 Hz 0.231 -> 0.235 m). Refusing anchors whose
+    # predicted warp magnifies by more than 1.1 makes KITTI neutral but takes the gain away.
     anchor_alignment_mono: bool = False
     # ... only while the odometry worker has at most this many keyframes queued (negative: every
     # keyframe whatever the load). 0 kept stereo 752x480 at 38 frames/s on the 2-core machine by
