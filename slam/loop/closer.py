@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from slam.geometry import lie
 from slam.loop.config import LoopConfig
 from slam.loop.posegraph import LOOP, GraphSolution, LoopEdge, build_graph, export_g2o, loop_chi2_bound, solve_graph
 
@@ -56,19 +57,19 @@ def odometry_discrepancy(table: tuple[np.ndarray, ...], match: int, query: int, 
     `table` is Map.keyframe_table(). Returned (map units): translation = |t(Z) - t(Z_odo)| in the
     match's frame, rotation_deg between the two, path = length of the keyframe chain match..query,
     spacing = path per keyframe step. Keyframes recorded in different map segments give None, also
-    after a loop has joined their segments (their labels stay). A real loop's discrepancy is what the odometry drifted over
-    that path; a look-alike place's is the distance between the two places.
+    after a loop has joined their segments (their labels stay). A real loop's discrepancy is what
+    the odometry drifted over that path; a look-alike place's is the distance between the two places.
     """
     poses, _, _, segments = table
     lo, hi = min(match, query), max(match, query)
     if lo < 0 or hi >= len(poses) or segments[match] != segments[query] or hi == lo:
         return None
-    Z_odo = np.linalg.inv(poses[match]) @ poses[query]
+    Z_odo = lie.se3_inverse(poses[match]) @ poses[query]
     Z = np.asarray(Z, np.float64)
     R = Z[:3, :3] / np.cbrt(np.linalg.det(Z[:3, :3]))  # the rotation of a similarity
-    cos = np.clip((np.trace(Z_odo[:3, :3].T @ R) - 1.0) / 2.0, -1.0, 1.0)
+    angle = float(np.linalg.norm(lie.so3_log(Z_odo[:3, :3].T @ R)))
     path = float(np.linalg.norm(np.diff(poses[lo:hi + 1, :3, 3], axis=0), axis=1).sum())
-    return {"translation": float(np.linalg.norm(Z[:3, 3] - Z_odo[:3, 3])), "rotation_deg": float(np.degrees(np.arccos(cos))),
+    return {"translation": float(np.linalg.norm(Z[:3, 3] - Z_odo[:3, 3])), "rotation_deg": float(np.degrees(angle)),
             "path": path, "spacing": path / (hi - lo)}
 
 
