@@ -10,6 +10,7 @@ optimum and the cost landscape non-convex. Three families, each with a seed:
   tree that prefers odometry edges (i, i+1) (the generators below start from it).
 - torus_graph: a helical drive around a torus, loop closures to the previous lap (like torus3D).
 - lattice_graph: a snake through an nx x ny x nz lattice, an edge to every lattice neighbour.
+- manhattan_graph: a planar drive through a grid (M3500-like), written and solved as a 2-D graph.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def chain_odometry(graph: PoseGraph) -> PoseGraph:
             k, forward = edge_of[(p, c)]
             poses[c] = poses[p] @ (graph.measurements[k] if forward else Zinv[k])
     return PoseGraph(ids=graph.ids.copy(), poses=poses, edges=e.copy(), measurements=graph.measurements.copy(),
-                     information=graph.information.copy(), fixed=graph.fixed.copy())
+                     information=graph.information.copy(), fixed=graph.fixed.copy(), planar=graph.planar)
 
 
 def _frames(p: np.ndarray, tangent: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -137,6 +138,51 @@ def lattice_graph(nx: int = 10, ny: int = 10, nz: int = 10, spacing: float = 1.0
     return _measure(gt, edges, rot_sigma, trans_sigma, rng), gt
 
 
+def manhattan_graph(n: int = 3500, xy_sigma: float = 0.05, theta_sigma: float = 0.01, closures: int = 3,
+                    seed: int = 0) -> tuple[PoseGraph, np.ndarray]:
+    """A planar (2-D) drive through a Manhattan grid, as in the M3500 benchmark.
+
+    n poses one cell apart on a walk that turns left or right at random (one step in four) and
+    stays within a square of about sqrt(n) / 2 cells; a loop edge from each pose to up to
+    `closures` earlier poses in the same cell. Noise in (x, y, theta) as a 2-D dataset has it.
+    Returns (planar graph by dead reckoning, truth (N, 4, 4) in the plane z = 0).
+    """
+    from slam.io.g2o_planar import lift_information, lift_poses
+
+    rng = np.random.default_rng(seed)
+    half = max(2, int(np.sqrt(n) / 4))
+    heading, cell = 0, np.zeros(2, np.int64)
+    steps = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
+    xyt = np.zeros((n, 3))
+    turns = rng.random(n) < 0.25
+    sides = rng.choice([-1, 1], size=n)
+    for k in range(1, n):  # a random walk: each step depends on the last
+        if turns[k]:
+            heading = (heading + sides[k]) % 4
+        if np.any(np.abs(cell + steps[heading]) > half):  # at the border: turn back inwards
+            heading = (heading + 2) % 4
+        cell = cell + steps[heading]
+        xyt[k] = cell[0], cell[1], heading * np.pi / 2
+    gt = lift_poses(xyt)
+    key = (xyt[:, 0] + half) * (2 * half + 1) + (xyt[:, 1] + half)
+    pairs = [np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)]
+    order = np.lexsort((np.arange(n), key))  # by cell, then time: earlier visits of a cell precede
+    same = key[order]
+    for lag in range(1, closures + 1):
+        i, j = order[:-lag], order[lag:]
+        ok = (same[:-lag] == same[lag:]) & (j - i > 1)
+        pairs.append(np.stack([i[ok], j[ok]], axis=1))
+    edges = np.concatenate(pairs).astype(np.int64)
+    sig = np.array([xy_sigma, xy_sigma, theta_sigma])
+    noise = lift_poses(rng.normal(size=(len(edges), 3)) * sig)
+    Z = lie.se3_inverse(gt[edges[:, 0]]) @ gt[edges[:, 1]] @ noise
+    info = lift_information(np.broadcast_to(np.diag(1.0 / sig**2), (len(edges), 3, 3)))
+    g = PoseGraph(ids=np.arange(n, dtype=np.int64), poses=gt.copy(), edges=edges, measurements=Z, information=info,
+                  fixed=np.zeros(n, bool))
+    g.planar = True
+    return chain_odometry(g), gt
+
+
 def hard_suite(scale: str = "bench") -> dict[str, PoseGraph]:
     """Named hard graphs: 'bench' (thousands of poses) or 'test' (small enough for CI).
 
@@ -152,4 +198,5 @@ def hard_suite(scale: str = "bench") -> dict[str, PoseGraph]:
     out["lattice-hard"] = lattice_graph(*((16, 16, 12) if big else (6, 6, 4)), loop_fraction=0.5, seed=2)[0]
     out["lattice-noisy"] = lattice_graph(*((12, 12, 12) if big else (5, 5, 4)), rot_sigma=0.05, trans_sigma=0.1,
                                          loop_fraction=0.3, seed=3)[0]
+    out["manhattan-2d"] = manhattan_graph(3500 if big else 300, seed=5)[0]
     return out

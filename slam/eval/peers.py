@@ -28,6 +28,7 @@ from scipy.spatial.transform import Rotation
 from slam.errors import InputError, ProblemError
 from slam.io.bal import BALProblem, bal_project, read_bal
 from slam.io.g2o import read_g2o
+from slam.io.g2o_planar import PLANAR_TOLERANCE, flatten_poses, lift_poses, off_plane
 from slam.solvers.pgo import gauge_vertices
 
 # BAL looks down -z with y up; COLMAP looks down +z with y down. Rotation by pi about x.
@@ -50,13 +51,15 @@ def _import(name: str) -> Any:
 # ---------------------------------------------------------------- GTSAM pose-graph optimization
 
 
-def _poses_of(values: Any, ids: np.ndarray) -> np.ndarray:
-    """(N,4,4) poses of `values` in the order of `ids`."""
+def _poses_of(values: Any, ids: np.ndarray, planar: bool = False) -> np.ndarray:
+    """(N,4,4) poses of `values` (Pose3, or Pose2 lifted to the plane z = 0) in the order of `ids`."""
     gtsam = _import("gtsam")
-    rows = gtsam.utilities.extractPose3(values)  # (K,12): R row-major, t; in sorted key order
     keys = np.asarray(values.keys(), dtype=np.int64)
     order = np.argsort(keys)
     at = order[np.searchsorted(keys, ids, sorter=order)]
+    if planar:
+        return lift_poses(gtsam.utilities.extractPose2(values)[at])  # (K,3): x, y, theta
+    rows = gtsam.utilities.extractPose3(values)  # (K,12): R row-major, t; in sorted key order
     poses = np.zeros((len(ids), 4, 4))
     poses[:, :3, :3] = rows[at, :9].reshape(-1, 3, 3)
     poses[:, :3, 3] = rows[at, 9:]
@@ -66,17 +69,21 @@ def _poses_of(values: Any, ids: np.ndarray) -> np.ndarray:
 
 def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_tol: float = 1e-5,
               absolute_error_tol: float = 1e-5) -> dict[str, Any]:
-    """Optimize a 3-D g2o pose graph with GTSAM Levenberg-Marquardt; costs over the between factors."""
+    """Optimize a g2o pose graph with GTSAM Levenberg-Marquardt; costs over the between factors.
+
+    2-D files are solved as GTSAM reads them, with Pose2 (poses returned lifted to the plane z = 0).
+    """
     gtsam = _import("gtsam")
     ours = read_g2o(g2o_path)  # validates the file and gives ids in file order and FIX lines
-    between, initial = gtsam.readG2o(str(g2o_path), True)
+    between, initial = gtsam.readG2o(str(g2o_path), not ours.planar)
     graph = gtsam.NonlinearFactorGraph(between)
     held = np.union1d(np.flatnonzero(ours.fixed), gauge_vertices(ours.edges, ours.fixed)[0])  # as our PGO holds
     # Sigma 1e-6 holds the pose to ~1e-6 while keeping the prior's whitened Jacobian (1e6) far from
     # overflow; the held pose starts on its prior, so the prior's error stays ~0 (reported below).
-    noise = gtsam.noiseModel.Diagonal.Sigmas(np.full(6, 1e-6))
+    noise = gtsam.noiseModel.Diagonal.Sigmas(np.full(3 if ours.planar else 6, 1e-6))
     for k in ours.ids[held].tolist():
-        graph.add(gtsam.PriorFactorPose3(k, initial.atPose3(k), noise))
+        graph.add(gtsam.PriorFactorPose2(k, initial.atPose2(k), noise) if ours.planar
+                  else gtsam.PriorFactorPose3(k, initial.atPose3(k), noise))
 
     params = gtsam.LevenbergMarquardtParams()
     params.setMaxIterations(int(max_iterations))
@@ -94,14 +101,14 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
         "prior_final_cost": graph.error(result) - final_cost,
         "iterations": int(optimizer.iterations()),
         "time_s": time_s,
-        "poses": _poses_of(result, ours.ids),
+        "poses": _poses_of(result, ours.ids, ours.planar),
         "ids": ours.ids.copy(),
         "fixed_ids": ours.ids[held].copy(),
     }
 
 
-def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray) -> Any:
-    """gtsam.Values holding (N,4,4) poses (vertex-file order) under the vertex ids."""
+def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray, planar: bool = False) -> Any:
+    """gtsam.Values holding (N,4,4) poses (vertex-file order) under the vertex ids (Pose2 for a 2-D graph)."""
     poses = np.asarray(poses, dtype=np.float64)
     if poses.shape != (len(ids), 4, 4):
         raise ProblemError(f"poses have shape {poses.shape}, expected ({len(ids)}, 4, 4): one per vertex of the graph")
@@ -115,6 +122,15 @@ def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray) -> Any:
     if bad.size:
         raise ProblemError(f"pose of vertex {ids[bad[0]]} is not a rigid transform (rotation error {err[bad[0]]:.3g})")
     values = gtsam.Values()
+    if planar:
+        off = off_plane(poses)
+        bad = np.flatnonzero(off > PLANAR_TOLERANCE)
+        if bad.size:
+            raise ProblemError(f"pose of vertex {ids[bad[0]]} is not planar (height or tilt {off[bad[0]]:.3g}) "
+                               "but the graph is 2-D")
+        for k, (x, y, theta) in zip(ids.tolist(), flatten_poses(poses).tolist()):
+            values.insert(k, gtsam.Pose2(x, y, theta))
+        return values
     for k, T in zip(ids.tolist(), poses):  # GTSAM has no bulk insert for Pose3
         values.insert(k, gtsam.Pose3(T))
     return values
@@ -127,22 +143,24 @@ def gtsam_cost(g2o_graph_path: str | Path, poses_path_or_array: str | Path | np.
     are ignored) or an (N,4,4) array in the graph file's vertex order.
     """
     gtsam = _import("gtsam")
-    ids = read_g2o(g2o_graph_path).ids
-    between, _ = gtsam.readG2o(str(g2o_graph_path), True)
+    ours = read_g2o(g2o_graph_path)
+    ids, is3d = ours.ids, not ours.planar
+    between, _ = gtsam.readG2o(str(g2o_graph_path), is3d)
     if isinstance(poses_path_or_array, (str, Path)):
         path = Path(poses_path_or_array)
         if not path.is_file():
             raise InputError("results file not found", path)
-        _, values = gtsam.readG2o(str(path), True)
+        _, values = gtsam.readG2o(str(path), is3d)
         have = set(values.keys())
         missing = [k for k in ids.tolist() if k not in have]
         if missing:
             raise ProblemError(f"holds no pose for vertex {missing[0]} of {g2o_graph_path} "
                                f"({len(missing)} of {len(ids)} missing)", path)
-        if not np.isfinite(gtsam.utilities.extractPose3(values)).all():
+        extract = gtsam.utilities.extractPose3 if is3d else gtsam.utilities.extractPose2
+        if not np.isfinite(extract(values)).all():
             raise ProblemError("a pose holds NaN or Inf", path)
     else:
-        values = _values_from_array(gtsam, poses_path_or_array, ids)
+        values = _values_from_array(gtsam, poses_path_or_array, ids, ours.planar)
     return float(between.error(values))
 
 

@@ -1,10 +1,11 @@
-"""3-D pose graphs in g2o format: VERTEX_SE3:QUAT, EDGE_SE3:QUAT and FIX lines, read and written."""
+"""Pose graphs in g2o format: VERTEX_SE3:QUAT, EDGE_SE3:QUAT and FIX lines (2-D files: g2o_planar.py), read and written."""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import scipy.sparse
@@ -12,6 +13,7 @@ from scipy.sparse import csgraph
 
 from slam.errors import FormatError, ProblemError
 from slam.geometry.quaternion import quat_to_rot, rot_to_quat
+from slam.io import g2o_planar as planar
 from slam.io.text import data_lines, read_text, write_text_atomic
 
 VERTEX_TAG = "VERTEX_SE3:QUAT"
@@ -32,7 +34,7 @@ _TAGS_2D = frozenset({"VERTEX_SE2", "EDGE_SE2", "VERTEX_XY", "EDGE_SE2_XY", "EDG
 
 @dataclass
 class PoseGraph:
-    """A 3-D pose graph: vertices (SE(3) poses) joined by relative-pose measurements with information."""
+    """A pose graph: vertices (SE(3) poses) joined by relative-pose measurements with information."""
 
     ids: np.ndarray           # (N,) int64 vertex ids as in the file, in file order
     poses: np.ndarray         # (N,4,4) float64 T_world_vertex
@@ -42,57 +44,125 @@ class PoseGraph:
     fixed: np.ndarray         # (N,) bool, from FIX lines
     path: str | None = None
     edge_lines: np.ndarray | None = None  # (M,) int64 line number of each edge in `path`, for messages
+    # Read from a 2-D file (SE(2) poses lifted into the plane z = 0, g2o_planar.py): written back in 2-D.
+    planar: bool = False
 
 
 def read_g2o(path: str | Path, check_information: bool = True) -> PoseGraph:
-    """Read a 3-D g2o pose graph; unknown tags are skipped with one warning that counts them.
+    """Read a g2o pose graph, 3-D or 2-D; unknown tags are skipped with one warning that counts them.
 
+    2-D files (VERTEX_SE2/EDGE_SE2, or TORO's VERTEX2/EDGE2) are read as planar 3-D graphs
+    (g2o_planar.py says why that is exact) and marked `planar`, so that write_g2o writes them back in 2-D.
     check_information=False accepts information matrices that are not positive definite (for a
     caller that repairs them, slam.solvers.information); by default they are an error.
     """
     path = Path(path)
     blocks = _split_by_tag(read_text(path))
-    unknown = {tag: len(b[0]) for tag, b in blocks.items() if tag not in (VERTEX_TAG, EDGE_TAG, FIX_TAG)}
     if VERTEX_TAG not in blocks and EDGE_TAG not in blocks:
+        for fmt in PLANAR_FORMATS:
+            if fmt.vertex_tag in blocks or fmt.edge_tag in blocks:
+                return read_with(fmt, blocks, path, check_information)
+        unknown = {tag: len(b[0]) for tag, b in blocks.items() if tag != FIX_TAG}
         if any(_is_2d(tag) for tag in unknown):
-            raise FormatError(f"2-D g2o files are not supported (found {_describe(unknown)}); this reader "
-                              f"handles 3-D pose graphs only: {VERTEX_TAG} and {EDGE_TAG} lines", path)
+            raise FormatError(f"2-D g2o files without poses are not supported (found {_describe(unknown)}); "
+                              f"this reader handles pose graphs: {VERTEX_TAG} and {EDGE_TAG} lines, or "
+                              "VERTEX_SE2 and EDGE_SE2 (or TORO's VERTEX2 and EDGE2)", path)
         found = f" (found only {_describe(unknown)})" if unknown else ""
         raise ProblemError(f"empty pose graph: no {VERTEX_TAG} and no {EDGE_TAG} lines{found}", path)
-    if unknown:
-        note = " (2-D tags are not supported)" if any(_is_2d(tag) for tag in unknown) else ""
-        warnings.warn(f"{path}: skipped {sum(unknown.values())} lines with unsupported tags{note}: "
-                      f"{_describe(unknown)}", stacklevel=2)
+    return read_with(SE3_FORMAT, blocks, path, check_information)
 
-    if VERTEX_TAG not in blocks:
-        raise ProblemError(f"empty pose graph: no {VERTEX_TAG} lines", path)
-    vlines, vtoks = blocks[VERTEX_TAG]
-    _check_counts(vtoks, vlines, _VERTEX_FIELDS, VERTEX_TAG, path)
-    vlines = np.asarray(vlines, dtype=np.int64)
-    ids = _parse_ints([t[:1] for t in vtoks], vlines, _VERTEX_FIELDS[:1], VERTEX_TAG, path)[:, 0]
-    vvals = _parse_floats([t[1:] for t in vtoks], vlines, _VERTEX_FIELDS[1:], VERTEX_TAG, path)
-    _check_duplicates(ids, vlines, path)
-    poses = _se3(vvals, vlines, VERTEX_TAG, path)
 
-    if EDGE_TAG not in blocks:
-        raise ProblemError(f"pose graph has {len(ids)} vertices but no {EDGE_TAG} lines: nothing to optimize", path)
-    elines, etoks = blocks[EDGE_TAG]
-    _check_counts(etoks, elines, _EDGE_FIELDS, EDGE_TAG, path)
-    elines = np.asarray(elines, dtype=np.int64)
-    edge_ids = _parse_ints([t[:2] for t in etoks], elines, _EDGE_FIELDS[:2], EDGE_TAG, path)
-    evals = _parse_floats([t[2:] for t in etoks], elines, _EDGE_FIELDS[2:], EDGE_TAG, path)
-    edges = _ids_to_indices(edge_ids, ids, elines, EDGE_TAG, path, blocks)
-    loops = np.flatnonzero(edges[:, 0] == edges[:, 1])
-    if loops.size:
-        raise ProblemError(f"{EDGE_TAG} joins vertex {edge_ids[loops[0], 0]} to itself; expected two "
-                           "different vertices", path, int(elines[loops[0]]))
+@dataclass(frozen=True)
+class GraphFormat:
+    """A g2o dialect: its tags and fields, and how its values become SE(3) poses and 6x6 information."""
+
+    vertex_tag: str
+    edge_tag: str
+    vertex_fields: tuple[str, ...]  # after the id
+    edge_fields: tuple[str, ...]    # after the two ids
+    poses: Callable[[np.ndarray, np.ndarray, Path], np.ndarray]  # (values, lines, path) -> (K,4,4)
+    # (values, lines, path, check_information) -> ((K,4,4) measurements, (K,6,6) information in [w v] order)
+    edges: Callable[[np.ndarray, np.ndarray, Path, bool], tuple[np.ndarray, np.ndarray]]
+    planar: bool = False
+
+
+def _se3_edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_information: bool
+               ) -> tuple[np.ndarray, np.ndarray]:
     measurements = _se3(evals[:, :7], elines, EDGE_TAG, path)
     info_g2o = np.empty((len(evals), 6, 6))
     info_g2o[:, _TRIU_R, _TRIU_C] = evals[:, 7:]
     info_g2o[:, _TRIU_C, _TRIU_R] = evals[:, 7:]
     information = info_g2o[:, _SWAP][:, :, _SWAP]
     if check_information:
-        _check_positive_definite(information, elines, path)
+        check_positive_definite(information, elines, path, EDGE_TAG, "21 upper-triangular entries of a "
+                                "symmetric positive definite 6x6 matrix")
+    return measurements, information
+
+
+SE3_FORMAT = GraphFormat(VERTEX_TAG, EDGE_TAG, _VERTEX_FIELDS[1:], _EDGE_FIELDS[2:],
+                         lambda v, lines, path: _se3(v, lines, VERTEX_TAG, path), _se3_edges)
+
+
+def _planar_edges(order: list[tuple[int, int]], tag: str
+                  ) -> Callable[[np.ndarray, np.ndarray, Path, bool], tuple[np.ndarray, np.ndarray]]:
+    """GraphFormat.edges of a 2-D dialect: 'dx dy dtheta' and six information entries listed in `order`."""
+    def edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_information: bool
+              ) -> tuple[np.ndarray, np.ndarray]:
+        info3 = planar.information_from_entries(evals[:, 3:], order)
+        if check_information:
+            check_positive_definite(info3, elines, path, tag, "6 upper-triangular entries of a symmetric "
+                                    "positive definite 3x3 matrix over (x, y, theta)")
+        return planar.lift_poses(evals[:, :3]), planar.lift_information(info3)
+
+    return edges
+
+
+def _planar_format(vtag: str, etag: str, order: list[tuple[int, int]]) -> GraphFormat:
+    fields = ("x", "y", "theta")
+    return GraphFormat(vtag, etag, fields, fields + tuple(f"information[{r},{c}]" for r, c in order),
+                       lambda v, lines, path: planar.lift_poses(v), _planar_edges(order, etag), planar=True)
+
+
+PLANAR_FORMATS = (_planar_format("VERTEX_SE2", "EDGE_SE2", planar.G2O_ORDER),
+                  _planar_format("VERTEX2", "EDGE2", planar.TORO_ORDER))
+
+
+def read_with(fmt: GraphFormat, blocks: dict[str, tuple[list[int], list[list[str]]]], path: Path,
+              check_information: bool) -> PoseGraph:
+    """The pose graph of `blocks` (tag -> lines, tokens) in dialect `fmt`; other tags skipped with a warning."""
+    vtag, etag = fmt.vertex_tag, fmt.edge_tag
+    unknown = {tag: len(b[0]) for tag, b in blocks.items() if tag not in (vtag, etag, FIX_TAG)}
+    if unknown:
+        note = ""
+        if not fmt.planar and any(_is_2d(tag) for tag in unknown):
+            note = " (2-D tags in a 3-D file are not supported)"
+        warnings.warn(f"{path}: skipped {sum(unknown.values())} lines with unsupported tags{note}: "
+                      f"{_describe(unknown)}", stacklevel=3)
+
+    if vtag not in blocks:
+        raise ProblemError(f"empty pose graph: no {vtag} lines", path)
+    vfields, efields = ("id",) + fmt.vertex_fields, ("id_i", "id_j") + fmt.edge_fields
+    vlines, vtoks = blocks[vtag]
+    _check_counts(vtoks, vlines, vfields, vtag, path)
+    vlines = np.asarray(vlines, dtype=np.int64)
+    ids = _parse_ints([t[:1] for t in vtoks], vlines, vfields[:1], vtag, path)[:, 0]
+    vvals = _parse_floats([t[1:] for t in vtoks], vlines, vfields[1:], vtag, path)
+    _check_duplicates(ids, vlines, path, vtag)
+    poses = fmt.poses(vvals, vlines, path)
+
+    if etag not in blocks:
+        raise ProblemError(f"pose graph has {len(ids)} vertices but no {etag} lines: nothing to optimize", path)
+    elines, etoks = blocks[etag]
+    _check_counts(etoks, elines, efields, etag, path)
+    elines = np.asarray(elines, dtype=np.int64)
+    edge_ids = _parse_ints([t[:2] for t in etoks], elines, efields[:2], etag, path)
+    evals = _parse_floats([t[2:] for t in etoks], elines, efields[2:], etag, path)
+    edges = _ids_to_indices(edge_ids, ids, elines, etag, path, blocks, vtag)
+    loops = np.flatnonzero(edges[:, 0] == edges[:, 1])
+    if loops.size:
+        raise ProblemError(f"{etag} joins vertex {edge_ids[loops[0], 0]} to itself; expected two "
+                           "different vertices", path, int(elines[loops[0]]))
+    measurements, information = fmt.edges(evals, elines, path, check_information)
 
     fixed = np.zeros(len(ids), dtype=bool)
     if FIX_TAG in blocks:
@@ -102,14 +172,14 @@ def read_g2o(path: str | Path, check_information: bool = True) -> PoseGraph:
                 raise FormatError(f"{FIX_TAG} expects one or more vertex ids, found none", path, line)
         per_id_lines = np.repeat(np.asarray(flines, dtype=np.int64), [len(t) for t in ftoks])
         fix_ids = _parse_ints([[tok] for toks in ftoks for tok in toks], per_id_lines, ("vertex id",), FIX_TAG, path)
-        fixed[_ids_to_indices(fix_ids, ids, per_id_lines, FIX_TAG, path, blocks)[:, 0]] = True
+        fixed[_ids_to_indices(fix_ids, ids, per_id_lines, FIX_TAG, path, blocks, vtag)[:, 0]] = True
 
     return PoseGraph(ids=ids, poses=poses, edges=edges, measurements=measurements, information=information,
-                     fixed=fixed, path=str(path), edge_lines=elines)
+                     fixed=fixed, path=str(path), edge_lines=elines, planar=fmt.planar)
 
 
 def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = None) -> None:
-    """Write `graph` in g2o 3-D format at full precision; `poses` (N,4,4), if given, replace graph.poses."""
+    """Write `graph` in g2o format at full precision (2-D if it is planar); `poses` (N,4,4) replace graph.poses."""
     poses = graph.poses if poses is None else np.asarray(poses, dtype=np.float64)
     n, m = len(graph.ids), len(graph.edges)
     if poses.shape != (n, 4, 4):
@@ -121,6 +191,15 @@ def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = Non
     for name, arr in (("poses", poses), ("measurements", graph.measurements), ("information", graph.information)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contain NaN or Inf; refusing to write them to {path}")
+    if graph.planar:  # written back as it was read, in 2-D: refuse what is no longer a 2-D solution
+        off = planar.off_plane(poses)
+        if off.size and off.max() > planar.PLANAR_TOLERANCE:
+            k = int(np.argmax(off))
+            raise ValueError(f"pose of vertex {graph.ids[k]} left the plane by {off[k]:.3g} (height or tilt); "
+                             f"refusing to write it to {path} as a 2-D graph")
+        write_text_atomic(path, "\n".join(planar.planar_lines(graph.ids, poses, graph.edges, graph.measurements,
+                                                              graph.information, graph.fixed)) + "\n")
+        return
 
     vrows = np.concatenate([poses[:, :3, 3], rot_to_quat(poses[:, :3, :3])], axis=1)
     info_g2o = np.asarray(graph.information)[:, _SWAP][:, :, _SWAP][:, _TRIU_R, _TRIU_C]
@@ -174,9 +253,10 @@ def _check_counts(rows: list[list[str]], lines: list[int], fields: tuple[str, ..
     bad = np.flatnonzero(counts != len(fields))
     if bad.size:
         k = bad[0]
-        shown = " ".join(fields[:9])
-        if len(fields) > 9:
-            shown += " and the 21 upper-triangular information entries"
+        plain = [f for f in fields if not f.startswith("information")]
+        shown = " ".join(plain)
+        if len(plain) < len(fields):
+            shown += f" and the {len(fields) - len(plain)} upper-triangular information entries"
         raise FormatError(f"{tag} expects {len(fields)} values after the tag ({shown}), found {counts[k]}",
                           path, lines[k])
 
@@ -218,14 +298,14 @@ def _parse_ints(rows: list[list[str]], lines: np.ndarray, fields: tuple[str, ...
         raise FormatError(f"{tag}: a vertex id is not an integer", path) from None
 
 
-def _check_duplicates(ids: np.ndarray, lines: np.ndarray, path: Path) -> None:
+def _check_duplicates(ids: np.ndarray, lines: np.ndarray, path: Path, vertex_tag: str = VERTEX_TAG) -> None:
     """Each vertex id is defined once; a repeat is reported at its earliest second definition."""
     order = np.argsort(ids, kind="stable")
     repeat = order[1:][ids[order[1:]] == ids[order[:-1]]]
     if repeat.size:
         k = repeat.min()
         first = np.flatnonzero(ids == ids[k])[0]
-        raise ProblemError(f"{VERTEX_TAG}: vertex id {ids[k]} is defined again (first at line {lines[first]})",
+        raise ProblemError(f"{vertex_tag}: vertex id {ids[k]} is defined again (first at line {lines[first]})",
                            path, int(lines[k]))
 
 
@@ -244,7 +324,7 @@ def _se3(values: np.ndarray, lines: np.ndarray, tag: str, path: Path) -> np.ndar
 
 
 def _ids_to_indices(refs: np.ndarray, ids: np.ndarray, lines: np.ndarray, tag: str, path: Path,
-                    blocks: dict[str, tuple[list[int], list[list[str]]]]) -> np.ndarray:
+                    blocks: dict[str, tuple[list[int], list[list[str]]]], vertex_tag: str = VERTEX_TAG) -> np.ndarray:
     """Vertex ids referred to by edge or FIX lines -> indices into `ids`; a missing id names its line."""
     sorter = np.argsort(ids)
     pos = np.minimum(np.searchsorted(ids, refs, sorter=sorter), len(ids) - 1)
@@ -252,23 +332,28 @@ def _ids_to_indices(refs: np.ndarray, ids: np.ndarray, lines: np.ndarray, tag: s
     if not found.all():
         row = np.flatnonzero(~found.all(axis=1))[0]
         vid = refs[row][~found[row]][0]
-        raise ProblemError(f"{tag} refers to vertex {vid}, which no {VERTEX_TAG} line defines"
-                           f"{_other_vertex_note(vid, blocks)}", path, int(lines[row]))
+        raise ProblemError(f"{tag} refers to vertex {vid}, which no {vertex_tag} line defines"
+                           f"{_other_vertex_note(vid, blocks, vertex_tag)}", path, int(lines[row]))
     return sorter[pos]
 
 
-def _other_vertex_note(vid: int, blocks: dict[str, tuple[list[int], list[list[str]]]]) -> str:
+def _other_vertex_note(vid: int, blocks: dict[str, tuple[list[int], list[list[str]]]],
+                       vertex_tag: str = VERTEX_TAG) -> str:
     """' (it is a VERTEX_SE2 at line 7, which is not supported)' when another vertex tag defines it."""
     for tag, (lines, rows) in blocks.items():
-        if tag.startswith("VERTEX") and tag != VERTEX_TAG:
+        if tag.startswith("VERTEX") and tag != vertex_tag:
             for line, row in zip(lines, rows):
                 if row and row[0] == str(vid):
                     return f" (it is a {tag} at line {line}, which is not supported)"
     return ""
 
 
-def _check_positive_definite(information: np.ndarray, lines: np.ndarray, path: Path) -> None:
-    """Every information matrix is symmetric positive definite (by construction symmetric; Cholesky)."""
+def check_positive_definite(information: np.ndarray, lines: np.ndarray, path: Path, tag: str, expected: str) -> None:
+    """Every information matrix is symmetric positive definite (by construction symmetric; Cholesky).
+
+    The error counts the bad ones and names the first one's line; `expected` says what the file's
+    entries should be (e.g. '21 upper-triangular entries of a symmetric positive definite 6x6 matrix').
+    """
     try:
         np.linalg.cholesky(information)
         return
@@ -277,8 +362,8 @@ def _check_positive_definite(information: np.ndarray, lines: np.ndarray, path: P
     lowest = np.linalg.eigvalsh(information)[:, 0]  # only on failure: count them, name the first
     bad = np.flatnonzero(~(lowest > 0))
     k = int(bad[0])
-    raise ProblemError(f"{EDGE_TAG}: {bad.size} of the {len(information)} information matrices are not positive "
+    raise ProblemError(f"{tag}: {bad.size} of the {len(information)} information matrices are not positive "
                        f"definite, the first here (smallest eigenvalue {lowest[k]:.6g}); "
-                       "expected 21 upper-triangular entries of a symmetric positive definite 6x6 matrix "
+                       f"expected {expected} "
                        "(slam pgo --repair-information projects them onto the nearest positive definite one)",
                        path, int(lines[k]))

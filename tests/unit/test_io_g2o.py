@@ -292,9 +292,10 @@ def test_error_empty_graphs(tmp_path: Path) -> None:
     _error(tmp_path, [E01], ProblemError, None, "no VERTEX_SE3:QUAT")
 
 
-def test_error_2d_file_said_plainly(tmp_path: Path) -> None:
-    lines = ["VERTEX_SE2 0 0 0 0", "VERTEX_SE2 1 1 0 0", "EDGE_SE2 0 1 1 0 0 1 0 0 1 0 1"]
-    _error(tmp_path, lines, FormatError, None, "2-D g2o files are not supported", "VERTEX_SE2 x2", "EDGE_SE2 x1")
+def test_error_2d_file_without_poses_said_plainly(tmp_path: Path) -> None:
+    lines = ["VERTEX_XY 0 0 0", "VERTEX_XY 1 1 0", "EDGE_XY 0 1 1 0 1 0 1"]
+    _error(tmp_path, lines, FormatError, None, "2-D g2o files without poses are not supported", "VERTEX_XY x2",
+           "EDGE_XY x1", "VERTEX_SE2")
 
 
 def test_error_missing_file(tmp_path: Path) -> None:

@@ -175,3 +175,24 @@ def test_pycolmap_ba_drops_points_behind_cameras(pycolmap, shared_data: Path) ->
     assert result["final_cost"] < 0.5 * result["initial_cost"]
     assert result["final_cost"] == pytest.approx(half_sq[result["evaluated"]].sum(), rel=1e-10)
     assert result["bal_final_cost"] == pytest.approx(bal_cost(solved), rel=1e-12)
+
+
+def test_gtsam_reads_a_planar_graph_as_pose2_with_our_costs(gtsam, tmp_path: Path) -> None:
+    from slam.eval.hard_graphs import manhattan_graph
+    from slam.solvers.pgo import from_pose_graph
+
+    graph = manhattan_graph(200, seed=3)[0]
+    path = tmp_path / "m.g2o"
+    write_g2o(path, graph)
+    result = peers.gtsam_pgo(path)  # GTSAM's Pose2 graph from the 2-D file
+    assert result["initial_cost"] == pytest.approx(from_pose_graph(read_g2o(path)).cost(), rel=1e-12)
+    assert np.abs(result["poses"][:, 2, 3]).max() == 0.0  # lifted into the plane
+    assert peers.gtsam_cost(path, result["poses"]) == pytest.approx(result["final_cost"], rel=1e-12)
+    out = tmp_path / "result.g2o"
+    write_g2o(out, read_g2o(path), poses=result["poses"])
+    assert "VERTEX_SE2" in out.read_text()
+    assert peers.gtsam_cost(path, out) == pytest.approx(result["final_cost"], rel=1e-9)
+    tilted = result["poses"].copy()
+    tilted[5, 2, 3] = 0.1
+    with pytest.raises(ProblemError, match="not planar"):
+        peers.gtsam_cost(path, tilted)
