@@ -34,6 +34,7 @@ from slam.errors import ProblemError
 from slam.geometry import lie
 from slam.io.bal import BALProblem
 from slam.solvers.backend import Backend
+from slam.solvers.ba_inputs import LOSSES, as_mask, as_rotations_translations, robust_loss
 from slam.solvers.ba_precond import (SchurPreconditioner, SchurStructure, observation_aggregators, observation_blocks,
                                      schur_structure)
 from slam.solvers.ba_rescue import refit_worsened_points
@@ -49,23 +50,6 @@ PROJECTIONS = {"bal": 3, "pinhole": 4}  # convention -> number of intrinsics
 # outward along its ray is a nearly linear move of rho towards 0, which Gauss-Newton takes in one
 # step, where in xyz the projection's 1/depth curvature holds LM to a slow tail.
 POINT_CHARTS = ("xyz", "inverse_depth")
-LOSSES = ("none", "huber", "cauchy")
-
-
-def robust_loss(name: str, s: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """rho(s) and rho'(s) on squared norms s: Ceres's HuberLoss / CauchyLoss with a = scale."""
-    if name == "none":
-        return s, np.ones_like(s)
-    b = scale * scale
-    if name == "huber":
-        root = np.sqrt(np.maximum(s, b))  # >= scale > 0, so the division is safe
-        inlier = s <= b
-        return np.where(inlier, s, 2.0 * scale * root - b), np.where(inlier, 1.0, scale / root)
-    if name == "cauchy":
-        return b * np.log1p(s / b), 1.0 / (1.0 + s / b)
-    raise ValueError(f"unknown loss '{name}'; choose one of {', '.join(LOSSES)}")
-
-
 def default_options(precision: str | PrecisionPolicy = "mixed", **overrides: Any) -> SolverOptions:
     """SolverOptions for BA: the engine's defaults, with CG capped at 100 iterations and one refinement round.
 
@@ -83,23 +67,6 @@ def default_options(precision: str | PrecisionPolicy = "mixed", **overrides: Any
 def from_bal(bal: BALProblem, **kwargs: Any) -> "BundleAdjustmentProblem":
     """BundleAdjustmentProblem.from_bal (module-level, like pgo.from_pose_graph)."""
     return BundleAdjustmentProblem.from_bal(bal, **kwargs)
-
-
-def _mask(m: np.ndarray | None, n: int, name: str) -> np.ndarray:
-    """Boolean mask of length n from a mask or an index list."""
-    if m is None:
-        return np.zeros(n, bool)
-    m = np.asarray(m)
-    if m.dtype != bool and np.issubdtype(m.dtype, np.integer) and m.ndim == 1:
-        if m.size and (m.min() < 0 or m.max() >= n):
-            raise ProblemError(f"{name}: index out of range 0..{n - 1}")
-        out = np.zeros(n, bool)
-        out[m] = True
-        return out
-    if m.shape != (n,) or m.dtype != bool:
-        raise ProblemError(f"{name} must be a boolean mask of shape ({n},) or a list of indices, "
-                           f"got {m.dtype} {m.shape}")
-    return m.copy()
 
 
 class BundleAdjustmentProblem:
@@ -148,7 +115,7 @@ class BundleAdjustmentProblem:
         if schur not in ("auto", "exact", "schur-jacobi"):
             raise ValueError(f"unknown schur '{schur}'; choose auto, exact or schur-jacobi")
         self.projection, self.loss, self.loss_scale, self.schur = projection, loss, float(loss_scale), schur
-        self.R, self.t = _poses(poses)
+        self.R, self.t = as_rotations_translations(poses)
         C = self.R.shape[0]
         nk = PROJECTIONS[projection]
         if intrinsics is None:  # normalized image coordinates
@@ -189,8 +156,8 @@ class BundleAdjustmentProblem:
             self.offsets = np.array(offsets, dtype=np.float64)
             if self.offsets.shape != (O, 3) or not np.all(np.isfinite(self.offsets)):
                 raise ProblemError(f"offsets must be finite and (O, 3) with O = {O}, got {self.offsets.shape}")
-        self.fixed_cameras = _mask(fixed_cameras, C, "fixed_cameras")
-        self.fixed_points = _mask(fixed_points, P, "fixed_points")
+        self.fixed_cameras = as_mask(fixed_cameras, C, "fixed_cameras")
+        self.fixed_points = as_mask(fixed_points, P, "fixed_points")
         self.optimize_intrinsics = bool(optimize_intrinsics)
         self.cam_dim = 6 + (nk if optimize_intrinsics else 0)
         n_cf, n_pf = int((~self.fixed_cameras).sum()), int((~self.fixed_points).sum())
@@ -495,22 +462,3 @@ class BundleAdjustmentProblem:
         """1/2 sum |r|^2 in fp64 without the robust loss (the report convention; = bal_cost of to_bal())."""
         r = self.residuals()
         return 0.5 * float(np.sum(r * r))
-
-
-def _poses(poses: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(R, t) from (C,4,4) T_cw or a pair (R as (C,3,3) or angle-axis (C,3), t (C,3))."""
-    if isinstance(poses, tuple):
-        if len(poses) != 2:
-            raise ProblemError(f"poses as a tuple must be (R, t), got {len(poses)} items")
-        R, t = (np.asarray(a, dtype=np.float64) for a in poses)
-        if R.ndim == 2 and R.shape[1] == 3 and t.shape == R.shape:
-            R = lie.so3_exp(R)
-    else:
-        T = np.asarray(poses, dtype=np.float64)
-        if T.ndim != 3 or T.shape[1:] != (4, 4):
-            raise ProblemError(f"poses must be (C, 4, 4) world-to-camera matrices or (R, t), got {T.shape}")
-        R, t = T[:, :3, :3], T[:, :3, 3]
-    if R.ndim != 3 or R.shape[1:] != (3, 3) or t.shape != (R.shape[0], 3):
-        raise ProblemError(f"rotations must be (C, 3, 3) or (C, 3) and translations (C, 3); "
-                           f"got {R.shape} and {t.shape}")
-    return R.copy(), t.copy()
