@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     stats = summary.as_dict()
     stats.update({"problem": str(args.problem), "vertices": int(len(graph.poses)), "edges": int(len(graph.edges)),
                   "gauge_vertices": [int(graph.ids[i]) for i in problem.gauge_vertices],
-                  "components": int(problem.n_components)})
+                  "components": int(problem.n_components), "group": problem.group})
     if args.repair_information:
         stats.update({"repaired_information": int(len(repaired)), "information_floor": float(args.information_floor)})
     print_summary(summary, f"slam pgo {args.problem}: {len(graph.poses)} poses, {len(graph.edges)} edges")

@@ -1,19 +1,21 @@
 """2-D pose graphs (g2o VERTEX_SE2/EDGE_SE2, TORO VERTEX2/EDGE2) as planar 3-D graphs: the math of it.
 
-The classic 2-D benchmarks (M3500, Intel, Manhattan, CSAIL) are SE(2) graphs. They are solved by
-the same SE(3) pose-graph engine: a pose (x, y, theta) becomes the SE(3) pose with rotation
-Rz(theta) and translation (x, y, 0), an edge's 3x3 information over (x, y, theta) goes to the
-matching entries of the 6x6 one in our tangent order [w v] (theta -> w_z, x -> v_x, y -> v_y).
+The classic 2-D benchmarks (M3500, Intel, Manhattan, CSAIL) are SE(2) graphs. Their poses are kept
+as SE(3) matrices in the plane z = 0, so that every tool that handles poses (trajectory files,
+GTSAM comparisons, the writer) handles them: (x, y, theta) becomes Rz(theta), (x, y, 0), and an
+edge's 3x3 information over (x, y, theta) goes to the matching entries of the 6x6 one in our
+tangent order [w v] (theta -> w_z, x -> v_x, y -> v_y). pgo.from_pose_graph solves such a graph in
+SE(2) (3 unknowns a pose, lie_se2.py) on those same 4x4 matrices, with the 3x3 block back.
 
-Why this is exact: for planar poses the SE(3) logarithm of a planar error is the SE(2) logarithm
-(GTSAM's Pose2::Logmap, the error of its BetweenFactor<Pose2>) padded with zeros, so the cost of a
-planar state is the 2-D cost. The out-of-plane directions (w_x, w_y, v_z) get information too
-(theta's for the tilts, the mean of x's and y's for height) so that every edge stays positive
-definite; at a planar state their residuals are zero and, by the mirror symmetry z -> -z of a
-planar problem, the gradient along them is zero and the normal matrix does not couple them to the
-plane, so Levenberg-Marquardt never leaves the plane: the optimum is the 2-D optimum. The price is
-twice the unknowns of a native SE(2) solver. Written back, each pose is (x, y, atan2(R10, R00)).
-The file dialects themselves are read and written by g2o.py.
+The lifted 6x6 also makes the graph a valid 3-D one (group 'se3'), and that is exact: for planar
+poses the SE(3) logarithm of a planar error is the SE(2) logarithm (GTSAM's Pose2::Logmap, the
+error of its BetweenFactor<Pose2>) padded with zeros, so the cost of a planar state is the 2-D
+cost. The out-of-plane directions (w_x, w_y, v_z) get information (theta's for the tilts, the mean
+of x's and y's for height) so that every edge stays positive definite; at a planar state their
+residuals are zero and, by the mirror symmetry z -> -z, the gradient along them is zero and the
+normal matrix does not couple them to the plane: LM never leaves the plane and reaches the 2-D
+optimum, at twice the unknowns. Written back, each pose is (x, y, atan2(R10, R00)). The file
+dialects themselves are read and written by g2o.py.
 
 g2o's EDGE_SE2 lists the information as I11 I12 I13 I22 I23 I33; TORO's EDGE2 as
 Ixx Ixy Iyy Itt Ixt Iyt.

@@ -1,4 +1,4 @@
-"""Pose-graph optimization problems: SE(3) (6-DoF) and Sim(3) (7-DoF) between factors.
+"""Pose-graph optimization problems: SE(3) (6-DoF), Sim(3) (7-DoF) and SE(2) (3-DoF) between factors.
 
 Residual of edge (i, j) with measurement Z_ij: e = Log(Z_ij^-1 X_i^-1 X_j) (GTSAM's BetweenFactor
 with the Pose3 logmap), cost 1/2 sum e^T Omega e. Right perturbation X <- X Exp(d):
@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from slam.errors import ProblemError
-from slam.geometry import lie
+from slam.geometry import lie, lie_se2
 from slam.solvers import pgo_se3
 from slam.solvers.coarse import MIN_CLUSTER
 
@@ -34,6 +34,9 @@ class _Group:
 GROUPS = {
     "se3": _Group(6, lie.se3_exp, lie.se3_log, lie.se3_inverse, lie.se3_adjoint, lie.se3_right_jacobian_inv),
     "sim3": _Group(7, lie.sim3_exp, lie.sim3_log, lie.sim3_inverse, lie.sim3_adjoint, lie.sim3_right_jacobian_inv),
+    # Planar poses kept as 4x4 SE(3) matrices in the plane z = 0, tangent [v_x, v_y, theta] (Pose2).
+    "se2": _Group(3, lie_se2.se2_exp, lie_se2.se2_log, lie.se3_inverse, lie_se2.se2_adjoint,
+                  lie_se2.se2_right_jacobian_inv),
 }
 
 
@@ -64,7 +67,7 @@ class PoseGraphProblem:
     def __init__(self, poses: np.ndarray, edges: np.ndarray, measurements: np.ndarray, information: np.ndarray,
                  fixed: np.ndarray | None = None, group: str = "se3", gauge: str = "per-component") -> None:
         if group not in GROUPS:
-            raise ValueError(f"unknown group '{group}'; choose se3 or sim3")
+            raise ValueError(f"unknown group '{group}'; choose se3, sim3 or se2")
         self.g = GROUPS[group]
         d = self.g.dof
         self.group = group
@@ -320,6 +323,16 @@ def gauge_vertices(edges: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, in
     return first[~has_fixed], int(ncomp)
 
 
-def from_pose_graph(graph: Any, group: str = "se3") -> PoseGraphProblem:
-    """Build the problem from slam.io.g2o.PoseGraph."""
-    return PoseGraphProblem(graph.poses, graph.edges, graph.measurements, graph.information, graph.fixed, group=group)
+def from_pose_graph(graph: Any, group: str | None = None) -> PoseGraphProblem:
+    """Build the problem from slam.io.g2o.PoseGraph: SE(2) for a planar (2-D file) graph, else SE(3).
+
+    A planar graph's poses stay 4x4 matrices in the plane z = 0; its information is the 3x3 block
+    over (x, y, theta) of the lifted 6x6 one (entries [v_x, v_y, w_z], slam.io.g2o_planar).
+    group='se3' solves a planar graph as the lifted 3-D graph instead (same optimum, twice the unknowns).
+    """
+    group = group or ("se2" if getattr(graph, "planar", False) else "se3")
+    info = np.asarray(graph.information)
+    if group == "se2" and info.shape[1:] == (6, 6):
+        plane = np.array([3, 4, 2])
+        info = info[:, plane[:, None], plane[None, :]]
+    return PoseGraphProblem(graph.poses, graph.edges, graph.measurements, info, graph.fixed, group=group)

@@ -142,11 +142,14 @@ def _dense_se2_gauss_newton(x: np.ndarray, edges: list, info: np.ndarray) -> tup
     return x, 0.5 * float(residuals(x) @ residuals(x))
 
 
+@pytest.mark.parametrize("group", [None, "se3"])  # SE(2) (the default for a planar graph) or lifted SE(3)
 @pytest.mark.parametrize("preset", ["fp64", "mixed"])
-def test_planar_solve_reaches_the_2d_optimum(tmp_path: Path, preset: str) -> None:
+def test_planar_solve_reaches_the_2d_optimum(tmp_path: Path, preset: str, group: str | None) -> None:
     g = read_g2o(_write(tmp_path, _g2o_lines()))
     x_ref, cost_ref = _dense_se2_gauss_newton(np.array(POSES), EDGES, INFO3)
-    problem = from_pose_graph(g)
+    problem = from_pose_graph(g, group)
+    assert problem.group == (group or "se2")
+    assert problem.cost() == pytest.approx(from_pose_graph(g, "se3").cost(), rel=1e-12)
     s = solve(problem, SolverOptions(precision=preset))
     assert s.final_cost == pytest.approx(cost_ref, rel=1e-6)
     assert np.abs(problem.poses[:, 2, 3]).max() < 1e-12 and np.abs(problem.poses[:, 2, :2]).max() < 1e-12

@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from slam.geometry import lie
+from slam.geometry.lie_se2 import se2_exp
 from slam.io.g2o import read_g2o
 from slam.solvers.backend import numpy_backend
 from slam.solvers.cgnr import ScaledSystem, cgnr
@@ -109,13 +110,13 @@ def test_parking_garage_fp16_needs_scaling_when_magnitudes_grow(shared_data: Pat
 # ------------------------------------------------------------------------------ Jacobians
 
 def _random_graph(group: str, n: int = 7, extra: int = 5) -> PoseGraphProblem:
-    d = 6 if group == "se3" else 7
-    exp = lie.se3_exp if group == "se3" else lie.sim3_exp
-    xi = RNG.normal(size=(n, d)) * np.r_[np.full(3, 0.8), np.full(3, 2.0), np.full(d - 6, 0.3)]
-    X = exp(xi)
+    d = {"se3": 6, "sim3": 7, "se2": 3}[group]
+    exp = {"se3": lie.se3_exp, "sim3": lie.sim3_exp, "se2": se2_exp}[group]
+    scale = np.r_[np.full(3, 0.8), np.full(3, 2.0), np.full(d - 6, 0.3)] if d >= 6 else np.array([2.0, 2.0, 0.8])
+    X = exp(RNG.normal(size=(n, d)) * scale)
     loops = [tuple(RNG.choice(n, 2, replace=False)) for _ in range(extra)]
     edges = np.array([(k, k + 1) for k in range(n - 1)] + loops)
-    inv = lie.se3_inverse if group == "se3" else lie.sim3_inverse
+    inv = lie.sim3_inverse if group == "sim3" else lie.se3_inverse
     noise = exp(RNG.normal(size=(len(edges), d)) * 0.2)  # residuals well away from zero
     Z = inv(X[edges[:, 0]]) @ X[edges[:, 1]] @ noise
     B = RNG.normal(size=(len(edges), d, d))
@@ -123,7 +124,7 @@ def _random_graph(group: str, n: int = 7, extra: int = 5) -> PoseGraphProblem:
     return PoseGraphProblem(X, edges, Z, info, group=group)
 
 
-@pytest.mark.parametrize("group", ["se3", "sim3"])
+@pytest.mark.parametrize("group", ["se3", "sim3", "se2"])
 def test_jacobian_matches_central_differences(group: str) -> None:
     problem = _random_graph(group)
     J, r = problem.linearize(np.float64, np.float64)
@@ -173,7 +174,7 @@ def test_se3_closed_form_path_equals_the_generic_lie_path(scale: float) -> None:
         assert c1 == pytest.approx(c0, rel=10 * tol, abs=10 * tol)
 
 
-@pytest.mark.parametrize("group", ["se3", "sim3"])
+@pytest.mark.parametrize("group", ["se3", "sim3", "se2"])
 def test_coarse_basis_is_invisible_inside_clusters(group: str) -> None:
     """Rigid motions of a cluster leave every edge inside it unchanged: J P vanishes on those rows."""
     problem = _random_graph(group, n=20, extra=10)
