@@ -17,7 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from slam.errors import ProblemError
 from slam.geometry import lie, lie_se2
-from slam.solvers import pgo_se3
+from slam.solvers import pgo_se2, pgo_se3
 from slam.solvers.coarse import MIN_CLUSTER
 
 
@@ -105,6 +105,7 @@ class PoseGraphProblem:
         self.groups = [(0, int(free.sum()), d)]
         self._build_pattern()
         self._soa = group == "se3"  # closed-form structure-of-arrays path (pgo_se3.py)
+        self._planar = group == "se2"  # closed-form planar path (pgo_se2.py)
         if self._soa:
             Wb = self.W[:, :3, 3:]
             self._W_soa = (pgo_se3.soa(self.W[:, :3, :3]), None if not Wb.any() else pgo_se3.soa(Wb),
@@ -147,6 +148,8 @@ class PoseGraphProblem:
         """
         X = self.poses
         i, j = self.edges[:, 0], self.edges[:, 1]
+        if self._planar:
+            return self._errors_planar(dtype)
         lin = _round(X, dtype).copy()
         lin[:, :3, 3] = 0.0
         Xj = lin[j].copy()
@@ -154,6 +157,17 @@ class PoseGraphProblem:
         XiinvXj = self.g.inverse(lin[i]) @ Xj
         e = self.g.log(_round(self.Zinv, dtype) @ XiinvXj)
         return _round(e, dtype), XiinvXj
+
+    def _errors_planar(self, dtype: np.dtype) -> tuple[np.ndarray, tuple]:
+        """SE(2) errors e (m, 3) rounded to dtype and X_i^-1 X_j as (cos, sin, t (2, m)), as _errors."""
+        X = self.poses
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        c, s, _ = pgo_se2.planar_parts(_round(X, dtype))
+        t = X[:, :2, 3].T
+        dt = _round(t.take(j, axis=1) - t.take(i, axis=1), dtype)
+        Zc, Zs, Zt = pgo_se2.planar_parts(_round(self.Zinv, dtype))
+        e, Xij = pgo_se2.between_errors(c, s, dt, i, j, Zc, Zs, Zt)
+        return _round(e, dtype), Xij
 
     def _errors_soa(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SE(3) errors e (6, m) rounded to dtype and X_i^-1 X_j as (R (3, 3, m), t (3, m)), as _errors."""
@@ -201,6 +215,10 @@ class PoseGraphProblem:
             r = _round(self._whiten_soa(e).T.reshape(-1), residual_dtype)
             flat = pgo_se3.between_jacobians(e, Rij, tij, *self._W_soa).reshape(-1)
             vals = flat if self._take is None else flat.take(self._take)
+        elif self._planar:
+            e, Xij = self._errors_planar(residual_dtype)
+            r = _round(np.einsum("mab,mb->ma", self.W, e), residual_dtype).reshape(-1)
+            vals = self._values(*pgo_se2.between_jacobians(e, Xij, self.W))
         else:
             e, XiinvXj = self._errors(residual_dtype)
             r = _round(np.einsum("mab,mb->ma", self.W, e), residual_dtype).reshape(-1)

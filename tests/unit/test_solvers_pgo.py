@@ -174,6 +174,33 @@ def test_se3_closed_form_path_equals_the_generic_lie_path(scale: float) -> None:
         assert c1 == pytest.approx(c0, rel=10 * tol, abs=10 * tol)
 
 
+@pytest.mark.parametrize("scale", [1e-4, 0.3, 2.5])
+def test_se2_closed_form_path_equals_the_generic_lie_path(scale: float) -> None:
+    """pgo_se2's planar errors and Jacobians (a held vertex, angles past 90 degrees) against lie_se2's generic path."""
+    rng = np.random.default_rng(12)
+    n = 40
+    X = se2_exp(np.c_[rng.normal(0, 5, (n, 2)), rng.uniform(-3, 3, n)])
+    edges = rng.integers(0, n, (160, 2))
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    Z = lie.se3_inverse(X[edges[:, 0]]) @ X[edges[:, 1]] @ se2_exp(rng.normal(0, scale, (len(edges), 3)))
+    B = rng.normal(size=(len(edges), 3, 3))
+    fixed = np.zeros(n, bool)
+    fixed[5] = True
+    problem = PoseGraphProblem(X, edges, Z, B @ B.transpose(0, 2, 1) + 0.5 * np.eye(3), fixed, group="se2")
+    assert problem._planar
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        J1, r1 = problem.linearize(dtype, dtype)
+        c1 = problem.cost(dtype)
+        problem._planar = False
+        J0, r0 = problem.linearize(dtype, dtype)
+        c0 = problem.cost(dtype)
+        problem._planar = True
+        assert np.array_equal(J1.indices, J0.indices) and np.array_equal(J1.indptr, J0.indptr)
+        assert np.abs(J1.data - J0.data).max() <= tol * np.abs(J0.data).max()
+        assert np.abs(r1 - r0).max() <= 10 * tol * max(np.abs(r0).max(), 1.0)
+        assert c1 == pytest.approx(c0, rel=10 * tol, abs=10 * tol)
+
+
 @pytest.mark.parametrize("group", ["se3", "sim3", "se2"])
 def test_coarse_basis_is_invisible_inside_clusters(group: str) -> None:
     """Rigid motions of a cluster leave every edge inside it unchanged: J P vanishes on those rows."""
