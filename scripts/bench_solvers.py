@@ -5,9 +5,10 @@ For each problem and precision preset: final cost, gap to fp64, LM and CG iterat
 stage. In the same run, side by side: GTSAM Levenberg-Marquardt on the same g2o files and Ceres
 (through pycolmap) on the BAL files where those are importable (`pip install -e '.[bench]'`), and,
 for pose graphs, the mixed preset without preconditioner (what the static incomplete Cholesky buys).
-Generated hard pose graphs (slam.eval.hard_graphs: two torus helices and two noisy lattices,
-thousands of poses, all started from dead reckoning; sphere2500's own start already is one) are written to
---out/generated and run like the shared ones (--no-hard skips them). The peer runs before and after
+Generated hard pose graphs (slam.eval.hard_graphs: two torus helices, two noisy lattices and a
+planar Manhattan drive, solved in SE(2) against GTSAM's Pose2; thousands of poses, all started from
+dead reckoning; sphere2500's own start already is one) are written to --out/generated and run like
+the shared ones (--no-hard skips them). The peer runs before and after
 ours and its faster time is used; the 1-minute load average is recorded with every problem (other
 jobs share the machine). A summary table gives each preset's time as a multiple of the peer's.
 Writes bench_solvers.md (tables) and bench_solvers.json into --out.
