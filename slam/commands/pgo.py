@@ -8,13 +8,16 @@ from slam.commands.solver_cli import (add_solver_arguments, options_from_args, p
                                      write_json)
 from slam.errors import InputError
 from slam.io.g2o import read_g2o, write_g2o
+from slam.io.g2o_planar import lift_information, planar_information
 from slam.solvers.information import DEFAULT_FLOOR, repair_information
 from slam.solvers.pgo import from_pose_graph
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `slam pgo`."""
-    parser.add_argument("problem", metavar="PROBLEM.g2o", help="pose graph: 3-D (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX) or 2-D (VERTEX_SE2, EDGE_SE2, or TORO VERTEX2, EDGE2), written back in its own dimension")
+    parser.add_argument("problem", metavar="PROBLEM.g2o",
+                        help="pose graph: 3-D (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX) or 2-D (VERTEX_SE2, EDGE_SE2, "
+                             "or TORO VERTEX2, EDGE2; solved in SE(2), written back in 2-D)")
     parser.add_argument("--out", metavar="RESULT.g2o", help="write the optimized graph (full precision)")
     parser.add_argument("--repair-information", action="store_true",
                         help="project information matrices that are not positive definite onto the nearest "
@@ -31,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     repaired = []
     if args.repair_information:
         try:
-            graph.information, repaired = repair_information(graph.information, args.information_floor)
+            if graph.planar:  # the file's 3x3 matrices, not the lifted 6x6 (its out-of-plane entries are ours)
+                info3, repaired = repair_information(planar_information(graph.information), args.information_floor)
+                graph.information = lift_information(info3)
+            else:
+                graph.information, repaired = repair_information(graph.information, args.information_floor)
         except ValueError as exc:
             raise InputError(f"--repair-information: {exc}", args.problem) from None
         if len(repaired):

@@ -178,8 +178,7 @@ def manhattan_graph(n: int = 3500, xy_sigma: float = 0.05, theta_sigma: float = 
     Z = lie.se3_inverse(gt[edges[:, 0]]) @ gt[edges[:, 1]] @ noise
     info = lift_information(np.broadcast_to(np.diag(1.0 / sig**2), (len(edges), 3, 3)))
     g = PoseGraph(ids=np.arange(n, dtype=np.int64), poses=gt.copy(), edges=edges, measurements=Z, information=info,
-                  fixed=np.zeros(n, bool))
-    g.planar = True
+                  fixed=np.zeros(n, bool), planar=True)
     return chain_odometry(g), gt
 
 

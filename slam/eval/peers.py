@@ -18,6 +18,7 @@ costs are over the observations COLMAP evaluates; `bal_final_cost` is the full B
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from scipy.spatial.transform import Rotation
 
 from slam.errors import InputError, ProblemError
 from slam.io.bal import BALProblem, bal_project, read_bal
-from slam.io.g2o import read_g2o
+from slam.io.g2o import read_g2o, write_g2o
 from slam.io.g2o_planar import PLANAR_TOLERANCE, flatten_poses, lift_poses, off_plane
 from slam.solvers.pgo import gauge_vertices
 
@@ -49,6 +50,21 @@ def _import(name: str) -> Any:
 
 
 # ---------------------------------------------------------------- GTSAM pose-graph optimization
+
+
+def _gtsam_read(gtsam: Any, path: str | Path, ours: Any) -> tuple[Any, Any]:
+    """gtsam.readG2o of a graph file; a 2-D graph is handed over as our own g2o EDGE_SE2 copy.
+
+    GTSAM reads a 2-D file's six information entries in g2o's order whatever the tag, so a TORO
+    EDGE2 file would be a different problem there (or refused): the copy (write_g2o, exact x, y and
+    information) is the same graph in the dialect GTSAM reads right.
+    """
+    if not ours.planar:
+        return gtsam.readG2o(str(path), True)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "graph_se2.g2o"
+        write_g2o(copy, ours)
+        return gtsam.readG2o(str(copy), False)
 
 
 def _poses_of(values: Any, ids: np.ndarray, planar: bool = False) -> np.ndarray:
@@ -75,7 +91,7 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
     """
     gtsam = _import("gtsam")
     ours = read_g2o(g2o_path)  # validates the file and gives ids in file order and FIX lines
-    between, initial = gtsam.readG2o(str(g2o_path), not ours.planar)
+    between, initial = _gtsam_read(gtsam, g2o_path, ours)
     graph = gtsam.NonlinearFactorGraph(between)
     held = np.union1d(np.flatnonzero(ours.fixed), gauge_vertices(ours.edges, ours.fixed)[0])  # as our PGO holds
     # Sigma 1e-6 holds the pose to ~1e-6 while keeping the prior's whitened Jacobian (1e6) far from
@@ -145,7 +161,7 @@ def gtsam_cost(g2o_graph_path: str | Path, poses_path_or_array: str | Path | np.
     gtsam = _import("gtsam")
     ours = read_g2o(g2o_graph_path)
     ids, is3d = ours.ids, not ours.planar
-    between, _ = gtsam.readG2o(str(g2o_graph_path), is3d)
+    between, _ = _gtsam_read(gtsam, g2o_graph_path, ours)
     if isinstance(poses_path_or_array, (str, Path)):
         path = Path(poses_path_or_array)
         if not path.is_file():

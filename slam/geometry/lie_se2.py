@@ -16,18 +16,27 @@ import numpy as np
 from slam.geometry.lie import _as, _d_coeff, _one_minus_cos_over_sq, _sin_over
 
 
+# Where the SE(2) tangent [v_x, v_y, theta] sits in the SE(3) tangent [w_x w_y w_z v_x v_y v_z] of a
+# planar pose (slam.io.g2o_planar lifts 2-D information with it, pgo.from_pose_graph takes it back).
+PLANE_IN_SE3 = np.array([3, 4, 2])
+
+
+def se2_v_coeffs(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) of V(theta) = [[A, -B], [B, A]]: A = sin(th)/th, B = (1 - cos th)/th (signed theta)."""
+    return _sin_over(theta), theta * _one_minus_cos_over_sq(theta)
+
+
 def _coeffs(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A = sin/th, B = (1 - cos)/th, C = (1 - cos)/th^2, D = (th - sin)/th^2 (signed theta)."""
-    A = _sin_over(theta)
-    C = _one_minus_cos_over_sq(theta)
-    return A, theta * C, C, theta * _d_coeff(np.abs(theta))
+    """A, B (se2_v_coeffs), C = (1 - cos)/th^2 (even), D = (th - sin)/th^2 (odd) of a signed theta."""
+    A, B = se2_v_coeffs(theta)
+    return A, B, _one_minus_cos_over_sq(theta), theta * _d_coeff(np.abs(theta))
 
 
 def se2_exp(xi: np.ndarray) -> np.ndarray:
     """(..., 3) tangents [v_x, v_y, theta] -> (..., 4, 4) planar poses."""
     xi = _as(xi, (3,), "se2_exp")
     th = xi[..., 2]
-    A, B, _, _ = _coeffs(th)
+    A, B = se2_v_coeffs(th)
     c, s = np.cos(th), np.sin(th)
     T = np.zeros(xi.shape[:-1] + (4, 4))
     T[..., 0, 0], T[..., 0, 1], T[..., 1, 0], T[..., 1, 1] = c, -s, s, c
@@ -38,10 +47,10 @@ def se2_exp(xi: np.ndarray) -> np.ndarray:
 
 
 def se2_log(T: np.ndarray) -> np.ndarray:
-    """(..., 4, 4) planar poses -> (..., 3) tangents [v_x, v_y, theta], theta in (-pi, pi]."""
+    """(..., 4, 4) planar poses -> (..., 3) tangents [v_x, v_y, theta], theta = atan2 in [-pi, pi]."""
     T = _as(T, (4, 4), "se2_log")
     th = np.arctan2(T[..., 1, 0], T[..., 0, 0])
-    A, B, _, _ = _coeffs(th)
+    A, B = se2_v_coeffs(th)
     den = A * A + B * B  # det V = 2 (1 - cos th) / th^2 > 0 on (-2 pi, 2 pi)
     x, y = T[..., 0, 3], T[..., 1, 3]
     return np.stack([(A * x + B * y) / den, (-B * x + A * y) / den, th], axis=-1)

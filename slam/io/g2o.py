@@ -1,4 +1,4 @@
-"""Pose graphs in g2o format: VERTEX_SE3:QUAT, EDGE_SE3:QUAT and FIX lines (2-D files: g2o_planar.py), read and written."""
+"""Pose graphs in g2o format (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX; 2-D dialects too), read and written."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ _EDGE_FIELDS = ("id_i", "id_j", "x", "y", "z", "qx", "qy", "qz", "qw") + tuple(
 # g2o orders the tangent [x y z qx qy qz], ours is [w v]: swapping the two 3-blocks (as GTSAM's
 # readG2o does, without rescaling the quaternion part) is a permutation that is its own inverse.
 _SWAP = np.array([3, 4, 5, 0, 1, 2])
-# Tags of 2-D g2o and of the older TORO 2-D format, recognized only to say plainly they are 2-D.
+# Tags of 2-D g2o and of the older TORO 2-D format: a 2-D file is read by its dialect (PLANAR_FORMATS),
+# and 2-D lines in a 3-D file, or 2-D files without poses, are reported as such.
 _TAGS_2D = frozenset({"VERTEX_SE2", "EDGE_SE2", "VERTEX_XY", "EDGE_SE2_XY", "EDGE_XY", "EDGE_SE2_PRIOR",
                       "EDGE_PRIOR_SE2", "EDGE_SE2_POINTXY", "VERTEX2", "EDGE2"})
 
@@ -59,9 +60,12 @@ def read_g2o(path: str | Path, check_information: bool = True) -> PoseGraph:
     path = Path(path)
     blocks = _split_by_tag(read_text(path))
     if VERTEX_TAG not in blocks and EDGE_TAG not in blocks:
-        for fmt in PLANAR_FORMATS:
-            if fmt.vertex_tag in blocks or fmt.edge_tag in blocks:
-                return read_with(fmt, blocks, path, check_information)
+        present = [f for f in PLANAR_FORMATS if f.vertex_tag in blocks or f.edge_tag in blocks]
+        if len(present) > 1:
+            tags = " and ".join(f"{f.vertex_tag}/{f.edge_tag}" for f in present)
+            raise FormatError(f"mixes the 2-D dialects {tags} (g2o and TORO); expected one of them", path)
+        if present:
+            return read_with(present[0], blocks, path, check_information)
         unknown = {tag: len(b[0]) for tag, b in blocks.items() if tag != FIX_TAG}
         if any(_is_2d(tag) for tag in unknown):
             raise FormatError(f"2-D g2o files without poses are not supported (found {_describe(unknown)}); "
@@ -103,28 +107,28 @@ SE3_FORMAT = GraphFormat(VERTEX_TAG, EDGE_TAG, _VERTEX_FIELDS[1:], _EDGE_FIELDS[
                          lambda v, lines, path: _se3(v, lines, VERTEX_TAG, path), _se3_edges)
 
 
-def _planar_edges(order: list[tuple[int, int]], tag: str
+def _planar_edges(order: list[tuple[int, int]], tag: str, entries: str
                   ) -> Callable[[np.ndarray, np.ndarray, Path, bool], tuple[np.ndarray, np.ndarray]]:
     """GraphFormat.edges of a 2-D dialect: 'dx dy dtheta' and six information entries listed in `order`."""
     def edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_information: bool
               ) -> tuple[np.ndarray, np.ndarray]:
         info3 = planar.information_from_entries(evals[:, 3:], order)
         if check_information:
-            check_positive_definite(info3, elines, path, tag, "6 upper-triangular entries of a symmetric "
+            check_positive_definite(info3, elines, path, tag, f"6 entries ({entries}) of a symmetric "
                                     "positive definite 3x3 matrix over (x, y, theta)")
         return planar.lift_poses(evals[:, :3]), planar.lift_information(info3)
 
     return edges
 
 
-def _planar_format(vtag: str, etag: str, order: list[tuple[int, int]]) -> GraphFormat:
+def _planar_format(vtag: str, etag: str, order: list[tuple[int, int]], entries: str) -> GraphFormat:
     fields = ("x", "y", "theta")
     return GraphFormat(vtag, etag, fields, fields + tuple(f"information[{r},{c}]" for r, c in order),
-                       lambda v, lines, path: planar.lift_poses(v), _planar_edges(order, etag), planar=True)
+                       lambda v, lines, path: planar.lift_poses(v), _planar_edges(order, etag, entries), planar=True)
 
 
-PLANAR_FORMATS = (_planar_format("VERTEX_SE2", "EDGE_SE2", planar.G2O_ORDER),
-                  _planar_format("VERTEX2", "EDGE2", planar.TORO_ORDER))
+PLANAR_FORMATS = (_planar_format("VERTEX_SE2", "EDGE_SE2", planar.G2O_ORDER, "I11 I12 I13 I22 I23 I33"),
+                  _planar_format("VERTEX2", "EDGE2", planar.TORO_ORDER, "TORO's Ixx Ixy Iyy Itt Ixt Iyt"))
 
 
 def read_with(fmt: GraphFormat, blocks: dict[str, tuple[list[int], list[list[str]]]], path: Path,

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from slam.geometry.lie_se2 import PLANE_IN_SE3
+
 # Where each of an edge's six information entries sits in the 3x3 matrix over (x, y, theta).
 G2O_ORDER = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 TORO_ORDER = [(0, 0), (0, 1), (1, 1), (2, 2), (0, 2), (1, 2)]
-_PLANE = np.array([3, 4, 2])  # (x, y, theta) -> indices of our 6-D tangent [wx wy wz vx vy vz]
 PLANAR_TOLERANCE = 1e-6  # largest height / tilt (m, rad) a pose may have to be written as 2-D
 
 
@@ -53,7 +54,7 @@ def lift_information(info3: np.ndarray) -> np.ndarray:
     """(K,3,3) information over (x, y, theta) -> (K,6,6) over [w v], out-of-plane entries positive."""
     info3 = np.asarray(info3, dtype=np.float64).reshape(-1, 3, 3)
     out = np.zeros((len(info3), 6, 6))
-    out[:, _PLANE[:, None], _PLANE[None, :]] = info3
+    out[:, PLANE_IN_SE3[:, None], PLANE_IN_SE3[None, :]] = info3
     d = np.abs(np.diagonal(info3, axis1=1, axis2=2))
     fallback = np.where(d.max(axis=1) > 0, d.max(axis=1), 1.0)  # a repaired file may have bad diagonals
     tilt = np.where(d[:, 2] > 0, d[:, 2], fallback)
@@ -65,7 +66,7 @@ def lift_information(info3: np.ndarray) -> np.ndarray:
 
 def planar_information(info6: np.ndarray) -> np.ndarray:
     """(K,6,6) information over [w v] -> its (K,3,3) block over (x, y, theta)."""
-    return np.asarray(info6, dtype=np.float64)[:, _PLANE[:, None], _PLANE[None, :]]
+    return np.asarray(info6, dtype=np.float64)[:, PLANE_IN_SE3[:, None], PLANE_IN_SE3[None, :]]
 
 
 def information_from_entries(values: np.ndarray, order: list[tuple[int, int]]) -> np.ndarray:
@@ -86,14 +87,20 @@ def off_plane(poses: np.ndarray) -> np.ndarray:
 
 def planar_lines(ids: np.ndarray, poses: np.ndarray, edges: np.ndarray, measurements: np.ndarray,
                  information: np.ndarray, fixed: np.ndarray) -> list[str]:
-    """The lines of a g2o 2-D file (VERTEX_SE2, FIX, EDGE_SE2) at full precision (repr round-trips)."""
+    """The lines of a g2o 2-D file (VERTEX_SE2, FIX, EDGE_SE2) at full precision.
+
+    x, y and the information read back exactly (shortest repr); theta is atan2 of the rotation, so
+    it reads back to within an ulp, and angles outside [-pi, pi] come back wrapped.
+    """
     info3 = planar_information(information)
     iu = np.array(G2O_ORDER)
     erows = np.concatenate([flatten_poses(measurements), info3[:, iu[:, 0], iu[:, 1]]], axis=1)
     ids = np.asarray(ids)
-    out = [f"VERTEX_SE2 {vid} {' '.join(map(repr, row))}" for vid, row in zip(ids.tolist(), flatten_poses(poses).tolist())]
+    vrows = flatten_poses(poses).tolist()
+    out = [f"VERTEX_SE2 {vid} {' '.join(map(repr, row))}" for vid, row in zip(ids.tolist(), vrows)]
     fixed_ids = ids[np.asarray(fixed, dtype=bool)].tolist()
     if fixed_ids:
         out.append(f"FIX {' '.join(map(str, fixed_ids))}")
-    out += [f"EDGE_SE2 {a} {b} {' '.join(map(repr, row))}" for (a, b), row in zip(ids[edges].tolist(), erows.tolist())]
+    out += [f"EDGE_SE2 {a} {b} {' '.join(map(repr, row))}"
+            for (a, b), row in zip(ids[edges].tolist(), erows.tolist())]
     return out

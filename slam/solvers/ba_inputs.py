@@ -43,7 +43,6 @@ def as_mask(m: np.ndarray | None, n: int, name: str) -> np.ndarray:
     return m.copy()
 
 
-
 def as_rotations_translations(poses: Any) -> tuple[np.ndarray, np.ndarray]:
     """(R, t) from (C,4,4) T_cw or a pair (R as (C,3,3) or angle-axis (C,3), t (C,3))."""
     if isinstance(poses, tuple):

@@ -106,6 +106,13 @@ class PoseGraphProblem:
         self._build_pattern()
         self._soa = group == "se3"  # closed-form structure-of-arrays path (pgo_se3.py)
         self._planar = group == "se2"  # closed-form planar path (pgo_se2.py)
+        if self._planar:
+            off = np.maximum(np.abs(np.r_[self.poses[:, 2, 3], Z[:, 2, 3]]),
+                             np.abs(np.r_[self.poses[:, 2, :2], Z[:, 2, :2]]).max(axis=1))
+            if off.max() > 1e-6:  # an SE(2) solve would silently drop height and tilt
+                raise ProblemError(f"group se2 needs planar poses and measurements (in the plane z = 0); "
+                                   f"found height or tilt {off.max():.3g}")
+            self._Zinv_planar: dict[np.dtype, pgo_se2.Planar] = {}
         if self._soa:
             Wb = self.W[:, :3, 3:]
             self._W_soa = (pgo_se3.soa(self.W[:, :3, :3]), None if not Wb.any() else pgo_se3.soa(Wb),
@@ -139,17 +146,17 @@ class PoseGraphProblem:
         self._shape = (m * d, self.n_params)
 
     # ---------------------------------------------------------------- LeastSquaresProblem interface
-    def _errors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Edge errors e (m, dof) and relative poses X_i^-1 X_j, with operands rounded to dtype.
+    def _errors(self, dtype: np.dtype) -> tuple[np.ndarray, Any]:
+        """Edge errors e (m, dof) and relative poses X_i^-1 X_j (planar: their parts), operands rounded to dtype.
 
         The translation difference t_j - t_i is taken from the (fp64) state before it is rounded:
         rounding absolute coordinates first would cost |t| * eps of every relative translation
         (a 100 m map in fp32: 6 um, enough noise to hide the last LM decreases of a pose graph).
         """
-        X = self.poses
-        i, j = self.edges[:, 0], self.edges[:, 1]
         if self._planar:
             return self._errors_planar(dtype)
+        X = self.poses
+        i, j = self.edges[:, 0], self.edges[:, 1]
         lin = _round(X, dtype).copy()
         lin[:, :3, 3] = 0.0
         Xj = lin[j].copy()
@@ -158,15 +165,17 @@ class PoseGraphProblem:
         e = self.g.log(_round(self.Zinv, dtype) @ XiinvXj)
         return _round(e, dtype), XiinvXj
 
-    def _errors_planar(self, dtype: np.dtype) -> tuple[np.ndarray, tuple]:
+    def _errors_planar(self, dtype: np.dtype) -> tuple[np.ndarray, pgo_se2.Planar]:
         """SE(2) errors e (m, 3) rounded to dtype and X_i^-1 X_j as (cos, sin, t (2, m)), as _errors."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._Zinv_planar:
+            self._Zinv_planar[dtype] = pgo_se2.planar_parts(_round(self.Zinv, dtype))
         X = self.poses
         i, j = self.edges[:, 0], self.edges[:, 1]
-        c, s, _ = pgo_se2.planar_parts(_round(X, dtype))
+        c, s = _round(X[:, 0, 0], dtype), _round(X[:, 1, 0], dtype)
         t = X[:, :2, 3].T
         dt = _round(t.take(j, axis=1) - t.take(i, axis=1), dtype)
-        Zc, Zs, Zt = pgo_se2.planar_parts(_round(self.Zinv, dtype))
-        e, Xij = pgo_se2.between_errors(c, s, dt, i, j, Zc, Zs, Zt)
+        e, Xij = pgo_se2.between_errors(c, s, dt, i, j, *self._Zinv_planar[dtype])
         return _round(e, dtype), Xij
 
     def _errors_soa(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -351,6 +360,5 @@ def from_pose_graph(graph: Any, group: str | None = None) -> PoseGraphProblem:
     group = group or ("se2" if getattr(graph, "planar", False) else "se3")
     info = np.asarray(graph.information)
     if group == "se2" and info.shape[1:] == (6, 6):
-        plane = np.array([3, 4, 2])
-        info = info[:, plane[:, None], plane[None, :]]
+        info = info[:, lie_se2.PLANE_IN_SE3[:, None], lie_se2.PLANE_IN_SE3[None, :]]
     return PoseGraphProblem(graph.poses, graph.edges, graph.measurements, info, graph.fixed, group=group)

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from slam.geometry.lie_se2 import _coeffs, se2_right_jacobian_inv
+from slam.geometry.lie_se2 import se2_right_jacobian_inv, se2_v_coeffs
+
+Planar = tuple[np.ndarray, np.ndarray, np.ndarray]  # (cos, sin, t (2, m)) of m planar poses
 
 
-def planar_parts(T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def planar_parts(T: np.ndarray) -> Planar:
     """(cos, sin, t (2, m)) of (m, 4, 4) planar poses."""
     return T[:, 0, 0], T[:, 1, 0], T[:, :2, 3].T
 
 
 def between_errors(c: np.ndarray, s: np.ndarray, dt: np.ndarray, i: np.ndarray, j: np.ndarray,
-                   Zc: np.ndarray, Zs: np.ndarray, Zt: np.ndarray) -> tuple[np.ndarray, tuple]:
+                   Zc: np.ndarray, Zs: np.ndarray, Zt: np.ndarray) -> tuple[np.ndarray, Planar]:
     """Errors e (m, 3) of edges (i, j) and X_ij = X_i^-1 X_j as (cos, sin, t (2, m)).
 
     c, s: cos and sin of every pose; dt (2, m): t_j - t_i of every edge; Z*: the parts of Z^-1.
@@ -32,13 +34,13 @@ def between_errors(c: np.ndarray, s: np.ndarray, dt: np.ndarray, i: np.ndarray, 
     ce, se = Zc * cij - Zs * sij, Zs * cij + Zc * sij
     te = np.stack([Zc * tij[0] - Zs * tij[1], Zs * tij[0] + Zc * tij[1]]) + Zt
     th = np.arctan2(se, ce)
-    A, B, _, _ = _coeffs(th)
+    A, B = se2_v_coeffs(th)
     den = A * A + B * B
     e = np.stack([(A * te[0] + B * te[1]) / den, (-B * te[0] + A * te[1]) / den, th], axis=1)
     return e, (cij, sij, tij)
 
 
-def between_jacobians(e: np.ndarray, Xij: tuple, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def between_jacobians(e: np.ndarray, Xij: Planar, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(W de/dx_i, W de/dx_j), each (m, 3, 3), for whitening W (m, 3, 3)."""
     cij, sij, tij = Xij
     WJ = W @ se2_right_jacobian_inv(e)

@@ -12,7 +12,7 @@ import pytest
 from slam.cli import main
 from slam.errors import FormatError, ProblemError
 from slam.io.g2o import read_g2o, write_g2o
-from slam.io.g2o_planar import flatten_poses, lift_information, lift_poses
+from slam.io.g2o_planar import flatten_poses, lift_information, lift_poses, planar_information
 from slam.solvers.lm import SolverOptions, solve
 from slam.solvers.pgo import from_pose_graph
 
@@ -64,7 +64,7 @@ def test_g2o_and_toro_read_to_the_same_lifted_graph(tmp_path: Path) -> None:
     assert np.all(np.linalg.eigvalsh(a.information) > 0)
 
 
-def test_write_reads_back_exactly_in_2d(tmp_path: Path) -> None:
+def test_write_reads_back_in_2d(tmp_path: Path) -> None:
     g = read_g2o(_write(tmp_path, _g2o_lines()))
     out = tmp_path / "out.g2o"
     write_g2o(out, g)
@@ -72,8 +72,10 @@ def test_write_reads_back_exactly_in_2d(tmp_path: Path) -> None:
     assert "VERTEX_SE2 10 0.0 0.0 0.0" in text and "EDGE_SE2" in text and "SE3" not in text and "FIX 10" in text
     again = read_g2o(out)
     assert again.planar
-    np.testing.assert_array_equal(again.information, g.information)
-    np.testing.assert_allclose(again.poses, g.poses, atol=1e-15)
+    for name in ("ids", "edges", "fixed", "information"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(g, name), err_msg=name)
+    np.testing.assert_allclose(again.poses, g.poses, atol=1e-15)  # theta through atan2: within an ulp
+    np.testing.assert_allclose(again.measurements, g.measurements, atol=1e-15)
     np.testing.assert_allclose(flatten_poses(again.poses), np.array(POSES), atol=1e-15)
 
 
@@ -83,6 +85,14 @@ def test_write_refuses_poses_that_left_the_plane(tmp_path: Path) -> None:
     poses[3, 2, 3] = 1e-3
     with pytest.raises(ValueError, match="vertex 13 left the plane"):
         write_g2o(tmp_path / "out.g2o", g, poses=poses)
+    tilted = g.poses.copy()
+    tilted[2] = tilted[2] @ np.array([[1, 0, 0, 0], [0, np.cos(0.01), -np.sin(0.01), 0],
+                                      [0, np.sin(0.01), np.cos(0.01), 0], [0, 0, 0, 1]])
+    with pytest.raises(ValueError, match="vertex 12 left the plane"):
+        write_g2o(tmp_path / "out.g2o", g, poses=tilted)
+    assert not (tmp_path / "out.g2o").exists()
+    with pytest.raises(ProblemError, match="group se2 needs planar poses"):
+        from_pose_graph(g.__class__(**{**vars(g), "poses": tilted}), "se2")
 
 
 def test_errors_name_the_line_and_the_2d_fields(tmp_path: Path) -> None:
@@ -102,6 +112,19 @@ def test_errors_name_the_line_and_the_2d_fields(tmp_path: Path) -> None:
     lines[6] = lines[6].replace("EDGE_SE2 10 11", "EDGE_SE2 10 99")
     with pytest.raises(ProblemError, match="refers to vertex 99, which no VERTEX_SE2 line defines"):
         read_g2o(_write(tmp_path, lines, "missing.g2o"))
+    lines = _toro_lines()
+    lines[7] = lines[7] + " 4.0"  # an EDGE2 with 7 information entries
+    with pytest.raises(FormatError) as e:
+        read_g2o(_write(tmp_path, lines, "long.graph"))
+    assert e.value.line == 8 and "EDGE2 expects 11 values" in str(e.value)
+    lines = _toro_lines()
+    lines[6] = lines[6].rsplit(" ", 6)[0] + " 100.0 200.0 120.0 900.0 3.0 5.0"  # |Ixy| > sqrt(Ixx Iyy)
+    with pytest.raises(ProblemError) as e:
+        read_g2o(_write(tmp_path, lines, "bad.graph"))
+    assert e.value.line == 7 and "1 of the 6 information matrices" in str(e.value)
+    assert "TORO's Ixx Ixy Iyy Itt Ixt Iyt" in str(e.value)
+    with pytest.raises(FormatError, match="mixes the 2-D dialects VERTEX_SE2/EDGE_SE2 and VERTEX2/EDGE2"):
+        read_g2o(_write(tmp_path, _g2o_lines() + ["VERTEX2 99 0 0 0"], "mixed.g2o"))
 
 
 def test_landmark_lines_of_a_2d_file_are_skipped_with_a_warning(tmp_path: Path) -> None:
@@ -110,6 +133,7 @@ def test_landmark_lines_of_a_2d_file_are_skipped_with_a_warning(tmp_path: Path) 
         g = read_g2o(_write(tmp_path, _g2o_lines() + ["VERTEX_XY 50 1 2", "EDGE_SE2_XY 10 50 1 2 1 0 1"]))
     assert g.planar and len(g.ids) == 5
     assert len(caught) == 1 and "VERTEX_XY x1" in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller of read_g2o
 
 
 def _se2_error(xi: np.ndarray, xj: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -170,6 +194,11 @@ def test_slam_pgo_writes_a_2d_result_and_repairs_2d_information(tmp_path: Path, 
                  "--json", str(tmp_path / "s.json")]) == 0
     out = read_g2o(tmp_path / "o.g2o")
     assert out.planar and np.all(np.linalg.eigvalsh(out.information) > 0)
+    # The file's 3x3 matrices are what is repaired: eigenvalues floored relative to their own largest.
+    w_bad = np.linalg.eigvalsh(bad)
+    w = np.linalg.eigvalsh(planar_information(out.information))
+    np.testing.assert_allclose(w[:, 0], 1e-6 * w_bad[-1], rtol=1e-6)
+    np.testing.assert_allclose(w[:, 1:], np.broadcast_to(w_bad[1:], (6, 2)), rtol=1e-9)
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["repaired_information"] == 6 and stats["final_cost"] < stats["initial_cost"]
 
