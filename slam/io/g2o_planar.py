@@ -30,7 +30,7 @@ from slam.geometry.lie_se2 import PLANE_IN_SE3
 # Where each of an edge's six information entries sits in the 3x3 matrix over (x, y, theta).
 G2O_ORDER = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 TORO_ORDER = [(0, 0), (0, 1), (1, 1), (2, 2), (0, 2), (1, 2)]
-PLANAR_TOLERANCE = 1e-6  # largest height / tilt (m, rad) a pose may have to be written as 2-D
+PLANAR_TOLERANCE = 1e-6  # largest height / tilt (m, rad) of a pose that counts as planar
 
 
 def lift_poses(xyt: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def lift_poses(xyt: np.ndarray) -> np.ndarray:
 
 
 def flatten_poses(T: np.ndarray) -> np.ndarray:
-    """(K,4,4) SE(3) poses -> (K,3) rows (x, y, theta), theta = atan2(R10, R00) in (-pi, pi]."""
+    """(K,4,4) SE(3) poses -> (K,3) rows (x, y, theta), theta = atan2(R10, R00) in [-pi, pi]."""
     T = np.asarray(T, dtype=np.float64).reshape(-1, 4, 4)
     return np.stack([T[:, 0, 3], T[:, 1, 3], np.arctan2(T[:, 1, 0], T[:, 0, 0])], axis=1)
 

@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from slam.errors import ProblemError
 from slam.geometry import lie, lie_se2
+from slam.io.g2o_planar import PLANAR_TOLERANCE, off_plane, planar_information
 from slam.solvers import pgo_se2, pgo_se3
 from slam.solvers.coarse import MIN_CLUSTER
 
@@ -107,9 +108,8 @@ class PoseGraphProblem:
         self._soa = group == "se3"  # closed-form structure-of-arrays path (pgo_se3.py)
         self._planar = group == "se2"  # closed-form planar path (pgo_se2.py)
         if self._planar:
-            off = np.maximum(np.abs(np.r_[self.poses[:, 2, 3], Z[:, 2, 3]]),
-                             np.abs(np.r_[self.poses[:, 2, :2], Z[:, 2, :2]]).max(axis=1))
-            if off.max() > 1e-6:  # an SE(2) solve would silently drop height and tilt
+            off = off_plane(np.concatenate([self.poses, Z]))
+            if off.max() > PLANAR_TOLERANCE:  # an SE(2) solve would silently drop height and tilt
                 raise ProblemError(f"group se2 needs planar poses and measurements (in the plane z = 0); "
                                    f"found height or tilt {off.max():.3g}")
             self._Zinv_planar: dict[np.dtype, pgo_se2.Planar] = {}
@@ -360,5 +360,5 @@ def from_pose_graph(graph: Any, group: str | None = None) -> PoseGraphProblem:
     group = group or ("se2" if getattr(graph, "planar", False) else "se3")
     info = np.asarray(graph.information)
     if group == "se2" and info.shape[1:] == (6, 6):
-        info = info[:, lie_se2.PLANE_IN_SE3[:, None], lie_se2.PLANE_IN_SE3[None, :]]
+        info = planar_information(info)
     return PoseGraphProblem(graph.poses, graph.edges, graph.measurements, info, graph.fixed, group=group)

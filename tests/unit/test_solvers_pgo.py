@@ -160,13 +160,18 @@ def test_se3_closed_form_path_equals_the_generic_lie_path(scale: float) -> None:
     fixed[5] = True
     problem = PoseGraphProblem(X, edges, Z, B @ B.transpose(0, 2, 1) + 0.5 * np.eye(6), fixed)
     assert problem._soa and problem._W_soa[1] is not None
+    _assert_closed_form_equals_generic(problem, "_soa")
+
+
+def _assert_closed_form_equals_generic(problem: PoseGraphProblem, flag: str) -> None:
+    """Jacobian, residual and cost with the closed-form path (problem.<flag> on) and the generic lie path."""
     for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
         J1, r1 = problem.linearize(dtype, dtype)
         c1 = problem.cost(dtype)
-        problem._soa = False
+        setattr(problem, flag, False)
         J0, r0 = problem.linearize(dtype, dtype)
         c0 = problem.cost(dtype)
-        problem._soa = True
+        setattr(problem, flag, True)
         assert np.array_equal(J1.indices, J0.indices) and np.array_equal(J1.indptr, J0.indptr)
         assert np.abs(J1.data - J0.data).max() <= tol * np.abs(J0.data).max()
         # rounding of errors near zero (cancellation on |t| ~ 10) is absolute, not relative
@@ -188,17 +193,7 @@ def test_se2_closed_form_path_equals_the_generic_lie_path(scale: float) -> None:
     fixed[5] = True
     problem = PoseGraphProblem(X, edges, Z, B @ B.transpose(0, 2, 1) + 0.5 * np.eye(3), fixed, group="se2")
     assert problem._planar
-    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
-        J1, r1 = problem.linearize(dtype, dtype)
-        c1 = problem.cost(dtype)
-        problem._planar = False
-        J0, r0 = problem.linearize(dtype, dtype)
-        c0 = problem.cost(dtype)
-        problem._planar = True
-        assert np.array_equal(J1.indices, J0.indices) and np.array_equal(J1.indptr, J0.indptr)
-        assert np.abs(J1.data - J0.data).max() <= tol * np.abs(J0.data).max()
-        assert np.abs(r1 - r0).max() <= 10 * tol * max(np.abs(r0).max(), 1.0)
-        assert c1 == pytest.approx(c0, rel=10 * tol, abs=10 * tol)
+    _assert_closed_form_equals_generic(problem, "_planar")
 
 
 @pytest.mark.parametrize("group", ["se3", "sim3", "se2"])
