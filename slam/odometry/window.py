@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from slam.odometry.config import OdometryConfig
+from slam.odometry.config import OdometryConfig, iterations_for
 from slam.geometry import lie
 from slam.map.map import Map
 from slam.map.views import ObservationRows
@@ -110,9 +110,11 @@ def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) 
                       obs.uv[m], ur[m], len(win), view.corrections)
 
 
-def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
-    """LM options of a window solve; 'schur' is the BA problem's own preconditioner (lm's 'auto')."""
-    return SolverOptions(precision=precision, max_iterations=cfg.max_iterations,
+def solver_options(cfg: OdometryConfig, precision: str, mode: str = "stereo") -> SolverOptions:
+    """LM options of a window solve; 'schur' is the BA problem's own preconditioner (lm's 'auto').
+
+    mode (the rig's: stereo, rgbd, mono) picks the iterations when cfg leaves them unset."""
+    return SolverOptions(precision=precision, max_iterations=iterations_for(cfg, mode),
                          cg_max_iterations=cfg.cg_max_iterations, relative_cost_tol=cfg.relative_cost_tol,
                          preconditioner="auto" if cfg.preconditioner == "schur" else cfg.preconditioner)
 
@@ -149,7 +151,7 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
                                   data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale)
     prob.loss_scale = loss_scale(prob, cfg)
     t1 = time.perf_counter()
-    summary = solve(prob, solver_options(cfg, precision))
+    summary = solve(prob, solver_options(cfg, precision, "stereo" if baseline > 0 else "mono"))
     t2 = time.perf_counter()
     e_left, e_right = prob.errors()
     T_cw = prob.T_cw

@@ -186,7 +186,7 @@ class OdometryWorker:
         return {
             "precision": self.precision, "solves": len(s),
             "window": self.cfg.window,
-            "max_lag": self.cfg.max_lag, "lag_wait_s": self.lag_wait_s,  # tracking waiting for BA (max_lag)
+            "max_iterations": self.cfg.max_iterations, "max_lag": self.cfg.max_lag, "lag_wait_s": self.lag_wait_s,  # tracking waiting for BA (max_lag)
             "solve_ms": timing_stats([x.solve_s for x in s]), "build_ms": timing_stats([x.build_s for x in s]),
             "write_ms": timing_stats([x.write_s for x in s]), "insert_ms": timing_stats(self.insert_times),
             "iterations_mean": float(np.mean([x.iterations for x in s])) if s else 0.0,
