@@ -27,3 +27,23 @@ def test_allocator_setting_applies_unless_the_user_set_malloc() -> None:
         pytest.skip("not glibc")
     assert _run({}) == "True"
     assert _run({"MALLOC_ARENA_MAX": "2"}) == "False"
+
+
+def test_short_gil_switch_lowers_the_interval_and_restores_it() -> None:
+    from slam.priority import short_gil_switch
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        with short_gil_switch(5e-4):
+            assert sys.getswitchinterval() == pytest.approx(5e-4)
+            with short_gil_switch(1e-2):  # never raised above what is set
+                assert sys.getswitchinterval() == pytest.approx(5e-4)
+            assert sys.getswitchinterval() == pytest.approx(5e-4)
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+        with pytest.raises(RuntimeError):
+            with short_gil_switch(5e-4):
+                raise RuntimeError("restored on errors too")
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)
