@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "progress": set(),                    # the terminal progress line: a leaf the pipeline hands numbers
     "priority": set(),                    # the workers' thread priority: a leaf
     "run_folder": {"errors"},             # which files of a folder are a run's (system clears, run checks)
-    "system": CORE | SOURCES | PARTS | {"config", "progress", "run_folder"},
+    "system": CORE | SOURCES | PARTS | {"config", "progress", "run_folder", "priority"},
     # the precision study: runs the pipeline many times (slam study)
     "study": BELOW_APP,
     # app
