@@ -12,14 +12,7 @@ class OdometryConfig:
     window: int = 20                 # newest keyframes optimized; older observers of their points stay fixed
     max_fixed: int = 20              # older keyframes kept (fixed) in a window problem
     precision: str = "mixed"         # BA precision policy: fp64, fp32, mixed, fp16
-    # LM iterations per window solve; None: 2 for stereo and RGB-D, 5 for monocular (iterations_for).
-    # Every keyframe solves the window again from the last solution, so a landmark gets about
-    # window x this many steps in all. Stereo / RGB-D, blocking runs with loop closure on room_loop and
-    # room_figure8, seeds 1 and 42: mean ATE 2.29 mm with 2 and with 5 (1: 2.67 mm), and the live
-    # stereo 752x480 run goes from 33-34 to 38-39 frames/s (BA per keyframe 99 -> 48 ms), as
-    # tracking no longer waits for BA (odometry.max_lag). Monocular keeps 5: its scale is the
-    # window's flattest direction (see relative_cost_tol).
-    max_iterations: int | None = None
+    max_iterations: int = 5          # LM iterations per window solve (fewer when a keyframe waits: worker.py)
     cg_max_iterations: int = 60
     # The window is solved again at every keyframe from the last solution, so a step that lowers the
     # cost by less than this fraction is noise next to the next keyframe's change (Ceres: 1e-6 for
@@ -59,9 +52,3 @@ def lag_for(cfg: OdometryConfig, mode: str) -> int:
         return int(cfg.max_lag)
     return 0 if mode == "mono" else 3
 
-
-def iterations_for(cfg: OdometryConfig, mode: str) -> int:
-    """LM iterations of a window solve: the configured ones, or the per-sensor default (5 monocular, 2 otherwise)."""
-    if cfg.max_iterations is not None:
-        return int(cfg.max_iterations)
-    return 5 if mode == "mono" else 2

@@ -77,6 +77,10 @@ class SolverOptions:
     # only to study what fp16 does without them.
     scaling: bool = True
     callback: Callable[[dict], None] | None = None
+    # Checked before every LM iteration after the first: True ends the solve there ('interrupted'),
+    # keeping the last accepted state. The odometry worker stops a window solve once a new
+    # keyframe waits (ORB-SLAM3's local BA stops the same way), so a live run's BA keeps up.
+    interrupt: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -258,6 +262,9 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     while not termination:
         if it >= opt.max_iterations:
             termination = "max iterations"
+            break
+        if it > 0 and opt.interrupt is not None and opt.interrupt():
+            termination = "interrupted"
             break
         with timer("jacobian"):
             lin = _linearize(problem, pol, be, opt.scaling, transpose)

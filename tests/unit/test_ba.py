@@ -315,3 +315,24 @@ def test_dubrovnik_low_precision_reaches_the_fp32_floor(shared_data: Path, prese
     s = solve(p, default_options(preset))
     assert s.final_cost < 2e-8
     assert s.termination != "max iterations"
+
+
+def test_interrupt_ends_the_solve_after_the_first_iteration_and_keeps_its_state() -> None:
+    rng = np.random.default_rng(7)
+    sc = _scene("bal", n_cams=8, n_pts=120, seed=3)
+    obs = _observe(sc, "bal") + rng.normal(scale=0.5, size=(8 * 120, 2))
+
+    def run(**kw) -> tuple:
+        p = _problem("bal", obs=obs, seed=3, n_cams=8, n_pts=120, optimize_intrinsics=True)
+        _perturb(p, seed=5)
+        return p, solve(p, default_options("mixed", **{"max_iterations": 6, **kw}))
+
+    asked = []
+    p1, s1 = run(interrupt=lambda: asked.append(1) or True)
+    assert s1.termination == "interrupted" and s1.iterations == 1 and len(asked) == 1
+    assert s1.final_cost < s1.initial_cost and s1.final_cost == pytest.approx(p1.cost(np.float64), rel=1e-12)
+    p0, s0 = run(max_iterations=1)  # the same first iteration, without an interrupt
+    assert s1.final_cost == s0.final_cost
+    p2, s2 = run(interrupt=lambda: False)  # never asked to stop: as without the option
+    p3, s3 = run()
+    assert s2.iterations == s3.iterations > 1 and s2.final_cost == s3.final_cost
