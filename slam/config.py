@@ -74,7 +74,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "frontend.klt_window": (5, None), "frontend.klt_levels": (0, 8), "frontend.min_inliers": (6, None),
     "frontend.reprojection_threshold": (0.1, None), "frontend.fb_threshold": (0.01, None), "frontend.max_track_keyframes": (0, None),
     "keyframes.max_rate_hz": (0.01, None), "odometry.window": (2, None), "odometry.max_fixed": (1, None),
-    "odometry.max_iterations": (1, None), "odometry.max_lag": (-1, None), "odometry.cg_max_iterations": (1, None),
+    "odometry.max_iterations": (1, None), "odometry.max_iterations_live": (1, None), "odometry.max_lag": (-1, None), "odometry.cg_max_iterations": (1, None),
     "odometry.relative_cost_tol": (0.0, 1.0),
     "odometry.loss_scale": (1e-3, None), "odometry.loss_sigmas": (0, None), "odometry.loss_scale_min": (1e-3, None), "source.prefetch": (0, 64),
     "loop.place_features": (0, 5000), "loop.recent_keyframes": (1, None), "loop.min_inliers": (6, None), "loop.max_distance": (0.0, None), "loop.max_steps_behind": (0.0, None),

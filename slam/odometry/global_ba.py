@@ -37,7 +37,10 @@ def global_ba(the_map: Any, K: np.ndarray, baseline: float, odo: OdometryConfig,
     t1 = time.perf_counter()
     summary = solve(prob, SolverOptions(precision=precision, max_iterations=max_iterations,
                                         cg_max_iterations=odo.cg_max_iterations, relative_cost_tol=1e-5,
-                                        preconditioner="auto" if odo.preconditioner == "schur" else odo.preconditioner))
+                                        preconditioner="auto" if odo.preconditioner == "schur" else odo.preconditioner,
+                                        # Ctrl-C or a failure elsewhere: stop after the current LM iteration
+                                        # (nothing is written then, below) instead of finishing the solve.
+                                        interrupt=abort.is_set if abort is not None else None))
     t2 = time.perf_counter()
     n = len(data.kf_ids)
     if not np.array_equal(data.kf_ids, np.arange(n)):

@@ -110,10 +110,9 @@ def gather(the_map: Map, window: int, max_fixed: int, gauge_keyframes: int = 1) 
                       obs.uv[m], ur[m], len(win), view.corrections)
 
 
-def solver_options(cfg: OdometryConfig, precision: str, interrupt: Callable[[], bool] | None = None) -> SolverOptions:
-    """LM options of a window solve; 'schur' is the BA problem's own preconditioner (lm's 'auto');
-    interrupt: ends the solve before an iteration after the first (SolverOptions.interrupt)."""
-    return SolverOptions(precision=precision, max_iterations=cfg.max_iterations, interrupt=interrupt,
+def solver_options(cfg: OdometryConfig, precision: str) -> SolverOptions:
+    """LM options of a window solve; 'schur' is the BA problem's own preconditioner (lm's 'auto')."""
+    return SolverOptions(precision=precision, max_iterations=cfg.max_iterations,
                          cg_max_iterations=cfg.cg_max_iterations, relative_cost_tol=cfg.relative_cost_tol,
                          preconditioner="auto" if cfg.preconditioner == "schur" else cfg.preconditioner)
 
@@ -135,12 +134,10 @@ def loss_scale(prob: StereoBundleAdjustment, cfg: OdometryConfig) -> float:
 
 
 def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, precision: str,
-             observer: Callable[[WindowData], None] | None = None,
-             interrupt: Callable[[], bool] | None = None) -> WindowStats | None:
+             observer: Callable[[WindowData], None] | None = None) -> WindowStats | None:
     """One window bundle adjustment: gather, solve outside the lock, write back, reject and cull.
 
-    `observer` sees every window problem before it is solved (benchmarks record them);
-    `interrupt` ends the solve early after its first LM iteration (the worker: a keyframe waits).
+    `observer` sees every window problem before it is solved (benchmarks record them).
     """
     t0 = time.perf_counter()
     data = gather(the_map, cfg.window, cfg.max_fixed, gauge_keyframes=1 if baseline > 0 else 2)
@@ -152,7 +149,7 @@ def optimize(the_map: Map, cfg: OdometryConfig, K: np.ndarray, baseline: float, 
                                   data.fixed, loss=cfg.loss, loss_scale=cfg.loss_scale)
     prob.loss_scale = loss_scale(prob, cfg)
     t1 = time.perf_counter()
-    summary = solve(prob, solver_options(cfg, precision, interrupt))
+    summary = solve(prob, solver_options(cfg, precision))
     t2 = time.perf_counter()
     e_left, e_right = prob.errors()
     T_cw = prob.T_cw

@@ -132,10 +132,7 @@ class OdometryWorker:
                 if kfs and self.error is None:
                     for kf in kfs:
                         self._insert(kf)
-                    # A keyframe submitted meanwhile ends the solve after its current iteration:
-                    # the next solve includes it and starts from this one's result.
-                    st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.observer,
-                                  interrupt=lambda: self.pending() > 0)
+                    st = optimize(self.map, self.cfg, self.rig.K, self.rig.baseline, self.precision, self.observer)
                     if st is not None:
                         self.stats.append(st)
                     if self.on_inserted is not None:

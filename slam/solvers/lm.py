@@ -78,8 +78,8 @@ class SolverOptions:
     scaling: bool = True
     callback: Callable[[dict], None] | None = None
     # Checked before every LM iteration after the first: True ends the solve there ('interrupted'),
-    # keeping the last accepted state. The odometry worker stops a window solve once a new
-    # keyframe waits (ORB-SLAM3's local BA stops the same way), so a live run's BA keeps up.
+    # keeping the last accepted state (Ceres: a callback returning SOLVER_ABORT). Global BA in the
+    # loop thread stops this way when the run is interrupted.
     interrupt: Callable[[], bool] | None = None
 
 

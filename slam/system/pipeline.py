@@ -27,7 +27,7 @@ from slam.loop.worker import LoopWorker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
 from slam.priority import short_gil_switch
-from slam.odometry.config import lag_for
+from slam.odometry.config import iterations_for, lag_for
 from slam.odometry.worker import OdometryWorker
 from slam.progress import ProgressLine, ProgressStats
 from slam.run_folder import clear_run_files
@@ -115,7 +115,8 @@ class System:
         if self.loop:
             self.loop_worker, self.loop_unavailable = make_loop_worker(self, cfg.odometry.precision)
         on_inserted = None if self.loop_worker is None else self._to_loop
-        odometry = replace(cfg.odometry, max_lag=lag_for(cfg.odometry, self.rig.mode))  # report: ba.max_lag
+        odometry = replace(cfg.odometry, max_lag=lag_for(cfg.odometry, self.rig.mode),  # report: ba.max_lag
+                           max_iterations=iterations_for(cfg.odometry, self.rig.mode))  # ba.max_iterations
         self.worker = OdometryWorker(self.map, self.rig, odometry, on_inserted=on_inserted)
         self.tracker = Tracker(cfg.frontend, cfg.keyframes, self.rig, self.map, self.worker.submit, self.worker.pending,
                                max_reprojection_error=cfg.odometry.max_reprojection_error,
