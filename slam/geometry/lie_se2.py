@@ -49,10 +49,14 @@ def se2_exp(xi: np.ndarray) -> np.ndarray:
 def se2_log(T: np.ndarray) -> np.ndarray:
     """(..., 4, 4) planar poses -> (..., 3) tangents [v_x, v_y, theta], theta = atan2 in [-pi, pi]."""
     T = _as(T, (4, 4), "se2_log")
-    th = np.arctan2(T[..., 1, 0], T[..., 0, 0])
+    return se2_log_parts(T[..., 0, 0], T[..., 1, 0], T[..., 0, 3], T[..., 1, 3])
+
+
+def se2_log_parts(c: np.ndarray, s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """se2_log of poses given as cos, sin and translation (x, y) arrays -> (..., 3) [V^-1 t, theta]."""
+    th = np.arctan2(s, c)
     A, B = se2_v_coeffs(th)
     den = A * A + B * B  # det V = 2 (1 - cos th) / th^2 > 0 on (-2 pi, 2 pi)
-    x, y = T[..., 0, 3], T[..., 1, 3]
     return np.stack([(A * x + B * y) / den, (-B * x + A * y) / den, th], axis=-1)
 
 

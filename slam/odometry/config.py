@@ -13,8 +13,8 @@ class OdometryConfig:
     max_fixed: int = 20              # older keyframes kept (fixed) in a window problem
     precision: str = "mixed"         # BA precision policy: fp64, fp32, mixed, fp16
     max_iterations: int = 5          # LM iterations per window solve (blocking and monocular runs)
-    # Non-blocking stereo / RGB-D runs cap a window solve at this many iterations (None: 2; monocular
-    # runs and blocking runs use max_iterations). The window is solved again at every keyframe, so
+    # Non-blocking stereo / RGB-D runs cap a window solve at this many iterations (monocular runs
+    # and blocking runs use max_iterations). The window is solved again at every keyframe, so
     # a landmark still gets about window x this many steps, and the Cauchy IRLS steps after the
     # first gain ~0.1% each. Blocking runs with loop closure (room_loop, room_figure8; stereo,
     # RGB-D; seeds 1, 42): mean ATE 2.29 mm with 2 and with 5; but street_loop stereo (seed 42)
@@ -22,9 +22,9 @@ class OdometryConfig:
     # 5. Live stereo 752x480 with loop closure: 33.8-34.2 -> 38.3-39.1 frames/s (BA per keyframe
     # 99 -> 48 ms, tracking's wait for BA 1.5-1.8 -> 0.1 s). Ending a 5-iteration solve early when
     # a keyframe waits instead (ORB-SLAM3's local BA) was slower (bench_stall, alternating builds:
-    # 33.2 against 36.0 frames/s): it solves every keyframe on its own (140 solves against 110-125),
-    # and each solve has a fixed cost.
-    max_iterations_live: int | None = None
+    # 33.2 against 36.0 frames/s): it solves every keyframe on its own (134-149 solves against
+    # 113-124), and each solve has a fixed cost.
+    max_iterations_live: int = 2
     cg_max_iterations: int = 60
     # The window is solved again at every keyframe from the last solution, so a step that lowers the
     # cost by less than this fraction is noise next to the next keyframe's change (Ceres: 1e-6 for
@@ -67,8 +67,7 @@ def lag_for(cfg: OdometryConfig, mode: str) -> int:
 
 def iterations_for(cfg: OdometryConfig, mode: str) -> int:
     """LM iterations of the run's window solves: max_iterations for blocking or monocular runs,
-    else max_iterations_live (None: 2), never more than max_iterations."""
+    else max_iterations_live, never more than max_iterations."""
     if cfg.blocking or mode == "mono":
         return int(cfg.max_iterations)
-    live = 2 if cfg.max_iterations_live is None else int(cfg.max_iterations_live)
-    return max(1, min(live, int(cfg.max_iterations)))
+    return min(int(cfg.max_iterations_live), int(cfg.max_iterations))

@@ -3,7 +3,7 @@
 The generic path of pgo.py multiplies and inverts (m, 4, 4) matrices; for planar poses all of it
 reduces to a few operations on (m,) arrays of cosines, sines and 2-D translations:
 - X_i^-1 X_j = (R(th_j - th_i), R_i^T (t_j - t_i)), composed with Z^-1 the same way;
-- e = Log(E) = [V(th)^-1 t_E, th], th = atan2(s_E, c_E) (lie_se2.se2_log);
+- e = Log(E) = [V(th)^-1 t_E, th], th = atan2(s_E, c_E) (lie_se2.se2_log_parts);
 - de/dx_j = J_r^-1(e), de/dx_i = -J_r^-1(e) Ad(X_ij^-1), Ad((R, t)^-1) = [[R^T, R^T (-t_y, t_x)], [0, 1]].
 Values equal the generic path to rounding (tests compare both).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slam.geometry.lie_se2 import se2_right_jacobian_inv, se2_v_coeffs
+from slam.geometry.lie_se2 import se2_log_parts, se2_right_jacobian_inv
 
 Planar = tuple[np.ndarray, np.ndarray, np.ndarray]  # (cos, sin, t (2, m)) of m planar poses
 
@@ -33,11 +33,7 @@ def between_errors(c: np.ndarray, s: np.ndarray, dt: np.ndarray, i: np.ndarray, 
     tij = np.stack([ci * dt[0] + si * dt[1], ci * dt[1] - si * dt[0]])
     ce, se = Zc * cij - Zs * sij, Zs * cij + Zc * sij
     te = np.stack([Zc * tij[0] - Zs * tij[1], Zs * tij[0] + Zc * tij[1]]) + Zt
-    th = np.arctan2(se, ce)
-    A, B = se2_v_coeffs(th)
-    den = A * A + B * B
-    e = np.stack([(A * te[0] + B * te[1]) / den, (-B * te[0] + A * te[1]) / den, th], axis=1)
-    return e, (cij, sij, tij)
+    return se2_log_parts(ce, se, te[0], te[1]), (cij, sij, tij)
 
 
 def between_jacobians(e: np.ndarray, Xij: Planar, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
