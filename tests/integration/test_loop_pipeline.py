@@ -167,3 +167,61 @@ def test_interrupt_during_pgo_keeps_the_last_accepted_correction(tmp_path: Path,
     assert [r["query"]["keyframe"] for r in loops] == [5]
     assert system.map.corrections == 1 and (tmp_path / "pose_graph.g2o").is_file()
     assert not system.loop_worker.alive
+
+
+def test_interrupt_during_global_ba_stops_it_and_keeps_the_pose_graph_correction(tmp_path: Path, monkeypatch) -> None:
+    """A loop at keyframe 5 (place recognition stubbed), global BA after it; Ctrl-C arrives while
+    the global BA solves. The solve stops after its current LM iteration ('interrupted') instead of
+    finishing, writes nothing, and the run folder is complete with the pose graph's correction."""
+    import slam.odometry.global_ba as gba_module
+
+    started = threading.Event()
+    summaries: list = []
+    real_solve = gba_module.solve
+
+    def stub(the_map, rig, mode, cfg, database=None):
+        def candidates(kf, place):
+            return [(0, 1.0)] if kf == 5 else []
+
+        def verify(kf, place, match):
+            return Verified(lie.se3_inverse(the_map.keyframe_pose(match)) @ the_map.keyframe_pose(kf), 100)
+
+        return PlaceRecognition(candidates, verify)
+
+    def watched_solve(problem, options):
+        run_stopped = options.interrupt
+        if run_stopped is None:  # fail at once (the source would otherwise wait for the solve)
+            started.set()
+            raise AssertionError("global BA must pass the run's abort to the solver")
+
+        def interrupt() -> bool:
+            started.set()  # the first LM iteration is done: Ctrl-C now, and wait for the run to stop
+            deadline = time.perf_counter() + 60.0
+            while not run_stopped() and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            return run_stopped()
+
+        options.interrupt = interrupt
+        options.max_iterations = 1000  # uninterrupted, this solve would run on
+        options.relative_cost_tol = 0.0
+        summaries.append(real_solve(problem, options))
+        return summaries[-1]
+
+    monkeypatch.setattr(factory, "place_recognition", stub)
+    monkeypatch.setattr(gba_module, "solve", watched_solve)
+    cfg = load_config(REPO / "configs" / "synthetic.yaml")
+    cfg.loop.global_ba = True
+    src = _InterruptDuringPgo(SyntheticSource("room_loop", "stereo", frames=100), started)
+    system = System(cfg, src, "x", tmp_path, progress=False, loop=True)
+    t0 = time.perf_counter()
+    res = system.run()
+    assert time.perf_counter() - t0 < 60.0
+    assert res.interrupted and len(summaries) == 1
+    assert summaries[0].termination == "interrupted" and summaries[0].iterations == 1
+    assert system.map.corrections == 1  # the pose graph's; the global BA wrote nothing
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["interrupted"] and rep["loop_closure"]["accepted"] == 1
+    loops = json.loads((tmp_path / "loops.json").read_text())
+    assert [r["query"]["keyframe"] for r in loops] == [5] and loops[0]["global_ba"] is None
+    assert (tmp_path / "pose_graph.g2o").is_file() and (tmp_path / "trajectory.tum").is_file()
+    assert not system.loop_worker.alive
