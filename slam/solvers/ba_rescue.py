@@ -6,12 +6,17 @@ is its own 3-parameter problem. Damped Gauss-Newton in xyz and fp64 on those poi
 observations (IRLS-weighted like linearize); a point keeps a move only where its own cost
 falls. On ladybug-49 most rejected steps fail on one point 5 mm from the camera it is
 anchored to, which the linear model moves far off when that camera moves. Used when
-SolverOptions.rescue_steps is set. Measured there over 8 starting dampings (1e-6 .. 1e-3,
-CPU s summed, rejected steps, median final cost), without -> with: fp64 11.4 -> 8.1 s,
-72 -> 20, 13121.18 -> 13120.54; fp32 14.3 -> 11.0 s, 93 -> 47, 13121.10 -> 13120.54;
-mixed 14.9 -> 11.1 s, 67 -> 28, 13121.11 -> 13120.54. From the default start (1e-5),
-though, fp32 and mixed took longer (0.93 -> 1.33 s, 1.16 -> 1.68 s): LM's path here is
-chaotic, so the option is off by default.
+SolverOptions.rescue_steps is set (ba.default_options sets it). LM's path on ladybug is chaotic:
+one start says little, so it was measured over 8 starting dampings. First (1e-6 .. 1e-3, CPU s
+summed, rejected steps, median final cost), without -> with: fp64 11.4 -> 8.1 s, 72 -> 20,
+13121.18 -> 13120.54; fp32 14.3 -> 11.0 s, 93 -> 47, 13121.10 -> 13120.54; mixed 14.9 -> 11.1 s,
+67 -> 28, 13121.11 -> 13120.54, but from the default start (1e-5) fp32 and mixed took longer
+(0.93 -> 1.33 s, 1.16 -> 1.68 s), and the option stayed off. Later, on another CPU (an AMD EPYC;
+1e-6 .. 3e-3, LM iterations summed, rejected steps): fp64 100 -> 84, 70 ->
+29; fp32 142 -> 89, 91 -> 32; mixed 164 -> 94, 94 -> 34; from the default start mixed 25 -> 13
+iterations (fp64 9 -> 9), and the final cost 13120.54 in 8 of 8 fp64 and 5 of 8 mixed runs
+(without: 3 and 1 of 8). One fp32 start ended higher with it (13124.56 against 13121.12). On by
+default since.
 """
 
 from __future__ import annotations

@@ -69,9 +69,8 @@ class SolverOptions:
     ichol_fill: str = "auto"
     ichol_max_fill: float = 12.0
     # Let a problem repair a step the gain ratio rejects before LM solves again with more damping
-    # (its `rescue_step(update_dtype) -> bool`; BA: re-fit the points the step made worse). Off by
-    # default: on ladybug-49 it cut time and rejections over 8 starting dampings but is slower
-    # from some starts (the benchmark's among them), see ba_rescue.py.
+    # (its `rescue_step(update_dtype) -> bool`; BA: re-fit the points the step made worse). Off in
+    # the engine; ba.default_options (BAL problems, `slam ba`) turns it on, see ba_rescue.py.
     rescue_steps: bool = False
     # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
     # only to study what fp16 does without them.
