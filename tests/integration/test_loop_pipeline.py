@@ -22,6 +22,7 @@ from slam.io.g2o import read_g2o
 from slam.loop import closer as closer_module
 from slam.loop import factory
 from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+from slam.odometry import global_ba as gba_module
 from slam.solvers.pgo import from_pose_graph
 from slam.sources.base import Frame, Source
 from slam.synthetic import SyntheticSource
@@ -173,8 +174,6 @@ def test_interrupt_during_global_ba_stops_it_and_keeps_the_pose_graph_correction
     """A loop at keyframe 5 (place recognition stubbed), global BA after it; Ctrl-C arrives while
     the global BA solves. The solve stops after its current LM iteration ('interrupted') instead of
     finishing, writes nothing, and the run folder is complete with the pose graph's correction."""
-    import slam.odometry.global_ba as gba_module
-
     started = threading.Event()
     summaries: list = []
     real_solve = gba_module.solve
