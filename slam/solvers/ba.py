@@ -62,9 +62,8 @@ def default_options(precision: str | PrecisionPolicy = "mixed", **overrides: Any
     # One round of mixed-precision refinement of each fp16 CG step (lm._refine): on dubrovnik-3-7 in
     # inverse depth, 'mixed' otherwise crawls at 5% per LM step and ends at 7.6e-3 after 100.
     overrides.setdefault("refine_steps", 1)
-    # Re-fit the points a rejected step made worse before damping more (ba_rescue.py): ladybug-49
-    # over 8 starting dampings 1e-6..3e-3, LM iterations summed without -> with: fp64 100 -> 84,
-    # fp32 142 -> 89, mixed 164 -> 94; from the default start mixed 25 -> 13 (fp64 9 -> 9).
+    # Re-fit the points a rejected step made worse before damping more: fewer LM iterations and
+    # rejected steps on ladybug-49 in every precision (measurements in ba_rescue.py).
     overrides.setdefault("rescue_steps", True)
     return SolverOptions(precision=precision, **overrides)
 

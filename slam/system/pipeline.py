@@ -26,9 +26,9 @@ from slam.io.text import write_text_atomic
 from slam.loop.worker import LoopWorker
 from slam.map.export import frame_poses, write_ply, write_trajectories
 from slam.map.map import Map
-from slam.priority import short_gil_switch
 from slam.odometry.config import iterations_for, lag_for
 from slam.odometry.worker import OdometryWorker
+from slam.priority import short_gil_switch
 from slam.progress import ProgressLine, ProgressStats
 from slam.run_folder import clear_run_files
 from slam.sources.base import Frame, Source

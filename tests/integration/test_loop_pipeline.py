@@ -107,6 +107,22 @@ def test_a_failing_loop_worker_leaves_an_odometry_run(tmp_path: Path, monkeypatc
     assert rep["ate"]["rmse_percent_of_path"] < 0.5
 
 
+def _loops_to_first_keyframe_at(*queries: int):
+    """A stand-in for factory.place_recognition: keyframes `queries` match keyframe 0, verified
+    with the relative pose the map has now (100 inliers)."""
+
+    def stub(the_map, rig, mode, cfg, database=None):
+        def candidates(kf, place):
+            return [(0, 1.0)] if kf in queries else []
+
+        def verify(kf, place, match):
+            return Verified(lie.se3_inverse(the_map.keyframe_pose(match)) @ the_map.keyframe_pose(kf), 100)
+
+        return PlaceRecognition(candidates, verify)
+
+    return stub
+
+
 class _InterruptDuringPgo(Source):
     """Frames of room_loop; raises KeyboardInterrupt (Ctrl-C) once the second pose-graph solve is under way."""
 
@@ -134,16 +150,6 @@ def test_interrupt_during_pgo_keeps_the_last_accepted_correction(tmp_path: Path,
     complete and holds the first loop's correction only."""
     started = threading.Event()
     solves: list[int] = []
-
-    def stub(the_map, rig, mode, cfg, database=None):
-        def candidates(kf, place):
-            return [(0, 1.0)] if kf in (5, 16) else []
-
-        def verify(kf, place, match):
-            return Verified(lie.se3_inverse(the_map.keyframe_pose(match)) @ the_map.keyframe_pose(kf), 100)
-
-        return PlaceRecognition(candidates, verify)
-
     real_solve = closer_module.solve_graph
 
     def slow_solve(graph, *args, **kwargs):
@@ -153,7 +159,7 @@ def test_interrupt_during_pgo_keeps_the_last_accepted_correction(tmp_path: Path,
             time.sleep(3.0)  # a long PGO: the run is interrupted meanwhile
         return real_solve(graph, *args, **kwargs)
 
-    monkeypatch.setattr(factory, "place_recognition", stub)
+    monkeypatch.setattr(factory, "place_recognition", _loops_to_first_keyframe_at(5, 16))
     monkeypatch.setattr(closer_module, "solve_graph", slow_solve)
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
     cfg.loop.min_keyframes_between = 5
@@ -178,15 +184,6 @@ def test_interrupt_during_global_ba_stops_it_and_keeps_the_pose_graph_correction
     summaries: list = []
     real_solve = gba_module.solve
 
-    def stub(the_map, rig, mode, cfg, database=None):
-        def candidates(kf, place):
-            return [(0, 1.0)] if kf == 5 else []
-
-        def verify(kf, place, match):
-            return Verified(lie.se3_inverse(the_map.keyframe_pose(match)) @ the_map.keyframe_pose(kf), 100)
-
-        return PlaceRecognition(candidates, verify)
-
     def watched_solve(problem, options):
         run_stopped = options.interrupt
         if run_stopped is None:  # fail at once (the source would otherwise wait for the solve)
@@ -206,7 +203,7 @@ def test_interrupt_during_global_ba_stops_it_and_keeps_the_pose_graph_correction
         summaries.append(real_solve(problem, options))
         return summaries[-1]
 
-    monkeypatch.setattr(factory, "place_recognition", stub)
+    monkeypatch.setattr(factory, "place_recognition", _loops_to_first_keyframe_at(5))
     monkeypatch.setattr(gba_module, "solve", watched_solve)
     cfg = load_config(REPO / "configs" / "synthetic.yaml")
     cfg.loop.global_ba = True

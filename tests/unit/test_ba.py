@@ -331,8 +331,8 @@ def test_interrupt_ends_the_solve_after_the_first_iteration_and_keeps_its_state(
     p1, s1 = run(interrupt=lambda: asked.append(1) or True)
     assert s1.termination == "interrupted" and s1.iterations == 1 and len(asked) == 1
     assert s1.final_cost < s1.initial_cost and s1.final_cost == pytest.approx(p1.cost(np.float64), rel=1e-12)
-    p0, s0 = run(max_iterations=1)  # the same first iteration, without an interrupt
+    _, s0 = run(max_iterations=1)  # the same first iteration, without an interrupt
     assert s1.final_cost == s0.final_cost
-    p2, s2 = run(interrupt=lambda: False)  # never asked to stop: as without the option
-    p3, s3 = run()
+    _, s2 = run(interrupt=lambda: False)  # never asked to stop: as without the option
+    _, s3 = run()
     assert s2.iterations == s3.iterations > 1 and s2.final_cost == s3.final_cost
