@@ -39,13 +39,19 @@ class CoarseCorrection:
     """z = P (P^T (A^T A + lam I) P)^-1 P^T r for a coarse basis P in the scaled variables."""
 
     def __init__(self, A: sp.csr_matrix, basis: sp.spmatrix, col_scale: np.ndarray, lam: float,
-                 backend: Backend, vector_dtype: np.dtype) -> None:
+                 backend: Backend, vector_dtype: np.dtype,
+                 gram: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """gram: (P^T A^T A P, P^T P) of the scaled basis when the problem assembled them itself
+        (pose graphs: from edge blocks, pgo_galerkin.py); else they are formed here as sparse products."""
         # basis columns are tangent directions dx; the CG variables are y with dx = S y.
         P = sp.csr_matrix(basis, dtype=np.float64, copy=True)
         P.data *= np.repeat(1.0 / col_scale, np.diff(P.indptr))
-        AP = sp.csr_matrix(A, dtype=np.float64) @ P
-        self.G = np.asarray((AP.T @ AP).toarray())
-        self.D = np.asarray((P.T @ P).toarray())  # block diagonal: clusters do not share poses
+        if gram is None:
+            AP = sp.csr_matrix(A, dtype=np.float64) @ P
+            self.G = np.asarray((AP.T @ AP).toarray())
+            self.D = np.asarray((P.T @ P).toarray())  # block diagonal: clusters do not share poses
+        else:
+            self.G, self.D = gram
         self.backend = backend
         self.vector_dtype = np.dtype(vector_dtype)
         self.dtype = F32 if self.vector_dtype == F16 else self.vector_dtype  # see module notes

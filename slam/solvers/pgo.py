@@ -20,6 +20,7 @@ from slam.geometry import lie, lie_se2
 from slam.io.g2o_planar import PLANAR_TOLERANCE, off_plane, planar_information
 from slam.solvers import pgo_se2, pgo_se3
 from slam.solvers.coarse import MIN_CLUSTER
+from slam.solvers.pgo_galerkin import EdgeGalerkin
 
 
 @dataclass(frozen=True)
@@ -299,17 +300,44 @@ class PoseGraphProblem:
         the cluster's first pose), i.e. dx_k = Ad(X_k^-1 X_a) xi, a motion no edge inside the
         cluster sees. The coarse level of the two-level preconditioner (coarse.py).
         """
+        labels, Ad = self._coarse_adjoints(max_clusters)
+        return self._basis(labels, Ad)
+
+    def coarse_level(self, J: sp.csr_matrix, col_scale: np.ndarray,
+                     max_clusters: int) -> tuple[sp.csr_matrix, tuple[np.ndarray, np.ndarray] | None]:
+        """(coarse_basis, (P^T A^T A P, P^T P) in the scaled variables) for the scaled Jacobian
+        A = J (this problem's CSR pattern) and P = basis / col_scale, assembled from the edges'
+        blocks (pgo_galerkin.py); the pair is None when J has another pattern (then coarse.py forms it)."""
+        labels, Ad = self._coarse_adjoints(max_clusters)
+        P = self._basis(labels, Ad)
+        if J.shape != self._shape or J.nnz != self._indices.size:
+            return P, None
+        key = int(max_clusters)
+        if getattr(self, "_galerkin", (None,))[0] != key:
+            d, m = self.g.dof, len(self.edges)
+            pos = np.arange(m * d * 2 * d) if self._take is None else np.full(m * d * 2 * d, -1, np.int64)
+            if self._take is not None:
+                pos[self._take] = np.arange(self._take.size)
+            self._galerkin = (key, EdgeGalerkin(self.col_of[self.edges], labels, pos.reshape(m, d, 2 * d), d))
+        return P, self._galerkin[1](J.data, Ad, col_scale)
+
+    def _coarse_adjoints(self, max_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cluster label of every free vertex, Ad(X_k^-1 X_a) of every free vertex (nf, d, d))."""
         key = int(max_clusters)
         if getattr(self, "_clusters", (None,))[0] != key:
             self._clusters = (key, self.coarse_clusters(key))
         labels = self._clusters[1]
-        d = self.g.dof
         free = np.flatnonzero(self.col_of >= 0)
         nf, nc = free.size, int(labels.max()) + 1 if labels.size else 0
         first = np.full(nc, nf, np.int64)
         np.minimum.at(first, labels, np.arange(nf))
         X = self.poses[free]
-        Ad = self.g.adjoint(self.g.inverse(X) @ X[first[labels]])  # (nf, d, d): row k*d+a holds Ad_k[a, :]
+        return labels, self.g.adjoint(self.g.inverse(X) @ X[first[labels]])
+
+    def _basis(self, labels: np.ndarray, Ad: np.ndarray) -> sp.csr_matrix:
+        """The basis as CSR: row k*d+a holds Ad_k[a, :] in column block labels[k]."""
+        d, nf = self.g.dof, labels.size
+        nc = int(labels.max()) + 1 if nf else 0
         cols = np.broadcast_to(labels[:, None, None] * d + np.arange(d)[None, None, :], (nf, d, d))
         indptr = np.arange(0, nf * d * d + 1, d)
         return sp.csr_matrix((Ad.reshape(-1), cols.reshape(-1), indptr), shape=(self.n_params, nc * d))

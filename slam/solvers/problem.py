@@ -23,6 +23,7 @@ class LeastSquaresProblem(Protocol):
     #   static_jacobian() -> csr         an iterate-independent Jacobian to factor the static IC(0) from
     #   block_order() -> ndarray         block order for IC(0) (pose graphs: file order or RCM)
     #   coarse_basis(...)                rigid-cluster coarse space of the two-level preconditioner
+    #   coarse_level(J_scaled, S, k) -> (basis, (G, D) or None)   ... with its Galerkin matrices assembled by the problem
     #   make_preconditioner(J_scaled, lam, backend, policy[, J_matvec])   a problem-specific preconditioner (BA: Schur);
     #                                    on NumPy also given J_scaled rounded to the matvec dtype
     #   cg_model_tol: float              CG stopping on model decrease instead of the residual norm

@@ -136,8 +136,10 @@ class StaticTwoLevel:
         if self.n_clusters <= 0:
             return self.ic
         if self.coarse is None or self._stale:
-            self.coarse = CoarseCorrection(J_hi, self.problem.coarse_basis(self.n_clusters), S, lam,
-                                           self.backend, self.policy.vector)
+            level = getattr(self.problem, "coarse_level", None)
+            basis, gram = level(J_hi, S, self.n_clusters) if level is not None else \
+                (self.problem.coarse_basis(self.n_clusters), None)
+            self.coarse = CoarseCorrection(J_hi, basis, S, lam, self.backend, self.policy.vector, gram=gram)
             self._stale = False
         else:
             self.damping(lam)
