@@ -6,7 +6,9 @@ the policy's precond dtype (ichol.py). Coarse level (coarse.py, optional): rigid
 clusters of poses, rebuilt after steps that moved the cost by more than 1% (otherwise the
 linearization barely changed), refactored when LM's damping moved by more than 10x, and grown
 (twice the clusters) after a CG solve that needed many iterations. After each CG solve the step is
-made exact on span(coarse space, CG step, last LM steps) with Jacobian-precision products.
+made exact on span(coarse space, CG step, last LM steps) with Jacobian-precision products; where
+the coarse level is stale (built at an older linearization or damping) and that step has a smaller
+model decrease than the optimum over span(CG step, last LM steps), the latter is taken.
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ class StaticTwoLevel:
 
     def refine(self, y: np.ndarray, rhs: np.ndarray, S: np.ndarray, sigma: float,
                normal: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """The CG step y made exact on span(coarse space, y, last LM steps) (identity without a coarse level).
+        """The CG step y made exact on span(coarse space, y, last LM steps) (identity without a coarse level),
+        or on span(y, last LM steps) alone when that has the larger model decrease (a stale coarse level).
 
         `normal(D)` returns (A^T A + lam I) D in the Jacobian precision; steps are stored as dx and
         brought to the current scaled variables y = sigma dx / S.
@@ -160,7 +163,16 @@ class StaticTwoLevel:
         if self.coarse is None:
             return y
         D = np.column_stack([y] + [sigma * d / S for d in self._steps])
-        return self.coarse.subspace_step(rhs, D, normal(D))
+        ND = normal(D)
+        z = self.coarse.subspace_step(rhs, D, ND)
+        # The coarse block is exact for the linearization and damping A_c was built at; between
+        # rebuilds (a step that moved the cost by < 1%, damping within 10x) it is not, and the
+        # step can then be far worse than CG's (lattice-noisy fp64: model -1.1e7 against +3.9,
+        # four rejected solves). Keep it only when its model decrease beats the exact optimum
+        # over span(CG step, last LM steps), which is never worse than the CG step.
+        alpha = _span_coefficients(rhs, D, ND)
+        w = D @ alpha
+        return z if _model(rhs, z, normal(z[:, None])[:, 0]) >= _model(rhs, w, ND @ alpha) else w
 
     def accepted(self, dx: np.ndarray, rel_decrease: float, cg_iterations: int) -> None:
         """LM accepted step dx that lowered the cost by rel_decrease after cg_iterations of CG."""
@@ -171,3 +183,16 @@ class StaticTwoLevel:
             if 2 * self.n_clusters * MIN_CLUSTER <= n_blocks and 2 * self.n_clusters * bs <= COARSE_MAX_DIM:
                 self.n_clusters *= 2
                 self._stale = True
+
+
+def _model(rhs: np.ndarray, z: np.ndarray, Nz: np.ndarray) -> float:
+    """Damped model decrease rhs.z - z.N z / 2 of a step z, given N z."""
+    return float(rhs @ z - 0.5 * (z @ Nz))
+
+
+def _span_coefficients(rhs: np.ndarray, D: np.ndarray, ND: np.ndarray) -> np.ndarray:
+    """alpha maximizing the model over span(D): (D^T N D) alpha = D^T rhs, directions without curvature left out."""
+    H = D.T @ ND
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    keep = w > 1e-12 * max(float(w.max()), 0.0) if w.size else np.zeros(0, bool)
+    return V[:, keep] @ ((V[:, keep].T @ (D.T @ rhs)) / w[keep])
