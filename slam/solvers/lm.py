@@ -27,6 +27,9 @@ from slam.solvers.problem import LeastSquaresProblem
 from slam.solvers.twolevel import StaticTwoLevel, scale_columns
 
 STAGE_NAMES = ("residual", "jacobian", "preconditioner", "linear_solve", "update")
+# Gain ratio at or above which the last step's quadratic model counts as trusted (cg_model_tol);
+# below it the next CG solve stops at cg_model_tol_nonlinear.
+MODEL_TRUST_RHO = 0.9
 
 
 @dataclass
@@ -51,6 +54,11 @@ class SolverOptions:
     # Stop CG when the last iterations add less than this fraction of the model decrease (cgnr.py);
     # None: the problem's `cg_model_tol` if it has one, else the residual test (cg_tol) alone.
     cg_model_tol: float | None = None
+    # ... for the first step and after an accepted step whose gain ratio was below MODEL_TRUST_RHO:
+    # the quadratic model was poor there, so solving it precisely buys little (the idea of
+    # Eisenstat and Walker's forcing terms). None: the problem's `cg_model_tol_nonlinear` if it
+    # has one, else cg_model_tol.
+    cg_model_tol_nonlinear: float | None = None
     preconditioner: str = "auto"      # auto (the problem's choice), ichol, jacobi, none
     # 'ichol': clusters of the coarse level at the start (0: IC(0) alone, -1: n/32 within [16, 64]);
     # doubled whenever a CG solve needs more than coarse_grow_after iterations, up to 8 poses a
@@ -244,6 +252,9 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     precond_kind = problem.preconditioner if opt.preconditioner == "auto" else opt.preconditioner
     custom = opt.preconditioner == "auto" and hasattr(problem, "make_preconditioner")
     model_tol = opt.cg_model_tol if opt.cg_model_tol is not None else float(getattr(problem, "cg_model_tol", 0.0))
+    model_tol_nonlinear = opt.cg_model_tol_nonlinear if opt.cg_model_tol_nonlinear is not None else \
+        float(getattr(problem, "cg_model_tol_nonlinear", model_tol))
+    last_rho = None  # gain ratio of the last accepted step
     # The lookahead test trusts r.z/2 as the next gain: only with a preconditioner that says it is
     # close to the inverse of the system (`near_inverse`, BA's exact Schur; not block Jacobi).
     lookahead_tol = float(getattr(problem, "cg_lookahead_tol", 0.0)) if model_tol > 0.0 else 0.0
@@ -290,7 +301,9 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
             system = ScaledSystem(be, lin.J_hi, lin.J_mv, lin.J_mv_T, lin.rhs, lam, pol.matvec, pol.vector,
                                   scale_operands=opt.scaling)
             with timer("linear_solve"):
-                res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations, model_tol=model_tol,
+                trusted = last_rho is not None and last_rho >= MODEL_TRUST_RHO
+                res = cgnr(system, pre, tol=cg_tol, maxiter=opt.cg_max_iterations,
+                           model_tol=model_tol if trusted or model_tol <= 0.0 else model_tol_nonlinear,
                            negligible=opt.relative_cost_tol * cost * lin.sigma**2 if model_tol > 0.0 else 0.0,
                            lookahead_tol=lookahead_tol if getattr(pre, "near_inverse", False) else 0.0,
                            max_decrease=lin.half_c2 if bound_decrease else np.inf)
@@ -326,6 +339,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                     rescued += int(np.isfinite(new_cost) and np.isfinite(rho) and rho > 1e-4 and actual >= 0)
             if np.isfinite(new_cost) and np.isfinite(rho) and rho > 1e-4 and actual >= 0:
                 accepted += 1
+                last_rho = rho
                 lam *= max(lam_min_factor, 1.0 - (2.0 * rho - 1.0) ** 3)  # Nielsen gain-ratio update
                 nu = 2.0
                 rel = actual / max(cost, 1e-300)
@@ -343,7 +357,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
                 current64 = float(cost64)
                 history.append(cost64)
                 if opt.callback is not None:
-                    opt.callback({"iteration": it, "cost": cost64, "lambda": lam, "cg_iterations": res.iterations})
+                    opt.callback({"iteration": it, "cost": cost64, "lambda": lam, "cg_iterations": res.iterations,
+                                  "gain_ratio": float(rho)})
                 if two_level is not None:
                     two_level.accepted(lin.S * y / lin.sigma, rel, res.iterations)
                 if rel < opt.relative_cost_tol or actual <= opt.absolute_cost_tol:

@@ -353,6 +353,38 @@ def test_coarse_galerkin_from_edge_blocks_equals_the_sparse_products(group: str,
     assert problem.coarse_level(sp.csr_matrix(A.toarray()[:, :-1]), S[:-1], 4)[1] is None
 
 
+def test_cg_tolerance_follows_how_well_the_last_step_was_predicted(monkeypatch) -> None:
+    """CG stops at cg_model_tol_nonlinear for the first step and after an accepted step whose gain
+    ratio was below MODEL_TRUST_RHO (retries after a rejection included), at cg_model_tol after a
+    well-predicted one."""
+    import slam.solvers.lm as lm
+
+    events: list[tuple[str, float]] = []  # ('cg', model_tol) and ('accepted', gain ratio), in order
+    real_cgnr = lm.cgnr
+
+    def spy_cgnr(*args, **kwargs):
+        events.append(("cg", kwargs["model_tol"]))
+        return real_cgnr(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "cgnr", spy_cgnr)
+    for noise in (0.05, 0.8):  # near the optimum (gain ratios ~1), far from it (poor predictions)
+        problem = _random_graph("se3", n=40, extra=20)
+        problem.poses = problem.poses @ lie.se3_exp(RNG.normal(size=(40, 6)) * noise)
+        events.clear()
+        solve(problem, SolverOptions(precision="fp64", cg_model_tol=1e-2, cg_model_tol_nonlinear=0.3,
+                                     callback=lambda d: events.append(("accepted", d["gain_ratio"]))))
+        last, used = None, []
+        for kind, value in events:
+            if kind == "accepted":
+                last = value
+            else:
+                used.append(value)
+                assert value == (1e-2 if last is not None and last >= lm.MODEL_TRUST_RHO else 0.3)
+        assert 1e-2 in used  # a well-predicted step occurs in both solves
+        if noise > 0.5:
+            assert used.count(0.3) >= 2  # and poorly predicted ones far from the optimum
+
+
 def test_subspace_step_is_the_model_optimum_on_the_subspace() -> None:
     problem = _random_graph("se3", n=24, extra=12)
     J, r = problem.linearize(np.float64, np.float64)
