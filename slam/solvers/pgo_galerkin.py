@@ -9,8 +9,8 @@ optimum: a quarter of the solve on the torus benchmarks.
 
 Here the same matrices come from per-edge blocks. Edge e = (i, j) contributes the row block
 [B_i | B_j] with B_i = A_e,i (Ad_i / S_i) in column blocks c(i), c(j), hence the blocks
-B_i^T B_i, B_i^T B_j, B_j^T B_j of G: three batched 6x6 products per edge and one scatter-add,
-whose indices are fixed per clustering. Edges inside one cluster contribute nothing: the error of
+B_i^T B_i, B_i^T B_j, B_j^T B_j of G: three batched d x d products per edge (6 x 6 for SE(3))
+and one scatter-add, whose indices are fixed per clustering. Edges inside one cluster contribute nothing: the error of
 an edge is invariant to a common left transform of both ends, so B_i + B_j = 0 (to rounding) and
 they are skipped. A held pose has no column: its block is zero.
 """
