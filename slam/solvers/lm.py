@@ -24,7 +24,7 @@ from slam.solvers.cgnr import ScaledSystem, cgnr, pow2_of_max
 from slam.solvers.precision import STAGES, PrecisionPolicy, policy_for
 from slam.solvers.precond import BlockJacobi, block_diagonal
 from slam.solvers.problem import LeastSquaresProblem
-from slam.solvers.twolevel import StaticTwoLevel, scale_columns
+from slam.solvers.twolevel import StaticTwoLevel, scale_columns, span_coefficients
 
 STAGE_NAMES = ("residual", "jacobian", "preconditioner", "linear_solve", "update")
 # Gain ratio at or above which the last step's quadratic model counts as trusted (cg_model_tol);
@@ -435,14 +435,10 @@ def _refine(y: np.ndarray, rhs: np.ndarray, normal: Callable[[np.ndarray], np.nd
         if not np.all(np.isfinite(z)) or not np.any(z):
             break
         D = np.column_stack([y, z])
-        ND = np.column_stack([Ny, normal(z[:, None])[:, 0]])
-        G = D.T @ ND
-        G = 0.5 * (G + G.T)
-        w, V = np.linalg.eigh(G)
-        keep = w > 1e-12 * max(float(w.max()), 0.0)
-        if not np.any(keep):
+        alpha = span_coefficients(rhs, D, np.column_stack([Ny, normal(z[:, None])[:, 0]]))
+        if not np.any(alpha):  # neither direction carries curvature
             break
-        y = D @ (V[:, keep] @ ((V[:, keep].T @ (D.T @ rhs)) / w[keep]))
+        y = D @ alpha
     return y
 
 

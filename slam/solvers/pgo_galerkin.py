@@ -10,9 +10,9 @@ optimum: a quarter of the solve on the torus benchmarks.
 Here the same matrices come from per-edge blocks. Edge e = (i, j) contributes the row block
 [B_i | B_j] with B_i = A_e,i (Ad_i / S_i) in column blocks c(i), c(j), hence the blocks
 B_i^T B_i, B_i^T B_j, B_j^T B_j of G: three batched d x d products per edge (6 x 6 for SE(3))
-and one scatter-add, whose indices are fixed per clustering. Edges inside one cluster contribute nothing: the error of
-an edge is invariant to a common left transform of both ends, so B_i + B_j = 0 (to rounding) and
-they are skipped. A held pose has no column: its block is zero.
+and one scatter-add, whose indices are fixed per clustering. Edges inside one cluster contribute
+nothing: the error of an edge is invariant to a common left transform of both ends, so
+B_i + B_j = 0 (to rounding) and they are skipped. A held pose has no column: its block is zero.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ class EdgeGalerkin:
         li, lj = np.maximum(li[cross], 0), np.maximum(lj[cross], 0)  # a held end's block is zero anyway
         self.idx_diag = np.concatenate([self._flat(li, li), self._flat(lj, lj)])
         self.idx_off = self._flat(li, lj)
-        self.labels = labels
         self.idx_d = self._flat(labels, labels)
 
     def _flat(self, la: np.ndarray, lb: np.ndarray) -> np.ndarray:

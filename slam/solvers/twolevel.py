@@ -170,7 +170,7 @@ class StaticTwoLevel:
         # step can then be far worse than CG's (lattice-noisy fp64: model -1.1e7 against +3.9,
         # four rejected solves). Keep it only when its model decrease beats the exact optimum
         # over span(CG step, last LM steps), which is never worse than the CG step.
-        alpha = _span_coefficients(rhs, D, ND)
+        alpha = span_coefficients(rhs, D, ND)
         w = D @ alpha
         return z if _model(rhs, z, normal(z[:, None])[:, 0]) >= _model(rhs, w, ND @ alpha) else w
 
@@ -190,7 +190,7 @@ def _model(rhs: np.ndarray, z: np.ndarray, Nz: np.ndarray) -> float:
     return float(rhs @ z - 0.5 * (z @ Nz))
 
 
-def _span_coefficients(rhs: np.ndarray, D: np.ndarray, ND: np.ndarray) -> np.ndarray:
+def span_coefficients(rhs: np.ndarray, D: np.ndarray, ND: np.ndarray) -> np.ndarray:
     """alpha maximizing the model over span(D): (D^T N D) alpha = D^T rhs, directions without curvature left out."""
     H = D.T @ ND
     w, V = np.linalg.eigh(0.5 * (H + H.T))
