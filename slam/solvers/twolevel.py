@@ -68,11 +68,13 @@ def build_ichol(problem: Any, J_hi: sp.csr_matrix, S: np.ndarray, lam: float, ba
         order_md, ratio = block_order_and_fill(A, bs)
         fill = "amd" if ratio <= AUTO_MAX_FILL else "zero"
     if fill == "amd":
-        direct = backend.name == "numpy" and np.dtype(policy.precond) in (np.float32, np.float64)
-        L, perm, st, lu = static_cholesky(A, bs, max_fill, keep_lu=np.dtype(policy.precond) if direct else None,
-                                          order=order_md)
+        # fp64 on the CPU: SuperLU's own L D L^T object, no second factorization; fp32 and fp16: the
+        # fp64 factor rounded, applied with two triangular solves (an fp32 refactorization applied
+        # the inverse to 1.4e-3 where the rounded factor does to 1e-6, and cost as much to build).
+        direct = backend.name == "numpy" and np.dtype(policy.precond) == np.float64
+        U, perm, st, lu = static_cholesky(A, bs, max_fill, order=order_md, upper=True, keep_lu=direct)
         pre = LUPreconditioner(lu, perm, policy.precond, policy.vector) if lu is not None else \
-            ICPreconditioner(L, backend, policy.precond, policy.vector, perm=perm)
+            ICPreconditioner(U, backend, policy.precond, policy.vector, perm=perm, upper=True)
         pre.fill = "amd"  # which factor ran, for the Summary
         return pre, st.shift, S
     if fill != "zero":

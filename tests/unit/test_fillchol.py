@@ -30,6 +30,10 @@ def test_complete_factor_reproduces_the_permuted_matrix() -> None:
     Ap = A.toarray()[np.ix_(perm, perm)]
     np.testing.assert_allclose((L @ L.T).toarray(), Ap, atol=1e-10 * np.abs(Ap).max())
     assert np.all(np.diff(perm.reshape(-1, 6), axis=1) == 1)  # blocks stay whole
+    # upper: the same factor transposed, read from SuperLU's U = D L^T
+    U, perm_u, _, _ = static_cholesky(A, 6, max_fill=1e9, upper=True)
+    assert np.array_equal(perm_u, perm) and sp.isspmatrix_csc(U) and sp.triu(U).nnz == U.nnz
+    np.testing.assert_allclose(U.toarray(), L.T.toarray(), atol=1e-12 * np.abs(L.data).max())
 
 
 def test_minimum_degree_order_needs_less_fill_than_file_order() -> None:
@@ -44,27 +48,49 @@ def test_minimum_degree_order_needs_less_fill_than_file_order() -> None:
     assert md < 0.7 * natural
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-9), (np.float32, 1e-3)])
-def test_lu_preconditioner_inverts_the_static_matrix(dtype, tol) -> None:
+@pytest.mark.parametrize("dtype, vector, tol", [(np.float64, np.float64, 1e-9), (np.float32, np.float64, 1e-5),
+                                                (np.float16, np.float32, 3e-2)])
+def test_complete_factor_preconditioner_inverts_the_static_matrix(dtype, vector, tol) -> None:
+    """The fp64 factor applied with its two triangular solves in the precond dtype (fp32: rounded, not refactored)."""
     A = _normal_matrix()
-    _, perm, _, lu = static_cholesky(A, 6, keep_lu=np.dtype(dtype))
-    assert lu is not None and lu.L.dtype == dtype
-    pre = LUPreconditioner(lu, perm, dtype, dtype)
+    U, perm, _, _ = static_cholesky(A, 6, upper=True)
+    pre = ICPreconditioner(U, numpy_backend(), dtype, vector, perm=perm, upper=True)
+    assert pre._lu.U.dtype == (np.float32 if dtype == np.float16 else dtype)
     x = np.random.default_rng(0).normal(size=A.shape[0])
-    z = pre((A @ x).astype(dtype))
-    assert z.dtype == dtype
+    z = pre((A @ x).astype(vector))
+    assert z.dtype == vector
     assert np.linalg.norm(z - x) < tol * np.linalg.norm(x) * 1e3  # cond(A) ~ 1e3 after Jacobi scaling
-    # outer d: the variables changed by a diagonal map, the matrix is then D^-1 A D^-1 (as ICPreconditioner).
+    # outer d: the variables changed by a diagonal map, the matrix is then D^-1 A D^-1.
     d = np.random.default_rng(1).uniform(0.5, 2.0, A.shape[0])
     pre.outer = d
-    z2 = pre(((A @ (x / d)) / d).astype(dtype))
+    z2 = pre(((A @ (x / d)) / d).astype(vector))
     assert np.linalg.norm(z2 - x) < tol * np.linalg.norm(x) * 1e3
+    # the same as the lower factor given as L
+    L, _, _, _ = static_cholesky(A, 6)
+    lower = ICPreconditioner(L, numpy_backend(), dtype, vector, perm=perm)
+    y = (A @ x).astype(vector)
+    pre.outer = None
+    np.testing.assert_allclose(lower(y), pre(y), rtol=1e-6 if dtype == np.float64 else 1e-2,
+                               atol=1e-6 * np.abs(x).max())
+
+
+def test_lu_preconditioner_inverts_the_static_matrix() -> None:
+    """fp64: SuperLU's own L D L^T object, applied in one call, against the matrix it was built from."""
+    A = _normal_matrix()
+    _, perm, _, lu = static_cholesky(A, 6, keep_lu=True)
+    assert lu is not None and lu.L.dtype == np.float64
+    pre = LUPreconditioner(lu, perm, np.float64, np.float64)
+    x = np.random.default_rng(0).normal(size=A.shape[0])
+    np.testing.assert_allclose(pre(A @ x), x, rtol=0, atol=1e-9 * np.abs(x).max())
+    d = np.random.default_rng(1).uniform(0.5, 2.0, A.shape[0])
+    pre.outer = d
+    np.testing.assert_allclose(pre((A @ (x / d)) / d), x, rtol=0, atol=1e-9 * np.abs(x).max())
 
 
 def test_budget_drops_the_smallest_entries_and_stays_positive_definite() -> None:
     A = _normal_matrix()
     full, _, st_full, _ = static_cholesky(A, 6, max_fill=1e9)
-    L, perm, st, lu = static_cholesky(A, 6, max_fill=1.5, keep_lu=np.dtype(np.float64))
+    L, perm, st, lu = static_cholesky(A, 6, max_fill=1.5, keep_lu=True)
     assert lu is None and st.dropped > 0 and L.nnz <= 1.5 * st.nnz_lower_a
     np.testing.assert_array_equal(L.diagonal(), full.diagonal())
     M = (L @ L.T).toarray()

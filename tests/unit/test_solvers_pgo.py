@@ -342,7 +342,7 @@ def test_dtypes_reaching_each_kernel(monkeypatch, shared_data: Path, preset: str
 
     orig_lu = LUPreconditioner.__call__
 
-    def spy_lu(self, r):  # fp64/fp32: SuperLU's own factor in the precond dtype, both solves in one call
+    def spy_lu(self, r):  # fp64: SuperLU's own factor, both solves in one call
         precond_log.append((self.dtype, False, self._lu.U.dtype, False))
         return orig_lu(self, r)
 
