@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from slam.solvers.ichol import _block_sum
+from slam.solvers.ichol import block_graph
 
 
 @dataclass
@@ -48,10 +48,9 @@ def block_order_and_fill(A: sp.spmatrix, bs: int) -> tuple[np.ndarray, float]:
     ratio says, before any numeric work, whether the complete factor is cheap.
     """
     n = A.shape[0] // bs
-    G = sp.csc_matrix(_block_sum(sp.csr_matrix(A), bs, n))
-    G.data[:] = 1.0
+    G = block_graph(A, bs)
     # Diagonally dominant values: the LU below only serves to read the order it chose and its fill.
-    G = (G + sp.diags(np.asarray(abs(G).sum(axis=1)).ravel() + 1.0)).tocsc()
+    G = (G + sp.diags(np.diff(G.indptr) + 1.0)).tocsc()
     lu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
     order = np.empty(n, np.int64)
     order[lu.perm_c] = np.arange(n)  # perm_c[j] = position of column j
@@ -80,7 +79,9 @@ def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0, order: np.n
         M = Ap if alpha == 0.0 else (Ap + sp.diags(alpha * diag)).tocsc()
         try:
             lu = spla.splu(M, permc_spec="NATURAL", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
-            d = lu.U.diagonal()
+            U = lu.U  # each access copies SuperLU's factor into a new matrix
+            U = sp.csc_matrix((U.data, U.indices, U.indptr), shape=U.shape)  # a spmatrix, as L below
+            d = U.diagonal()
             ok = np.all(d > 0) and np.all(np.isfinite(d))
         except RuntimeError:  # exactly singular pivot
             ok = False
@@ -92,13 +93,13 @@ def static_cholesky(A: sp.spmatrix, bs: int, max_fill: float = 12.0, order: np.n
                                     "positive definite")
     nnz_a = int((A.nnz + A.shape[0]) // 2)
     budget = int(max_fill * nnz_a)
-    if keep_lu and lu.L.nnz <= budget:
-        return None, perm, FillStats(nnz_a, int(lu.L.nnz), alpha, 0), lu
-    if upper and lu.U.nnz <= budget:
-        U = sp.csc_matrix(lu.U)
+    if keep_lu and U.nnz <= budget:  # L has U's pattern transposed (symmetric mode, no pivoting)
+        return None, perm, FillStats(nnz_a, int(U.nnz), alpha, 0), lu
+    if upper and U.nnz <= budget:
         U.data *= (1.0 / np.sqrt(d))[U.indices]  # D^-1/2 (D L^T) = (L D^1/2)^T, a row scaling
         U.eliminate_zeros()
-        U.sort_indices()
+        if not U.has_sorted_indices:
+            U.sort_indices()
         return U, perm, FillStats(nnz_a, int(U.nnz), alpha, 0), None
     L = sp.csc_matrix(lu.L)
     L.data *= np.repeat(np.sqrt(d), np.diff(L.indptr))  # unit-lower L times D^1/2 (column scaling)
@@ -119,8 +120,7 @@ class LUPreconditioner:
     Same contract as ichol.ICPreconditioner (perm, outer, scale_operands), NumPy backend only. It
     needs no second factorization (the triangular solves of ICPreconditioner need SuperLU's object
     of the triangular factor: on a 925-pose loop-closure graph 10 ms on top of the factor's 18 ms),
-    but its supernodal L solve is slower on sparse factors (parking-garage: 2.1 ms against 1.2 ms
-    per apply; as fast on the denser factors of loop-closure graphs).
+    and applied as a transposed solve it is about as fast as those two triangular solves.
     """
 
     def __init__(self, lu: Any, perm: np.ndarray, dtype: np.dtype, vector_dtype: np.dtype) -> None:
@@ -145,7 +145,10 @@ class LUPreconditioner:
         v = np.asarray(r)[self.perm].astype(self.dtype, copy=False)
         if self._outer_p is not None:
             v = v * self._outer_p
-        z = self._lu.solve(v)
+        # M is symmetric, so M^-T v = M^-1 v: the transposed solve runs U^T forward and L^T backward,
+        # 25-30% faster than the plain one's supernodal L solve (parking-garage: 1.6 against 2.3 ms
+        # median, a 925-pose loop-closure graph 1.1 against 1.5 ms; results equal to 1e-13).
+        z = self._lu.solve(v, trans="T")
         if self._outer_p is not None:
             z *= self._outer_p
         out = np.empty_like(z)

@@ -45,9 +45,7 @@ class BlockPattern:
 def block_pattern(A: sp.spmatrix, bs: int) -> BlockPattern:
     """Block pattern of the lower triangle of a symmetric matrix with square blocks of size bs."""
     n = A.shape[0] // bs
-    C = sp.csr_matrix(A, copy=True)
-    C.data = np.ones_like(C.data, dtype=np.float64)  # structural pattern, explicit zeros included
-    Bp = sp.csr_matrix(_block_sum(C, bs, n))  # block-level pattern (entry != 0 where any scalar is)
+    Bp = block_graph(A, bs)  # block-level pattern (where any scalar is stored, explicit zeros included)
     Bp = sp.tril(Bp + sp.eye(n), format="csc")
     Bp.sort_indices()
     rows = Bp.indices.astype(np.int64)
@@ -56,9 +54,19 @@ def block_pattern(A: sp.spmatrix, bs: int) -> BlockPattern:
     return BlockPattern(n, bs, Bp.indptr.astype(np.int64), rows, cols)
 
 
-def _block_sum(C: sp.csr_matrix, bs: int, n: int) -> sp.spmatrix:
-    R = sp.csr_matrix((np.ones(n * bs), (np.arange(n * bs), np.repeat(np.arange(n), bs))), shape=(n * bs, n))
-    return R.T @ abs(C) @ R
+def block_graph(A: sp.spmatrix, bs: int) -> sp.csr_matrix:
+    """(n, n) pattern of the bs x bs blocks of A that hold a stored entry, values 1.
+
+    Block row k is the concatenation of scalar rows k*bs .. k*bs + bs - 1, so the CSR arrays of A
+    with every bs-th row pointer and column indices // bs are already the block pattern, with
+    repeats that sum_duplicates merges (no product with an aggregation matrix).
+    """
+    A = sp.csr_matrix(A)
+    n = A.shape[0] // bs
+    G = sp.csr_matrix((np.ones(A.nnz), A.indices // bs, A.indptr[::bs].copy()), shape=(n, n))
+    G.sum_duplicates()
+    G.data[:] = 1.0
+    return G
 
 
 def gather_blocks(A: sp.spmatrix, pat: BlockPattern) -> np.ndarray:
@@ -180,9 +188,7 @@ def rcm_block_order(A: sp.spmatrix, bs: int) -> np.ndarray:
     """Reverse Cuthill-McKee order of the blocks of A: IC(0) drops less (and breaks down less) in it."""
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-    n = A.shape[0] // bs
-    G = sp.csr_matrix(_block_sum(sp.csr_matrix(A), bs, n))
-    return np.asarray(reverse_cuthill_mckee(G, symmetric_mode=True), dtype=np.int64)
+    return np.asarray(reverse_cuthill_mckee(block_graph(A, bs), symmetric_mode=True), dtype=np.int64)
 
 
 def permute_blocks(A: sp.spmatrix, order: np.ndarray, bs: int) -> sp.csr_matrix:
