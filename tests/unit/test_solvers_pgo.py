@@ -404,3 +404,22 @@ def test_mixed_resolves_per_problem_as_in_the_design() -> None:
     assert policy_for("fp32", PoseGraphProblem) == PRESETS["fp32"]
     own = PRESETS["mixed"].with_stage(precond=np.float32)
     assert policy_for(own, PoseGraphProblem) is own  # an explicit policy runs as given
+
+
+@pytest.mark.parametrize("group", ["se3", "sim3", "se2"])
+def test_fp16_update_keeps_poses_on_the_group(group: str) -> None:
+    """fp16 rounds each updated pose; the rounded matrix is projected back onto the group, so the
+    reported cost is that of valid poses and never below the fp64 optimum of the same problem."""
+    rng = np.random.default_rng(3)
+    ref = random_graph(group, rng, n=12, extra=10)
+    start = ref.get_state()
+    best = solve(ref, SolverOptions(precision="fp64")).final_cost
+    problem = random_graph(group, np.random.default_rng(3), n=12, extra=10)
+    np.testing.assert_array_equal(problem.get_state(), start)
+    s = solve(problem, SolverOptions(precision="fp16"))
+    M = problem.poses[:, :3, :3]
+    if group == "sim3":
+        M = M / np.cbrt(np.linalg.det(M))[:, None, None]
+    np.testing.assert_allclose(M @ M.transpose(0, 2, 1), np.broadcast_to(np.eye(3), M.shape), atol=1e-12)
+    assert s.final_cost == pytest.approx(problem.cost(np.float64), rel=1e-12)
+    assert best * (1 - 1e-12) <= s.final_cost < s.initial_cost
