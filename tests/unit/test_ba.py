@@ -192,6 +192,9 @@ def test_presets_agree_on_a_noisy_problem() -> None:
     assert costs["fp32"] == pytest.approx(costs["fp64"], rel=1e-4)
     assert costs["mixed"] == pytest.approx(costs["fp64"], rel=1e-2)
     assert costs["fp16"] < 1.05 * costs["fp64"]  # runs to the end; loses a little (state held in fp16)
+    assert costs["fp16"] >= costs["fp64"] * (1 - 1e-9)  # valid cameras: not below the optimum
+    R = p.R  # the fp16 solve's cameras: rotations, though each update was rounded to fp16
+    np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
 
 
 def test_rescue_step_refits_only_the_points_a_step_made_worse() -> None:
