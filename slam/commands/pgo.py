@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "instead of refusing the file")
     parser.add_argument("--information-floor", type=float, default=DEFAULT_FLOOR, metavar="REL",
                         help=f"eigenvalue floor of the repair, relative to each matrix's largest (default {DEFAULT_FLOOR:g})")
+    parser.add_argument("--init", default="auto", choices=("auto", "chordal", "none"),
+                        help="start: the chordal rotation estimate and the translations it implies (chordal), the "
+                             "file's poses (none), or chordal only when the file's start is far from any optimum "
+                             "(auto, the default: mean whitened squared residual above 10)")
     add_solver_arguments(parser)
 
 
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{int(graph.edge_lines[repaired[0]]) if graph.edge_lines is not None else '?'}")
     problem = from_pose_graph(graph)
     opt = options_from_args(args)
+    opt.initialization = args.init
     summary = solve_and_write(problem, opt, args.out, lambda out: write_g2o(out, graph, poses=problem.poses))
     if summary is None:
         return 130

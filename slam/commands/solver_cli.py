@@ -68,7 +68,9 @@ def print_summary(summary: Summary, title: str) -> None:
     print(f"{title}")
     print(f"  precision     {p['name']} ({stages}); backend {p['backend']}"
           f"{', fp16 emulated' if p.get('emulated_fp16') else ''}")
-    print(f"  cost          {summary.initial_cost:.10g} -> {summary.final_cost:.10g}")
+    start = f" -> {summary.cost_history[1]:.10g} ({summary.initialization} start)" \
+        if summary.initialization != "none" and len(summary.cost_history) > 1 else ""
+    print(f"  cost          {summary.initial_cost:.10g}{start} -> {summary.final_cost:.10g}")
     print(f"  iterations    {summary.iterations} LM, {summary.total_linear_iterations} CG "
           f"({summary.accepted_steps} accepted, {summary.rejected_steps} rejected steps)")
     times = "  ".join(f"{k} {v:.3f}" for k, v in summary.stage_times.items())

@@ -26,7 +26,7 @@ from slam.solvers.precond import BlockJacobi, block_diagonal
 from slam.solvers.problem import LeastSquaresProblem
 from slam.solvers.twolevel import StaticTwoLevel, scale_columns, span_coefficients
 
-STAGE_NAMES = ("residual", "jacobian", "preconditioner", "linear_solve", "update")
+STAGE_NAMES = ("initialization", "residual", "jacobian", "preconditioner", "linear_solve", "update")
 # Gain ratio at or above which the last step's quadratic model counts as trusted (cg_model_tol);
 # below it the next CG solve stops at cg_model_tol_nonlinear.
 MODEL_TRUST_RHO = 0.9
@@ -83,6 +83,10 @@ class SolverOptions:
     # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
     # only to study what fp16 does without them.
     scaling: bool = True
+    # A problem's own start, before LM (its `initialize(mode) -> cost or None`; pose graphs: the
+    # chordal rotation estimate, pgo_init.py): 'auto' lets the problem decide, 'none' keeps the
+    # given start, other values are the problem's ('chordal').
+    initialization: str = "auto"
     callback: Callable[[dict], None] | None = None
     # Checked before every LM iteration after the first: True ends the solve there ('interrupted'),
     # keeping the last accepted state (Ceres: a callback returning SOLVER_ABORT). Global BA in the
@@ -110,6 +114,7 @@ class Summary:
     ichol_shift: float = 0.0
     lambda_history: list[float] = field(default_factory=list)
     coarse_size: int = 0
+    initialization: str = "none"  # the problem's own start that replaced the given one (pose graphs: 'chordal')
 
     @property
     def total_linear_iterations(self) -> int:
@@ -127,7 +132,8 @@ class Summary:
             "accepted_steps": self.accepted_steps, "rejected_steps": self.rejected_steps,
             "rescued_steps": self.rescued_steps,
             "preconditioner": self.preconditioner, "ichol_shift": self.ichol_shift,
-            "coarse_size": self.coarse_size, "cost_history": list(self.cost_history),
+            "coarse_size": self.coarse_size, "initialization": self.initialization,
+            "cost_history": list(self.cost_history),
         }
 
 
@@ -234,16 +240,24 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
 
     with timer("residual"):
         initial_cost = problem.cost(np.float64)
-        cost = initial_cost if pol.residual == np.float64 else problem.cost(pol.residual)
+    init = getattr(problem, "initialize", None)
+    init_cost = None
+    if init is not None and opt.initialization != "none":
+        with timer("initialization"):
+            init_cost = init(opt.initialization)
+    with timer("residual"):
+        start_cost = initial_cost if init_cost is None else float(init_cost)
+        cost = start_cost if pol.residual == np.float64 else problem.cost(pol.residual)
     # What is reported is measured in fp64 on the state that is kept, so that the last iteration's
     # cost, final_cost and the written result agree. LM itself compares steps by the residual
     # precision's cost; near the optimum of a small problem fp32 rounding of that cost can exceed
     # the decreases it judges, and an accepted step may then raise the fp64 cost: the solve keeps
     # the accepted state of lowest fp64 cost (one extra fp64 cost per accepted step, none in fp64).
     exact = pol.residual == np.float64
-    history = [float(initial_cost)]
-    best_cost, best_state = float(initial_cost), None
-    current64 = float(initial_cost)  # fp64 cost of the current state (rejected steps are undone)
+    # A problem's own start (initialize) is the history's second entry, before the LM steps.
+    history = [float(initial_cost)] + ([float(start_cost)] if init_cost is not None else [])
+    best_cost, best_state = float(start_cost), None
+    current64 = float(start_cost)  # fp64 cost of the current state (rejected steps are undone)
     lam, nu = opt.initial_lambda, 2.0
     lam_min_factor = opt.lambda_min_factor if opt.lambda_min_factor is not None else \
         float(getattr(problem, "lm_lambda_min_factor", 0.1))
@@ -409,7 +423,8 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
         preconditioner="problem" if custom else (f"ichol ({two_level.fill_used})" if two_level is not None
                                                   else precond_kind),
         ichol_shift=two_level.shift if two_level is not None else 0.0, lambda_history=lams,
-        coarse_size=coarse_size)
+        coarse_size=coarse_size, initialization="none" if init_cost is None else str(getattr(
+            problem, "initialization_method", "problem")))
 
 
 def _normal_products(lin: _Linearization, D: np.ndarray, lam: float) -> np.ndarray:
