@@ -127,3 +127,22 @@ def test_ba_cli_reported_cost_is_the_cost_of_the_written_result(shared_data: Pat
     assert written == pytest.approx(s["final_cost"], rel=1e-6)  # BAL text keeps 17 significant digits
     assert s["final_cost"] <= min(s["cost_history"]) * (1 + 1e-12)
     assert s["cost_history"][0] == s["initial_cost"]
+
+
+def test_pgo_cli_init_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--init: the chordal start from a dead-reckoned 2-D walk (auto and chordal), the file's poses with none."""
+    from slam.eval.hard_graphs import manhattan_graph
+
+    src = tmp_path / "walk.g2o"
+    write_g2o(src, manhattan_graph(200, theta_sigma=0.1, seed=2)[0])
+    stats = {}
+    for init in ("auto", "chordal", "none"):
+        js = tmp_path / f"{init}.json"
+        assert main(["pgo", str(src), "--precision", "fp64", "--init", init, "--json", str(js), "--quiet"]) == 0
+        stats[init] = json.loads(js.read_text())
+    printed = capsys.readouterr().out
+    assert printed.count("(chordal start)") == 2
+    assert stats["auto"]["initialization"] == stats["chordal"]["initialization"] == "chordal"
+    assert stats["none"]["initialization"] == "none"
+    assert stats["auto"]["cost_history"][1] < 1e-2 * stats["auto"]["initial_cost"]
+    assert stats["auto"]["final_cost"] <= stats["none"]["final_cost"] * (1 + 1e-9)
