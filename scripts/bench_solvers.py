@@ -188,22 +188,24 @@ def main() -> int:
             ref = entry["runs"].get("fp64", {}).get("final_cost")
             lines += [f"## {name} ({kind}), load {load:.1f} -> {entry['load_after']:.1f}", "",
                       fmt_row(["run", "initial cost", "final cost", "gap to fp64", "gap to peer", "LM its", "CG its",
-                               "wall s", "residual s", "jacobian s", "precond s", "linear s", "update s",
+                               "wall s", "start s", "residual s", "jacobian s", "precond s", "linear s", "update s",
                                "termination"]),
-                      fmt_row(["---"] * 14)]
+                      fmt_row(["---"] * 15)]
             for label, r in entry["runs"].items():
                 st = r["stage_times_s"]
                 gap = f"{(r['final_cost'] - ref) / ref:+.2e}" if ref else "-"
                 pgap = f"{(r['final_cost'] - peer['final_cost']) / peer['final_cost']:+.2e}" if peer else "-"
                 lines.append(fmt_row([label, f"{r['initial_cost']:.6g}", f"{r['final_cost']:.10g}", gap, pgap,
                                       r["iterations"], r["linear_iterations"], f"{r['wall_s']:.3f}",
-                                      *(f"{st[k]:.3f}" for k in ("residual", "jacobian", "preconditioner",
-                                                                  "linear_solve", "update")),
-                                      r["termination"]]))
+                                      *(f"{st.get(k, 0.0):.3f}" for k in ("initialization", "residual", "jacobian",
+                                                                           "preconditioner", "linear_solve", "update")),
+                                      r["termination"] + (f", {r['initialization']} start"
+                                                          if r.get("initialization", "none") != "none" else "")]))
             if peer:
                 lines.append(fmt_row([peer["name"], f"{peer['initial_cost']:.6g}", f"{peer['final_cost']:.10g}",
                                       f"{(peer['final_cost'] - ref) / ref:+.2e}" if ref else "-", "0",
-                                      peer["iterations"], "-", f"{peer['time_s']:.3f}", "-", "-", "-", "-", "-", "-"]))
+                                      peer["iterations"], "-", f"{peer['time_s']:.3f}", "-", "-", "-", "-", "-", "-",
+                                      "-"]))
             if kind == "pgo" and "mixed, fill=zero" in entry["runs"]:
                 m, z, a = (entry["runs"][k] for k in ("mixed", "mixed, fill=zero", "mixed, fill=amd"))
                 lines += ["", f"Static factor, mixed: default ({m['preconditioner']}) {m['linear_iterations']} CG "
