@@ -293,7 +293,10 @@ class PoseGraphProblem:
         start = self.cost(np.float64)
         if mode == "auto" and 2.0 * start <= INIT_AUTO_RESIDUAL * self.W.shape[0] * self.g.dof:
             return None
-        poses = chordal_initialization(self)
+        try:
+            poses = chordal_initialization(self)
+        except (RuntimeError, np.linalg.LinAlgError):  # a singular relaxation (e.g. no rotational information)
+            return None
         if poses is None or not np.all(np.isfinite(poses)):
             return None
         kept = self.poses.copy()

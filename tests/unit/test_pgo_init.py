@@ -77,3 +77,19 @@ def test_chordal_start_reaches_the_optimum_where_dead_reckoning_stops_in_a_local
     assert runs["auto"].iterations < runs["none"].iterations
     assert runs["auto"].cost_history[0] == runs["auto"].initial_cost == runs["none"].initial_cost
     assert runs["auto"].cost_history[1] < 1e-2 * runs["auto"].initial_cost  # the chordal start
+
+
+def test_a_failed_relaxation_keeps_the_start(monkeypatch) -> None:
+    import slam.solvers.pgo as pgo
+
+    problem, _ = _exact_graph("se3", seed=4)
+    start = problem.get_state()
+
+    def singular(_problem):
+        raise RuntimeError("Factor is exactly singular")
+
+    monkeypatch.setattr(pgo, "chordal_initialization", singular)
+    assert problem.initialize("chordal") is None
+    np.testing.assert_array_equal(problem.get_state(), start)
+    s = solve(problem, SolverOptions(precision="fp64", initialization="chordal", max_iterations=3))
+    assert s.initialization == "none" and s.cost_history[0] == s.initial_cost
