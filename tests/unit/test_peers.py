@@ -50,6 +50,20 @@ def test_gtsam_pgo_small_grid_reaches_reference(gtsam, shared_data: Path) -> Non
     assert np.abs(result["poses"][1:] - graph.poses[1:]).max() > 0.1  # the others did move
 
 
+def test_gtsam_pgo_from_its_own_chordal_start(gtsam, tmp_path: Path) -> None:
+    """initialize=True: LM starts from InitializePose3 (LAGO in 2-D); the file's cost stays initial_cost."""
+    from slam.eval.hard_graphs import manhattan_graph, torus_graph
+
+    for name, graph in (("torus", torus_graph(4, 30, seed=2)[0]), ("walk", manhattan_graph(200, seed=3)[0])):
+        path = tmp_path / f"{name}.g2o"
+        write_g2o(path, graph)
+        plain, chordal = peers.gtsam_pgo(path), peers.gtsam_pgo(path, initialize=True)
+        assert chordal["initial_cost"] == pytest.approx(plain["initial_cost"], rel=1e-12)
+        assert plain["start_cost"] == plain["initial_cost"] and plain["init_s"] < 1e-3
+        assert chordal["start_cost"] < plain["initial_cost"] and 0.0 < chordal["init_s"] <= chordal["time_s"]
+        assert chordal["final_cost"] == pytest.approx(plain["final_cost"], rel=1e-6)
+
+
 def test_gtsam_cost_reads_a_results_file(gtsam, shared_data: Path, tmp_path: Path) -> None:
     path = shared_data / "pgo" / "smallGrid3D.g2o"
     result = peers.gtsam_pgo(path)
