@@ -70,8 +70,8 @@ def _solve_blocks(problem: Any, Ai: np.ndarray, Aj: np.ndarray, known: np.ndarra
 def chordal_initialization(problem: Any) -> np.ndarray | None:
     """Poses (n, 4, 4) from the chordal rotation estimate and the translations it implies, held poses
     unchanged; None for groups it does not serve (Sim(3))."""
-    if problem.group not in ("se3", "se2"):
-        return None
+    if problem.group not in ("se3", "se2") or not np.any(problem.col_of >= 0):
+        return None  # Sim(3), or nothing free to move
     planar = problem.group == "se2"
     X = problem.poses
     Z = np.linalg.inv(problem.Zinv)

@@ -40,6 +40,15 @@ def test_exact_measurements_give_the_truth(group: str) -> None:
     assert problem.cost(np.float64) < 1e-14
 
 
+def test_a_graph_with_every_pose_held_is_left_alone() -> None:
+    problem, _ = _exact_graph("se3", seed=5, n=6)
+    held = PoseGraphProblem(problem.poses, problem.edges, np.linalg.inv(problem.Zinv),
+                            problem.W.transpose(0, 2, 1) @ problem.W, fixed=np.ones(6, bool))
+    assert chordal_initialization(held) is None and held.initialize("chordal") is None
+    s = solve(held, SolverOptions(precision="fp64"))
+    assert s.iterations == 0 and s.final_cost == s.initial_cost
+
+
 def test_sim3_graphs_are_left_alone() -> None:
     from pgo_graphs import random_graph
 
