@@ -421,15 +421,22 @@ def sim3_right_jacobian_inv(xi: np.ndarray) -> np.ndarray:
     return np.linalg.inv(sim3_right_jacobian(xi))
 
 
+def nearest_rotation(M: np.ndarray, with_scale: bool = False) -> np.ndarray:
+    """The rotations nearest to (...,3,3) matrices M (SVD projection onto SO(3)); with_scale: s R
+    with s the mean singular value (the nearest scaled rotation, Sim(3)'s linear block)."""
+    u, sv, vt = np.linalg.svd(M)
+    d = np.ones(u.shape[:-1])
+    d[..., 2] = np.linalg.det(u @ vt)
+    R = (u * d[..., None, :]) @ vt
+    return sv.mean(axis=-1)[..., None, None] * R if with_scale else R
+
+
 def orthonormalize(T: np.ndarray) -> np.ndarray:
     """The rigid transforms nearest to T (...,4,4) (SVD projection of the rotation blocks onto SO(3)).
 
     Chained products such as the constant-velocity prediction V T multiply rounding errors, which
     grow geometrically from frame to frame unless every new pose is projected back.
     """
-    u, _, vt = np.linalg.svd(T[..., :3, :3])
-    d = np.ones(u.shape[:-1])
-    d[..., 2] = np.linalg.det(u @ vt)
     out = np.array(T, dtype=np.float64, copy=True)
-    out[..., :3, :3] = (u * d[..., None, :]) @ vt
+    out[..., :3, :3] = nearest_rotation(out[..., :3, :3])
     return out

@@ -50,11 +50,6 @@ PROJECTIONS = {"bal": 3, "pinhole": 4}  # convention -> number of intrinsics
 # outward along its ray is a nearly linear move of rho towards 0, which Gauss-Newton takes in one
 # step, where in xyz the projection's 1/depth curvature holds LM to a slow tail.
 POINT_CHARTS = ("xyz", "inverse_depth")
-def _nearest_rotations(M: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) -> the nearest rotations (SVD projection onto SO(3))."""
-    return lie.orthonormalize(lie.se3_from_Rt(M, np.zeros(M.shape[:-1])))[:, :3, :3]
-
-
 def default_options(precision: str | PrecisionPolicy = "mixed", **overrides: Any) -> SolverOptions:
     """SolverOptions for BA: the engine's defaults, with CG capped at 100 iterations, one refinement
     round and the rescue of rejected steps (ba_rescue.py).
@@ -400,7 +395,7 @@ class BundleAdjustmentProblem:
                 R = back(E @ op(self.R[cams]))
                 # A rotation rounded to fp16 is no rotation (and its cost no BA cost): project back
                 # onto SO(3), as pgo.py does for poses. fp32/fp64 products stay rotations to rounding.
-                self.R[cams] = _nearest_rotations(R) if dtype == np.float16 else R
+                self.R[cams] = lie.nearest_rotation(R) if dtype == np.float16 else R
                 self.t[cams] = back(np.matmul(E, op(self.t[cams])[:, :, None])[:, :, 0] + op(d[:, 3:6]))
                 if self.optimize_intrinsics:
                     self.intrinsics[cams] = back(op(self.intrinsics[cams]) + op(d[:, 6:]))

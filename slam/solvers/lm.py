@@ -83,7 +83,7 @@ class SolverOptions:
     # Jacobi column scaling, residual scaling and the power-of-two scaling of fp16 operands; False
     # only to study what fp16 does without them.
     scaling: bool = True
-    # A problem's own start, before LM (its `initialize(mode) -> cost or None`; pose graphs: the
+    # A problem's own start, before LM (its `initialize(mode, start_cost) -> cost or None`; pose graphs: the
     # chordal rotation estimate, pgo_init.py): 'auto' lets the problem decide, 'none' keeps the
     # given start, other values are the problem's ('chordal').
     initialization: str = "auto"
@@ -244,7 +244,7 @@ def solve(problem: LeastSquaresProblem, options: SolverOptions | None = None) ->
     init_cost = None
     if init is not None and opt.initialization != "none":
         with timer("initialization"):
-            init_cost = init(opt.initialization)
+            init_cost = init(opt.initialization, initial_cost)
     with timer("residual"):
         start_cost = initial_cost if init_cost is None else float(init_cost)
         cost = start_cost if pol.residual == np.float64 else problem.cost(pol.residual)

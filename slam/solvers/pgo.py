@@ -281,16 +281,17 @@ class PoseGraphProblem:
         vals = self._values(Ai, self.W)
         return sp.csr_matrix((vals, self._indices, self._indptr), shape=self._shape)
 
-    def initialize(self, mode: str = "auto") -> float | None:
+    def initialize(self, mode: str = "auto", start_cost: float | None = None) -> float | None:
         """Replace the start by the chordal initialization (pgo_init.py); returns its fp64 cost, or
         None where the start is kept. 'chordal': always (SE(3), SE(2)); 'auto': only from a start
         whose mean whitened squared residual exceeds INIT_AUTO_RESIDUAL (dead reckoning over many
-        noisy edges), and only if the new start has the lower cost; 'none': never."""
+        noisy edges), and only if the new start has the lower cost; 'none': never. start_cost: the
+        fp64 cost of the current poses when the caller has it (the LM driver does)."""
         if mode == "none" or self.group not in ("se3", "se2"):
             return None
         if mode not in ("auto", "chordal"):
             raise ValueError(f"unknown initialization '{mode}'; choose auto, chordal or none")
-        start = self.cost(np.float64)
+        start = self.cost(np.float64) if start_cost is None else float(start_cost)
         if mode == "auto" and 2.0 * start <= INIT_AUTO_RESIDUAL * self.W.shape[0] * self.g.dof:
             return None
         try:
@@ -425,11 +426,7 @@ def _project_to_group(T: np.ndarray, group: str) -> np.ndarray:
         out[:, 0, 0] = out[:, 1, 1] = c / n
         out[:, 1, 0], out[:, 0, 1] = s_ / n, -s_ / n
         return out
-    u, sv, vt = np.linalg.svd(T[:, :3, :3])
-    d = np.ones(u.shape[:-1])
-    d[:, 2] = np.linalg.det(u @ vt)
-    scale = sv.mean(axis=1) if group == "sim3" else np.ones(len(T))
-    out[:, :3, :3] = scale[:, None, None] * ((u * d[:, None, :]) @ vt)
+    out[:, :3, :3] = lie.nearest_rotation(T[:, :3, :3], with_scale=group == "sim3")
     return out
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from slam.geometry.lie import orthonormalize
+from slam.geometry.lie import nearest_rotation
 from slam.solvers.fillchol import min_degree_block_order
 
 
@@ -43,13 +43,15 @@ def _solve_blocks(problem: Any, Ai: np.ndarray, Aj: np.ndarray, known: np.ndarra
     i, j = problem.edges[:, 0], problem.edges[:, 1]
     ci, cj = col[i], col[j]
     # Held ends move to the right-hand side.
-    b = rhs - np.where((ci < 0)[:, None, None], Ai @ known[i], 0.0) - np.where((cj < 0)[:, None, None], Aj @ known[j], 0.0)
+    b = rhs - np.where((ci < 0)[:, None, None], Ai @ known[i], 0.0) \
+        - np.where((cj < 0)[:, None, None], Aj @ known[j], 0.0)
     rows = np.arange(r * m).reshape(m, r)
     r_idx, c_idx, vals = [], [], []
     for A, c in ((Ai, ci), (Aj, cj)):
         ok = c >= 0
         r_idx.append(np.broadcast_to(rows[ok][:, :, None], (ok.sum(), r, k)).reshape(-1))
-        c_idx.append(np.broadcast_to((k * c[ok])[:, None, None] + np.arange(k)[None, None, :], (ok.sum(), r, k)).reshape(-1))
+        cols = (k * c[ok])[:, None, None] + np.arange(k)[None, None, :]
+        c_idx.append(np.broadcast_to(cols, (ok.sum(), r, k)).reshape(-1))
         vals.append(A[ok].reshape(-1))
     J = sp.csr_matrix((np.concatenate(vals), (np.concatenate(r_idx), np.concatenate(c_idx))), shape=(r * m, k * nf))
     N = (J.T @ J).tocsr()
@@ -96,7 +98,7 @@ def chordal_initialization(problem: Any) -> np.ndarray | None:
         Xr, order = _solve_blocks(problem, -sk * Z[:, :3, :3].transpose(0, 2, 1),
                                   sk * np.broadcast_to(np.eye(3), (m, 3, 3)),
                                   X[:, :3, :3].transpose(0, 2, 1).copy(), np.zeros((m, 3, 3)))
-        R = orthonormalize(_homogeneous(Xr.transpose(0, 2, 1)))[:, :3, :3]
+        R = nearest_rotation(Xr.transpose(0, 2, 1))
         Ot, dim = Om[:, 3:, 3:], 3
     # W_t R_i^T (t_j - t_i) = W_t t_ij, with W_t^T W_t the translational information.
     Wt = np.linalg.cholesky(Ot + 1e-12 * np.eye(dim)).transpose(0, 2, 1)
@@ -108,10 +110,3 @@ def chordal_initialization(problem: Any) -> np.ndarray | None:
     out[free, :dim, 3] = t[free, :, 0]
     return out
 
-
-def _homogeneous(M: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) -> (n, 4, 4) with M as the rotation block (for lie.orthonormalize)."""
-    T = np.zeros((len(M), 4, 4))
-    T[:, :3, :3] = M
-    T[:, 3, 3] = 1.0
-    return T

@@ -20,7 +20,7 @@ class LeastSquaresProblem(Protocol):
     preconditioner: str  # 'ichol' (pose graphs) or 'jacobi' (bundle adjustment)
 
     # Optional hooks the LM driver uses when a problem has them (getattr):
-    #   initialize(mode) -> cost | None  replace the start before LM (pose graphs: chordal, pgo_init.py)
+    #   initialize(mode, start_cost) -> cost | None   replace the start before LM (pose graphs: chordal, pgo_init.py)
     #   static_jacobian() -> csr         an iterate-independent Jacobian to factor the static IC(0) from
     #   block_order() -> ndarray         block order for IC(0) (pose graphs: file order or RCM)
     #   coarse_basis(...)                rigid-cluster coarse space of the two-level preconditioner
