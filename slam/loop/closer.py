@@ -73,6 +73,39 @@ def odometry_discrepancy(table: tuple[np.ndarray, ...], match: int, query: int, 
             "path": path, "spacing": path / (hi - lo)}
 
 
+def rescale_loop_edges(edges: list[LoopEdge], C: np.ndarray) -> None:
+    """After a Sim(3) correction C (K,4,4) was written back, re-express every loop edge between the
+    rescaled keyframes: Z <- U(s_match) Z U(s_query)^-1 with U(s) = diag(s, s, s, 1).
+
+    The map keeps SE(3) keyframe poses: keyframe k's scale s_k goes into its landmarks' depths
+    (map/correction.py), so the next pose graph starts every vertex at unit scale again. A loop's Z
+    was measured between the keyframes' old units; left as it was, each later graph (a monocular
+    street_loop closes a loop every 10 keyframes along the revisit) pulls the scale back by the
+    first correction's ratio (chi2 of the first loop's edge at the second graph's start 43.7
+    instead of 0.25) and the map's error grows with every loop. Keyframes newer than C get its last
+    correction, as correct_keyframes gives them.
+    """
+    if not edges or not len(C):
+        return
+    s = np.cbrt(np.linalg.det(np.asarray(C, np.float64)[:, :3, :3]))
+    for e in edges:
+        a, b = s[min(e.match, len(s) - 1)], s[min(e.query, len(s) - 1)]
+        Z = np.array(e.Z, np.float64)
+        Z[:3, :3] *= a / b
+        Z[:3, 3] *= a
+        e.Z = Z
+
+
+def remeasure_loop_edges(edges: list[LoopEdge], poses: np.ndarray) -> None:
+    """After a global BA of a monocular map, set every loop edge to its keyframes' relative pose in
+    the map (unit scale): BA rescales the map locally through its points, with no per-keyframe scale
+    to re-express the edges by (rescale_loop_edges), and its solution already holds each loop
+    through the landmarks fused across it (and started from the pose graph that closed it)."""
+    for e in edges:
+        if max(e.match, e.query) < len(poses):
+            e.Z = lie.se3_inverse(poses[e.match]) @ poses[e.query]
+
+
 class LoopCloser:
     """Detect, verify and close loops against a shared map (one keyframe per `process` call)."""
 
@@ -166,8 +199,12 @@ class LoopCloser:
         if done is None:
             self._reject("run_stopped")
             return None
+        if self.group == "sim3":
+            rescale_loop_edges(self.edges + [edge], sol.corrections())
         fused = self._fuse(res, place) if self.cfg.fuse_landmarks else 0
         gba = self.global_ba(self.abort) if self.global_ba is not None else None
+        if gba is not None and self.group == "sim3":
+            remeasure_loop_edges(self.edges + [edge], self.map.keyframe_table()[0])
         t4 = time.perf_counter()
         self.pgo_intervals[-1] = (t0, t4)
         self.edges.append(edge)
