@@ -68,11 +68,13 @@ class LoopConfig:
     min_keyframes_between: int = 10  # keyframes after an accepted loop before the next one is tried
     blocking: bool = False           # tracking waits for loop closure of each keyframe (deterministic runs)
     # Bundle adjustment of the whole map after each loop; None: monocular maps only. Blocking runs,
-    # seeds 1 / 23, ATE with loop closure (% of the path) without -> with it: monocular room_loop
-    # 0.067 -> 0.039 and 0.057 -> 0.044, room_figure8 0.048 -> 0.039 and 0.073 -> 0.064, but the
-    # driving street_loop 0.049 -> 0.058 and 0.069 -> 0.100 (configs/kitti_mono.yaml turns it off);
-    # stereo room_loop 1.58 -> 1.74 mm (a metric map's pose graph already lands near the odometry's
-    # own accuracy). 1-12 s of loop-thread time per loop on the 2 cores.
+    # ATE with loop closure (% of the path) without -> with it, since loop edges follow the map's
+    # rescaling (closer.rescale_loop_edges): monocular room_loop seeds 29 / 11 0.045 -> 0.036 and
+    # 0.046 -> 0.042, room_figure8 seed 29 0.114 -> 0.110; the driving street_loop seed 29 0.021
+    # -> 0.021 for 1.3-2.4 s per loop (configs/kitti_mono.yaml turns it off; before that change it
+    # made street_loop worse, 0.049 -> 0.058 and 0.069 -> 0.100 on seeds 1 / 23); stereo room_loop
+    # 1.58 -> 1.74 mm (a metric map's pose graph already lands near the odometry's own accuracy).
+    # 1-12 s of loop-thread time per loop on the 2 cores.
     global_ba: bool | None = None
     global_ba_iterations: int = 10   # its LM iterations
     global_ba_max_keyframes: int = 500  # larger maps skip it (its time grows with the map; the pose graph's does not)
