@@ -103,7 +103,9 @@ def remeasure_loop_edges(edges: list[LoopEdge], poses: np.ndarray) -> None:
     through the landmarks fused across it (and started from the pose graph that closed it)."""
     for e in edges:
         if max(e.match, e.query) < len(poses):
-            e.Z = lie.se3_inverse(poses[e.match]) @ poses[e.query]
+            Z = lie.se3_inverse(poses[e.match]) @ poses[e.query]
+            if np.all(np.isfinite(Z)):  # a failed solve never replaces a measurement
+                e.Z = Z
 
 
 class LoopCloser:
@@ -203,7 +205,7 @@ class LoopCloser:
             rescale_loop_edges(self.edges + [edge], sol.corrections())
         fused = self._fuse(res, place) if self.cfg.fuse_landmarks else 0
         gba = self.global_ba(self.abort) if self.global_ba is not None else None
-        if gba is not None and self.group == "sim3":
+        if gba is not None and self.group == "sim3" and np.isfinite(gba.get("final_cost", np.nan)):
             remeasure_loop_edges(self.edges + [edge], self.map.keyframe_table()[0])
         t4 = time.perf_counter()
         self.pgo_intervals[-1] = (t0, t4)

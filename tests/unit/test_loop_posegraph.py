@@ -404,6 +404,16 @@ def test_a_closed_sim3_loop_stays_closed_in_the_next_graph() -> None:
     assert again.summary.initial_cost == pytest.approx(first_loop_chi2 / 2, rel=1e-3)
     first_moved = np.linalg.norm(first.corrections()[:, :3, 3], axis=1).max()
     assert np.linalg.norm(again.corrections()[:, :3, 3], axis=1).max() < 0.05 * first_moved
+    # the rule itself, on keyframes whose scales both changed: an edge that held exactly between
+    # two solved Sim(3) vertices holds exactly between their written-back SE(3) poses
+    from slam.loop.closer import rescale_loop_edges
+    X = first.poses
+    probe = [LoopEdge(a, b, lie.sim3_inverse(X[a][None])[0] @ X[b], 100) for a, b in ((5, 45), (20, 49), (45, 5))]
+    assert abs(s[5] - 1.0) > 0.01 and abs(s[45] - s[5]) > 0.1
+    rescale_loop_edges(probe, first.corrections())
+    T = m.keyframe_poses()
+    for e in probe:
+        np.testing.assert_allclose(e.Z, lie.se3_inverse(T[e.match]) @ T[e.query], atol=1e-9)
     # the edge as measured (old units) would pull the drift back in
     stale = build_graph(m, [LoopEdge(0, 49, S_loop, 150)], cfg, "sim3")
     assert solve_graph(stale, "fp64", 50).summary.initial_cost > 20 * again.summary.initial_cost
@@ -427,7 +437,7 @@ def test_global_ba_after_a_sim3_loop_leaves_the_loop_edges_at_the_map() -> None:
     def fake_global_ba(abort: object) -> dict:  # moves keyframe 49 as a BA could
         poses = m.keyframe_poses()
         m.apply_correction(np.array([49]), (poses[49] @ lie.se3_exp(np.array([0.0, 0.01, 0.0, 0.02, 0.0, 0.0])))[None])
-        return {"time_s": {"total": 0.0}}
+        return {"time_s": {"total": 0.0}, "final_cost": 1.0}
 
     cfg = LoopConfig(fuse_landmarks=False, min_keyframes_between=-100, consistency_p=0.0)
     closer = LoopCloser(m, "mono", cfg, "fp64", places, global_ba=fake_global_ba)
@@ -435,3 +445,12 @@ def test_global_ba_after_a_sim3_loop_leaves_the_loop_edges_at_the_map() -> None:
     poses = m.keyframe_poses()
     np.testing.assert_allclose(closer.edges[0].Z, lie.se3_inverse(poses[0]) @ poses[49], atol=1e-12)
     np.testing.assert_allclose(closer.loops[0]["transform"], S_loop)
+    # the next graph, with the same loop, starts at its optimum: nothing pulls BA's map back
+    graph = build_graph(m, closer.edges, cfg, "sim3")
+    assert solve_graph(graph, "fp64", 50).summary.initial_cost < 1e-12
+    # a global BA that failed (non-finite cost) leaves the edges as the pose graph's write-back set them
+    failed = LoopCloser(_map_with(est), "mono", cfg, "fp64", places,
+                        global_ba=lambda abort: {"time_s": {"total": 0.0}, "final_cost": float("nan")})
+    assert failed.process(49, 4.9, object()) is not None
+    assert np.all(np.isfinite(failed.edges[0].Z))
+    assert not np.allclose(failed.edges[0].Z, S_loop) and not np.allclose(failed.edges[0].Z, closer.edges[0].Z)
