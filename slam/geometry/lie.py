@@ -416,9 +416,35 @@ def sim3_left_jacobian_inv(xi: np.ndarray) -> np.ndarray:
     return np.linalg.inv(sim3_left_jacobian(xi))
 
 
+# J_r^-1(xi) = ad / (I - e^-ad) = sum_n (-1)^n B_n ad^n / n! = I + ad/2 + sum_k B_2k ad^2k / (2k)!
+# (Bernoulli numbers; converges for |ad| < 2 pi): the coefficients of ad^2, ad^4, ..., ad^10.
+_JR_INV_EVEN = (1 / 12, -1 / 720, 1 / 30240, -1 / 1209600, 1 / 47900160)
+_JR_INV_SERIES_MAX = 0.5  # inf-norm of ad up to which the series is used: next term < (0.5 / 2 pi)^12 ~ 6e-14
+
+
 def sim3_right_jacobian_inv(xi: np.ndarray) -> np.ndarray:
-    """(N,7) -> (N,7,7) J_r^-1 = d Log(Exp(xi) Exp(d)) / dd at 0, the inverse of sim3_right_jacobian."""
-    return np.linalg.inv(sim3_right_jacobian(xi))
+    """(N,7) -> (N,7,7) J_r^-1 = d Log(Exp(xi) Exp(d)) / dd at 0, the inverse of sim3_right_jacobian.
+
+    Small errors (|ad_xi|_inf <= 0.5, a pose graph near its solution) take the Bernoulli series
+    (six batched 7x7 products); larger ones the inverse of the scaled Taylor series of J_r, which
+    costs ~20 products and an inversion.
+    """
+    xi = _as(xi, (7,), "sim3_right_jacobian_inv")
+    lead = xi.shape[:-1]
+    A = sim3_ad(xi.reshape(-1, 7))
+    norm = np.abs(A).sum(axis=-1).max(axis=-1)
+    small = norm <= _JR_INV_SERIES_MAX
+    out = np.empty(A.shape)
+    if small.any():
+        As = A[small]
+        A2 = As @ As
+        S = _JR_INV_EVEN[-1] * A2
+        for c in _JR_INV_EVEN[-2::-1]:  # Horner in ad^2
+            S = (S + c * np.eye(7)) @ A2
+        out[small] = np.eye(7) + 0.5 * As + S
+    if not small.all():
+        out[~small] = np.linalg.inv(_phi1(-A[~small]))
+    return out.reshape(lead + (7, 7))
 
 
 def nearest_rotation(M: np.ndarray, with_scale: bool = False) -> np.ndarray:

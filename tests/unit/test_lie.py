@@ -371,3 +371,17 @@ def test_wrong_shape_is_a_clear_error() -> None:
         lie.se3_exp(np.zeros((5, 7)))
     with pytest.raises(ValueError, match="positive determinant"):
         lie.sim3_log(np.diag([-1.0, 1.0, 1.0, 1.0]))
+
+
+def test_sim3_right_jacobian_inv_series_and_inverse_agree() -> None:
+    """Small errors take the Bernoulli series of J_r^-1, larger ones the inverse of J_r's Taylor
+    series: both branches, in one batch and at the switch, equal inv(J_r) to rounding."""
+    rng = np.random.default_rng(5)
+    xi = np.concatenate([rng.normal(size=(300, 7)) * s for s in (1e-8, 1e-3, 0.05, 0.08, 0.3, 1.5)])
+    A = lie.sim3_ad(xi)
+    norm = np.abs(A).sum(axis=-1).max(axis=-1)
+    assert np.any((norm > 0.45) & (norm <= 0.5)) and np.any(norm <= 0.5) and np.any(norm > 0.5)
+    ref = np.linalg.inv(lie.sim3_right_jacobian(xi))
+    got = lie.sim3_right_jacobian_inv(xi)
+    np.testing.assert_allclose(got, ref, atol=2e-14 * np.maximum(1.0, np.abs(ref).max()))
+    np.testing.assert_allclose(got @ lie.sim3_right_jacobian(xi), np.broadcast_to(np.eye(7), got.shape), atol=1e-13)
