@@ -100,12 +100,11 @@ def remeasure_loop_edges(edges: list[LoopEdge], poses: np.ndarray) -> None:
     """After a global BA of a monocular map, set every loop edge to its keyframes' relative pose in
     the map (unit scale): BA rescales the map locally through its points, with no per-keyframe scale
     to re-express the edges by (rescale_loop_edges), and its solution already holds each loop
-    through the landmarks fused across it (and started from the pose graph that closed it)."""
+    through the landmarks fused across it (and started from the pose graph that closed it). The
+    caller only asks after a BA that ended at a finite cost."""
     for e in edges:
         if max(e.match, e.query) < len(poses):
-            Z = lie.se3_inverse(poses[e.match]) @ poses[e.query]
-            if np.all(np.isfinite(Z)):  # a failed solve never replaces a measurement
-                e.Z = Z
+            e.Z = lie.se3_inverse(poses[e.match]) @ poses[e.query]
 
 
 class LoopCloser:

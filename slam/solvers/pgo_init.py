@@ -109,4 +109,3 @@ def chordal_initialization(problem: Any) -> np.ndarray | None:
     out[free, :3, :3] = R[free]
     out[free, :dim, 3] = t[free, :, 0]
     return out
-

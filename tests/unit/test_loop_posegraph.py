@@ -373,21 +373,29 @@ def test_a_look_alike_place_is_rejected_before_the_pose_graph() -> None:
     assert "implausible_correction" not in off.rejections and len(off.pgo_intervals) == 1
 
 
+def _scale_drift_loop() -> tuple[np.ndarray, Map, np.ndarray, object]:
+    """A monocular map of a circle with 1% scale drift per keyframe and the place recognition that
+    verifies its one loop (49 -> 0) with the true Sim(3): (drifted poses, map, loop Z, places)."""
+    from slam.loop.closer import PlaceRecognition, Verified
+
+    truth = _circle(50)
+    est = _drifted(truth, 0.002, scale_per_step=1.01)
+    S_loop = lie.se3_inverse(truth[0]) @ truth[49]
+    S_loop[:3, :3] /= 1.01 ** 49
+    places = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
+                              verify=lambda kf, place, match: Verified(S_loop, 150, scale=1.01 ** -49))
+    return est, _map_with(est), S_loop, places
+
+
 def test_a_closed_sim3_loop_stays_closed_in_the_next_graph() -> None:
     """After a monocular loop is written back (keyframe scales go into landmark depths, poses stay
     SE(3)), the loop edges the closer keeps are re-expressed in the rescaled keyframes' units: the
     next graph, built from the corrected map with the same loops, starts at its optimum and moves
     nothing. Kept in the old units, the first loop's edge would pull the scale drift back in at
     every later loop (street_loop mono: ATE 0.19% of the path with 8 loops instead of 0.02%)."""
-    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+    from slam.loop.closer import LoopCloser
 
-    truth = _circle(50)
-    est = _drifted(truth, 0.002, scale_per_step=1.01)
-    m = _map_with(est)
-    S_loop = lie.se3_inverse(truth[0]) @ truth[49]
-    S_loop[:3, :3] /= 1.01 ** 49
-    places = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
-                              verify=lambda kf, place, match: Verified(S_loop, 150, scale=1.01 ** -49))
+    est, m, S_loop, places = _scale_drift_loop()
     cfg = LoopConfig(fuse_landmarks=False, min_keyframes_between=-100, consistency_p=0.0)
     closer = LoopCloser(m, "mono", cfg, "fp64", places)
     assert closer.process(49, 4.9, object()) is not None
@@ -424,15 +432,9 @@ def test_global_ba_after_a_sim3_loop_leaves_the_loop_edges_at_the_map() -> None:
     scale to re-express the loop edges by: they are set to the keyframes' relative pose in the map
     BA wrote, so the next graph starts from BA's solution instead of pulling back towards the
     pose graph's."""
-    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+    from slam.loop.closer import LoopCloser
 
-    truth = _circle(50)
-    est = _drifted(truth, 0.002, scale_per_step=1.01)
-    m = _map_with(est)
-    S_loop = lie.se3_inverse(truth[0]) @ truth[49]
-    S_loop[:3, :3] /= 1.01 ** 49
-    places = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
-                              verify=lambda kf, place, match: Verified(S_loop, 150, scale=1.01 ** -49))
+    est, m, S_loop, places = _scale_drift_loop()
 
     def fake_global_ba(abort: object) -> dict:  # moves keyframe 49 as a BA could
         poses = m.keyframe_poses()
