@@ -22,6 +22,9 @@ class EditedSource(Source):
         self.src, self.blank, self.value, self.blank_depth = src, blank, value, blank_depth
         self.stop_at, self.interrupt_at = stop_at, interrupt_at
         self.calibration, self.kind = src.calibration, getattr(src, "kind", "edited")
+        # what the source says about its sensor (a synthetic RGB-D source has depth without a TUM depth
+        # scale): the pipeline's sensor check reads it (bench_segments' RGB-D run was refused without it)
+        self.sensor = getattr(src, "sensor", None)
 
     def __len__(self) -> int:
         return len(self.src)

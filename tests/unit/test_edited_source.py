@@ -29,3 +29,12 @@ def test_stops_early_and_interrupts() -> None:
     next(it)
     with pytest.raises(KeyboardInterrupt):
         next(it)
+
+
+def test_an_edited_rgbd_source_still_runs_as_rgbd() -> None:
+    """The pipeline's sensor check sees the wrapped source's sensor (a synthetic RGB-D source has
+    depth but no TUM depth scale): bench_segments' RGB-D run was refused as 'no depth images'."""
+    from slam.system.pipeline import choose_mode
+
+    src = EditedSource(SyntheticSource("room_loop", "rgbd", frames=2), blank=range(1, 2), blank_depth=True)
+    assert choose_mode("rgbd", src) == "rgbd" and choose_mode("auto", src) == "rgbd"
