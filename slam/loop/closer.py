@@ -132,6 +132,23 @@ class LoopCloser:
         self.process_times: list[float] = []
         self.fused = 0
         self._last_loop_kf = -(10 ** 9)
+        self._place_slot: float | None = None  # sequence-time slot of the last keyframe queried
+        self.rate_skipped = 0  # keyframes left out of place recognition by cfg.place_rate_hz
+        self.queried = 0  # keyframes that went through place recognition
+
+    def place_due(self, timestamp: float) -> bool:
+        """Whether a keyframe at this time goes through place recognition: the first one in each
+        1/place_rate_hz s slot of sequence time (keyframes come in time order; the worker asks at
+        submission, so a keyframe left out does not hold its image in the queue)."""
+        rate = self.cfg.place_rate_hz
+        if rate <= 0 or not np.isfinite(timestamp):
+            return True
+        slot = float(np.floor(timestamp * rate))
+        if slot == self._place_slot:
+            self.rate_skipped += 1
+            return False
+        self._place_slot = slot
+        return True
 
     def _reject(self, reason: str) -> None:
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
@@ -142,6 +159,7 @@ class LoopCloser:
         try:
             if place is None:
                 return None
+            self.queried += 1
             if self.features is not None:
                 t_f = time.perf_counter()
                 place = self.features(place)
@@ -261,4 +279,5 @@ class LoopCloser:
                 "global_ba_s": [r["global_ba"]["time_s"]["total"] for r in self.loops if r.get("global_ba")],
                 "place_features_ms_mean": 1e3 * float(np.mean(self.feature_times)) if self.feature_times else None,
                 "keyframe_ms_mean": 1e3 * float(np.mean(self.process_times)) if self.process_times else None,
-                "keyframes_checked": len(self.process_times)}
+                "keyframes_checked": len(self.process_times), "keyframes_queried": self.queried,
+                "keyframes_skipped_rate": self.rate_skipped}

@@ -11,6 +11,12 @@ class LoopConfig:
 
     enabled: bool = True             # `slam run --no-loop` turns it off (odometry only)
     place_features: int = 750        # ORB points described per keyframe (tracked features + corners between)
+    # Place recognition (features, query, database) runs on at most one keyframe per 1/place_rate_hz
+    # seconds of sequence time; the others only enter the pose graph. Keyframes come at up to 10 Hz
+    # (odometry wants them) and 0.1 s apart show the same place; ORB-SLAM's keyframes, all of them
+    # queried, are sparser still. The loop thread's time per keyframe was the main cost of loop
+    # closure to a live run (scripts/bench_stall.py). 0: every keyframe.
+    place_rate_hz: float = 5.0
     min_score: float = 0.0           # place-recognition score below which a candidate is not verified
     recent_keyframes: int = 30       # the newest keyframes are never loop candidates (odometry covers them)
     min_inliers: int = 40            # verified matches a loop needs (stereo/RGB-D PnP, monocular Sim(3))

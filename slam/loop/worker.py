@@ -1,6 +1,7 @@
 """The loop worker thread: runs LoopCloser on every keyframe the odometry worker inserted.
 
-Keyframes arrive through `submit` (called by the odometry worker after it inserted them), so
+Keyframes arrive through `submit` (called by the odometry worker after it inserted them; one
+keyframe per 1/loop.place_rate_hz s keeps its place input, LoopCloser.place_due), so
 tracking never waits for place recognition or PGO (unless `blocking` is set for deterministic
 runs). The thread runs below the odometry worker's priority. An exception stops loop closure only:
 it is kept in `error`, later keyframes are dropped, and the run finishes as odometry. `stop`
@@ -55,6 +56,8 @@ class LoopWorker:
         """Queue an inserted keyframe (dropped once the worker has failed or been stopped)."""
         if self.error is not None or self.abort_event.is_set():
             return
+        if place is not None and not self.closer.place_due(timestamp):
+            place = None  # between two place queries (loop.place_rate_hz): pose graph only
         if place is not None and not self.blocking:
             self._thin()
         self.queue.put((kf_id, timestamp, place))

@@ -22,6 +22,9 @@ class _SlowCloser:
         if kf_id == 0:
             self.release.wait(30)
 
+    def place_due(self, timestamp: float) -> bool:
+        return True
+
     def summary(self) -> dict:
         return {"accepted": 0}
 
@@ -67,3 +70,27 @@ def test_blocking_runs_never_skip() -> None:
         worker.submit(k, float(k), f"place-{k}")
     worker.stop(30)
     assert all(p is not None for _, p in closer.seen) and worker.skipped_behind == 0
+
+
+def test_place_recognition_runs_at_most_place_rate_hz() -> None:
+    """loop.place_rate_hz: the first keyframe of each 1/rate s slot of sequence time keeps its place
+    input (features, query, database), the others reach the closer without it (pose graph only);
+    0 keeps every one. report.json counts both."""
+    from slam.loop.closer import LoopCloser, PlaceRecognition
+    from slam.loop.config import LoopConfig
+
+    times = [0.0, 0.1, 0.19, 0.2, 0.25, 0.41, 0.5, 0.61, 1.0]
+    for rate, queried in ((5.0, [0, 3, 5, 7, 8]), (0.0, list(range(len(times))))):
+        asked: list[int] = []
+        places = PlaceRecognition(candidates=lambda kf, place: asked.append(kf) or [],
+                                  verify=lambda kf, place, match: "unused")
+        closer = LoopCloser(None, "stereo", LoopConfig(place_rate_hz=rate), "fp64", places)
+        worker = LoopWorker(closer, blocking=True, nice=0)
+        worker.start()
+        for k, t in enumerate(times):
+            worker.submit(k, t, f"place-{k}")
+        worker.stop(30)
+        assert asked == queried  # rate 5: slots [0, 0.2), [0.2, 0.4), [0.4, 0.6), [0.6, 0.8), [1.0, 1.2)
+        s = worker.summary()
+        assert s["keyframes_checked"] == len(times) and s["keyframes_queried"] == len(queried)
+        assert s["keyframes_skipped_rate"] == len(times) - len(queried) and s["status"] == "ok"
