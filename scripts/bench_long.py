@@ -98,6 +98,7 @@ def main() -> int:
            "pgo_solve_s": solve_s.tolist(), "pgo_vertices": verts.tolist(), "pgo_map_keyframes": graph_kf.tolist(),
            "pgo_bounded": bounded.tolist(),
            "place_features_ms_mean": lc.get("place_features_ms_mean"), "keyframe_ms_mean": lc.get("keyframe_ms_mean"),
+           "keyframes_queried": lc.get("keyframes_queried"), "keyframes_checked": lc.get("keyframes_checked"),
            "ate": rep.get("ate"), "samples": samples, "load_average": os.getloadavg()}
     print(f"\n{args.scene} {args.sensor}, {rep['frames']} frames ({rep['frames_lost']} lost), {rep['keyframes']} keyframes, "
           f"{rep['landmarks']} landmarks, {rep['fps']:.1f} frames/s, {lc.get('accepted')} loops")
@@ -113,7 +114,8 @@ def main() -> int:
         for name, m in (("whole", ~bounded), ("bounded (loop.pgo_max_keyframes)", bounded)):
             if m.any():
                 print(f"| {name} | {m.sum()} | {np.median(verts[m]):.0f} | {np.median(solve_s[m]):.3f} | {solve_s[m].max():.3f} |")
-    print(f"place features per keyframe {lc.get('place_features_ms_mean') or float('nan'):.1f} ms, loop work per keyframe "
+    print(f"place recognition on {lc.get('keyframes_queried')} of {lc.get('keyframes_checked')} keyframes (loop.place_rate_hz); "
+          f"per queried keyframe: place features {lc.get('place_features_ms_mean') or float('nan'):.1f} ms, loop work "
           f"{lc.get('keyframe_ms_mean') or float('nan'):.1f} ms (mean); ATE {(rep.get('ate') or {}).get('rmse_percent_of_path', float('nan')):.3f}% of path")
     write_text_atomic(out / "bench_long.json", json.dumps(res, indent=2, default=float) + "\n")
     print(f"wrote {out / 'bench_long.json'} (load average {os.getloadavg()[0]:.1f})")

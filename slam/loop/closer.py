@@ -129,7 +129,8 @@ class LoopCloser:
         self.rejections: dict[str, int] = {}
         self.pgo_intervals: list[tuple[float, float]] = []
         self.last_solution: GraphSolution | None = None
-        self.process_times: list[float] = []
+        self.process_times: list[float] = []  # of the keyframes queried (with place input)
+        self.checked = 0  # keyframes processed, with or without place input
         self.fused = 0
         self._last_loop_kf = -(10 ** 9)
         self._place_slot: float | None = None  # sequence-time slot of the last keyframe queried
@@ -156,9 +157,10 @@ class LoopCloser:
     def process(self, kf_id: int, timestamp: float, place: Any) -> dict | None:
         """Look for a loop at a newly inserted keyframe; returns the loop's record when one was closed."""
         t0 = time.perf_counter()
+        self.checked += 1
+        if place is None:
+            return None
         try:
-            if place is None:
-                return None
             self.queried += 1
             if self.features is not None:
                 t_f = time.perf_counter()
@@ -279,5 +281,5 @@ class LoopCloser:
                 "global_ba_s": [r["global_ba"]["time_s"]["total"] for r in self.loops if r.get("global_ba")],
                 "place_features_ms_mean": 1e3 * float(np.mean(self.feature_times)) if self.feature_times else None,
                 "keyframe_ms_mean": 1e3 * float(np.mean(self.process_times)) if self.process_times else None,
-                "keyframes_checked": len(self.process_times), "keyframes_queried": self.queried,
+                "keyframes_checked": self.checked, "keyframes_queried": self.queried,
                 "keyframes_skipped_rate": self.rate_skipped}
