@@ -5,7 +5,8 @@ Issue 10, point 4: a stereo EuRoC-format sequence (room_loop rendered at 752x480
 `slam simulate --format euroc`) is run with `slam run CONFIG --source DIR` and with `--no-loop`,
 alternating, `--trials` times each, every run in its own process as a user would start it, on the
 threads of a live run (not blocking mode). Reported per run: frames/s (frames over the wall time
-from the first frame to the end of the workers), tracking frame time p50/p99, loops; and per
+from the first frame to the end of the workers), tracking frame time p50/p99, loops, the CPU time
+the process used (user + system, all threads: what loop closure adds on a machine with 2 cores); and per
 setting the median over the trials, the pairwise p99 ratio (loop / no-loop of the same trial) and
 its median. A single pair is not a measurement on a shared 2-core machine: consecutive identical
 runs differ by 10-15% in frames/s there, hence the alternation and the medians.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -47,8 +49,11 @@ def unthrottled_config(config: str, out: Path) -> str:
 
 
 def one_run(config: str, source: Path, out: Path, loop: bool) -> dict:
-    """One `slam run`; its report's speed and frame-time numbers."""
+    """One `slam run`; its report's speed and frame-time numbers, and the CPU time the process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     slam("run", config, "--source", str(source), "--out", str(out), "--quiet", *([] if loop else ["--no-loop"]))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     rep = json.loads((out / "report.json").read_text())
     ft = rep["frame_time_ms"]
     lc = rep.get("loop_closure")
@@ -57,7 +62,8 @@ def one_run(config: str, source: Path, out: Path, loop: bool) -> dict:
             "loops": lc.get("accepted", 0) if isinstance(lc, dict) else 0,
             "ate_percent": rep.get("ate", {}).get("rmse_percent_of_path"),
             "ate_mm": 1e3 * rep["ate"]["rmse"] if "ate" in rep else None,
-            "lag_wait_s": rep["ba"].get("lag_wait_s", 0.0)}
+            "lag_wait_s": rep["ba"].get("lag_wait_s", 0.0), "cpu_s": cpu_s,
+            "places_queried": lc.get("keyframes_queried") if isinstance(lc, dict) else None}
 
 
 def main() -> int:
@@ -88,10 +94,10 @@ def main() -> int:
                 rows.append(r)
                 print(f"trial {trial} {name:11s} {'loop   ' if loop else 'no-loop'}  {r['fps']:5.1f} frames/s  "
                       f"p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:5.1f} ms  loops {r['loops']}  "
-                      f"ATE {r['ate_mm']:.2f} mm  waited for BA {r['lag_wait_s']:.1f} s", flush=True)
+                      f"ATE {r['ate_mm']:.2f} mm  waited for BA {r['lag_wait_s']:.1f} s  CPU {r['cpu_s']:.1f} s", flush=True)
     summary = {}
-    print("\n| setting | frames/s (median) | frames/s (min-max) | p99 ms (median) | ATE mm (median) | loops |")
-    print("|---|---|---|---|---|---|")
+    print("\n| setting | frames/s (median) | frames/s (min-max) | p99 ms (median) | ATE mm (median) | CPU s (median) | loops |")
+    print("|---|---|---|---|---|---|---|")
     for name, _ in settings:
         on = [r for r in rows if r["loop"] and r["setting"] == name]
         off = [r for r in rows if not r["loop"] and r["setting"] == name]
@@ -105,11 +111,14 @@ def main() -> int:
             "ate_mm_loop_median": float(np.median([r["ate_mm"] for r in on])),
             "ate_mm_noloop_median": float(np.median([r["ate_mm"] for r in off])),
             "loops_per_run": [r["loops"] for r in on],
+            "cpu_s_loop_median": float(np.median([r["cpu_s"] for r in on])),
+            "cpu_s_noloop_median": float(np.median([r["cpu_s"] for r in off])),
         }
         for label, rs in (("loop closure", on), ("--no-loop", off)):
             f = [r["fps"] for r in rs]
             print(f"| {name}, {label} | {np.median(f):.1f} | {min(f):.1f}-{max(f):.1f} | "
                   f"{np.median([r['p99_ms'] for r in rs]):.1f} | {np.median([r['ate_mm'] for r in rs]):.2f} | "
+                  f"{np.median([r['cpu_s'] for r in rs]):.1f} | "
                   f"{'/'.join(str(r['loops']) for r in rs)} |")
     for name, _ in settings:
         print(f"{name}: p99 ratio loop/no-loop per trial: "
