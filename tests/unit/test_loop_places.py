@@ -54,6 +54,9 @@ def test_database_scores_match_a_plain_reimplementation() -> None:
     for k, d in enumerate(base):
         db.add(100 + k, d)
     assert len(db) == 12 and len(db._main_w) > 0 and len(db._tail_w) > 0
+    # the offsets, updated by the tail's counts at every merge, are those of the merged array
+    recount = np.concatenate([[0], np.cumsum(np.bincount(db._main_w, minlength=len(db._start) - 1))])
+    np.testing.assert_array_equal(db._start, recount)
     query = _noisy(base[7][:40], rng, 6)
     ids, scores = db.score_all(query)
     np.testing.assert_array_equal(ids, 100 + np.arange(12))
