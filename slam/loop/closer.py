@@ -135,7 +135,6 @@ class LoopCloser:
         self._last_loop_kf = -(10 ** 9)
         self._place_slot: float | None = None  # sequence-time slot of the last keyframe queried
         self.rate_skipped = 0  # keyframes left out of place recognition by cfg.place_rate_hz
-        self.queried = 0  # keyframes that went through place recognition
 
     def place_due(self, timestamp: float) -> bool:
         """Whether a keyframe at this time goes through place recognition: the first one in each
@@ -161,7 +160,6 @@ class LoopCloser:
         if place is None:
             return None
         try:
-            self.queried += 1
             if self.features is not None:
                 t_f = time.perf_counter()
                 place = self.features(place)
@@ -281,5 +279,5 @@ class LoopCloser:
                 "global_ba_s": [r["global_ba"]["time_s"]["total"] for r in self.loops if r.get("global_ba")],
                 "place_features_ms_mean": 1e3 * float(np.mean(self.feature_times)) if self.feature_times else None,
                 "keyframe_ms_mean": 1e3 * float(np.mean(self.process_times)) if self.process_times else None,
-                "keyframes_checked": self.checked, "keyframes_queried": self.queried,
+                "keyframes_checked": self.checked, "keyframes_queried": len(self.process_times),
                 "keyframes_skipped_rate": self.rate_skipped}
