@@ -456,3 +456,44 @@ def test_global_ba_after_a_sim3_loop_leaves_the_loop_edges_at_the_map() -> None:
     assert failed.process(49, 4.9, object()) is not None
     assert np.all(np.isfinite(failed.edges[0].Z))
     assert not np.allclose(failed.edges[0].Z, S_loop) and not np.allclose(failed.edges[0].Z, closer.edges[0].Z)
+
+
+def test_global_ba_removes_the_scale_drift_of_a_monocular_map() -> None:
+    """A monocular chain whose scale drifts 1% per keyframe (points drifted with it), exact
+    observations, tracks four keyframes long: scale is carried only from keyframe to keyframe, the
+    BA's flattest direction. Ten LM iterations of global BA bring every keyframe back to the truth
+    fixed by the two gauge keyframes (0 and 1), in one correction."""
+    from slam.config import OdometryConfig
+    from slam.odometry.global_ba import global_ba
+
+    rng = np.random.default_rng(5)
+    K = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    n = 30
+    truth = lie.se3_from_Rt(lie.so3_exp(rng.normal(0, 0.02, (n, 3))),
+                            np.stack([0.2 * np.arange(n), 0.05 * np.sin(np.arange(n)), np.zeros(n)], 1))
+    s = np.cumprod(np.r_[1.0, 1.0, np.full(n - 2, 1.01)])  # scale of keyframe i's neighbourhood
+    est = truth.copy()
+    est[:, :3, 3] = truth[0, :3, 3] + s[:, None] * (truth[:, :3, 3] - truth[0, :3, 3])
+    m = Map()
+    P_all, P_est, ids_all = [], [], []
+    for i in range(n):  # 25 points in front of keyframe i, seen by keyframes i-1 .. i+2
+        P = truth[i, :3, 3] + np.column_stack([rng.uniform(-2, 2, 25), rng.uniform(-1.5, 1.5, 25), rng.uniform(3, 6, 25)])
+        P_all.append(P)
+        P_est.append(est[i, :3, 3] + s[i] * (P - truth[i, :3, 3]))
+        ids_all.append(m.allocate_ids(len(P)))
+    for i, T in enumerate(truth):
+        seen = range(max(i - 2, 0), min(i + 2, n))
+        P = np.concatenate([P_all[j] for j in seen])
+        ids = np.concatenate([ids_all[j] for j in seen])
+        pc = (P - T[:3, 3]) @ T[:3, :3]
+        uv = pc[:, :2] / pc[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        nan = np.full(len(P), np.nan)
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=i, pose=est[i], segment=0, ids=ids, uv=uv,
+                                       u_right=nan, depth=nan))
+    for j in range(n):
+        m.create_landmarks(ids_all[j], P_est[j], ref_kf=max(j - 1, 0))
+    err0 = np.linalg.norm(m.keyframe_poses()[:, :3, 3] - truth[:, :3, 3], axis=1).max()
+    stats = global_ba(m, K, 0.0, OdometryConfig(), "mixed", 10)
+    assert stats is not None and stats["fixed"] == 2 and m.corrections == 1
+    err = np.linalg.norm(m.keyframe_poses()[:, :3, 3] - truth[:, :3, 3], axis=1)
+    assert err0 > 0.5 and err.max() < 1e-3 * err0, (err0, err.max())
