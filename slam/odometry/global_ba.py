@@ -20,6 +20,7 @@ from slam.geometry import lie
 from slam.odometry.config import OdometryConfig
 from slam.odometry.rig_ba import StereoBundleAdjustment
 from slam.odometry.window import gather, loss_scale
+from slam.solvers.ba_precond import DENSE_MAX
 from slam.solvers.lm import SolverOptions, solve
 
 
@@ -34,15 +35,18 @@ def global_ba(the_map: Any, K: np.ndarray, baseline: float, odo: OdometryConfig,
     prob = StereoBundleAdjustment(data.T_cw, data.points, data.cam, data.pt, data.uv, data.ur, K, baseline,
                                   data.fixed, loss=odo.loss, loss_scale=odo.loss_scale)
     prob.loss_scale = loss_scale(prob, odo)
+    # The exact Schur preconditioner where the reduced camera system is small enough to factor
+    # densely, whatever the window uses: a monocular map's scale drift is the BA's flattest
+    # direction, and block-Jacobi CG barely moves along it in 10 LM iterations (room_figure8 mono,
+    # seed 29: keyframe ATE 0.102% with it, 0.071% with exact Schur, 0.072% from a solve to 1e-12;
+    # the costs differ by 0.2%). Larger maps keep block Jacobi: Schur-Jacobi, the engine's choice
+    # there, is block-diagonal too and took twice as long to the same cost (office_long mono,
+    # 453-475 keyframes: 4.1-7.3 s against 2.5-3.7 s, final costs within 0.2%).
+    exact = prob.n_cam_params <= DENSE_MAX  # free camera unknowns
     t1 = time.perf_counter()
     summary = solve(prob, SolverOptions(precision=precision, max_iterations=max_iterations,
                                         cg_max_iterations=odo.cg_max_iterations, relative_cost_tol=1e-5,
-                                        # The BA problem's own Schur preconditioner, whatever the window uses: a
-                                        # monocular map's scale drift is the BA's flattest direction, and block
-                                        # Jacobi CG barely moves along it in 10 LM iterations (room_figure8 mono,
-                                        # seed 29: keyframe ATE 0.102% with it, 0.071% with Schur, 0.072% from
-                                        # a solve to 1e-12; the costs differ by 0.2%).
-                                        preconditioner="auto",
+                                        preconditioner="auto" if exact else "jacobi",
                                         # Ctrl-C or a failure elsewhere: stop after the current LM iteration
                                         # (nothing is written then, below) instead of finishing the solve.
                                         interrupt=abort.is_set if abort is not None else None))
