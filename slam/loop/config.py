@@ -80,9 +80,9 @@ class LoopConfig:
     # -> 0.021 for 1.3-2.4 s per loop (configs/kitti_mono.yaml turns it off; before that change it
     # made street_loop worse, 0.049 -> 0.058 and 0.069 -> 0.100 on seeds 1 / 23); stereo room_loop
     # 1.58 -> 1.74 mm (a metric map's pose graph already lands near the odometry's own accuracy).
-    # 1-12 s of loop-thread time per loop on the 2 cores. Solved with the Schur preconditioner since
-    # (odometry/global_ba.py): room_figure8 mono seeds 29 / 11 / 41 0.106 / 0.088 / 0.098 -> 0.073 /
-    # 0.066 / 0.050 (docs/architecture.md).
+    # 1-12 s of loop-thread time per loop on the 2 cores. Solved with the exact Schur preconditioner
+    # since, on maps of up to ~330 keyframes (odometry/global_ba.py): room_figure8 mono seeds 29 / 11
+    # / 41 0.106 / 0.088 / 0.098 -> 0.073 / 0.066 / 0.050 (docs/architecture.md).
     global_ba: bool | None = None
     global_ba_iterations: int = 10   # its LM iterations
     global_ba_max_keyframes: int = 500  # larger maps skip it (its time grows with the map; the pose graph's does not)

@@ -20,7 +20,7 @@ from slam.geometry import lie
 from slam.odometry.config import OdometryConfig
 from slam.odometry.rig_ba import StereoBundleAdjustment
 from slam.odometry.window import gather, loss_scale
-from slam.solvers.ba_precond import DENSE_MAX
+from slam.solvers.ba_precond import exact_schur_fits
 from slam.solvers.lm import SolverOptions, solve
 
 
@@ -42,11 +42,10 @@ def global_ba(the_map: Any, K: np.ndarray, baseline: float, odo: OdometryConfig,
     # the costs differ by 0.2%). Larger maps keep block Jacobi: Schur-Jacobi, the engine's choice
     # there, is block-diagonal too and took twice as long to the same cost (office_long mono,
     # 453-475 keyframes: 4.1-7.3 s against 2.5-3.7 s, final costs within 0.2%).
-    exact = prob.n_cam_params <= DENSE_MAX  # free camera unknowns
     t1 = time.perf_counter()
     summary = solve(prob, SolverOptions(precision=precision, max_iterations=max_iterations,
                                         cg_max_iterations=odo.cg_max_iterations, relative_cost_tol=1e-5,
-                                        preconditioner="auto" if exact else "jacobi",
+                                        preconditioner="auto" if exact_schur_fits(prob.n_cam_params) else "jacobi",
                                         # Ctrl-C or a failure elsewhere: stop after the current LM iteration
                                         # (nothing is written then, below) instead of finishing the solve.
                                         interrupt=abort.is_set if abort is not None else None))

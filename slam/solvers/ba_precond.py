@@ -36,6 +36,11 @@ from slam.solvers.cgnr import pow2_of_max
 DENSE_MAX = 2000  # largest reduced camera system that 'auto' factors densely
 
 
+def exact_schur_fits(n_cam_params: int) -> bool:
+    """Whether 'auto' factors the reduced camera system of this many free camera unknowns densely."""
+    return n_cam_params <= DENSE_MAX
+
+
 @dataclass
 class SchurStructure:
     """The BA Jacobian's pattern as the preconditioner needs it, computed once per problem."""
@@ -133,7 +138,7 @@ class SchurPreconditioner:
         if J.nnz != st.nnz or J.shape[1] != st.n_cam_params + 3 * st.n_points:
             raise ValueError("the Jacobian does not have the bundle-adjustment problem's sparsity pattern")
         if kind == "auto":
-            kind = "exact" if st.n_cam_params <= DENSE_MAX else "schur-jacobi"
+            kind = "exact" if exact_schur_fits(st.n_cam_params) else "schur-jacobi"
         if kind not in ("exact", "schur-jacobi"):
             raise ValueError(f"unknown Schur preconditioner '{kind}'; choose auto, exact or schur-jacobi")
         if backend.name != "numpy":
