@@ -13,7 +13,9 @@ like-for-like pair), and reports (issue 10's done-when points):
    (identical corridor modules, walked once) has no revisit and look-alike places everywhere;
 4. tracking frame time p99 with and without loops (meaningful with `--nonblocking`, where the
    worker threads compete with tracking as in a live run instead of tracking waiting for them);
-5. for every PGO, the relative difference of its final cost to an fp64 solve of the same graph.
+5. for every PGO, the relative difference of its final cost to an fp64 solve of the same graph;
+   and GTSAM's cost of the exported pose_graph.g2o (SE(3) or Sim(3)) against the last loop's
+   final cost in loops.json (where GTSAM is installed: pip install -e '.[bench]').
 
     python scripts/bench_loop.py --scenes room_loop --sensors stereo rgbd mono --out bench_out/loop
 
@@ -87,9 +89,31 @@ def one_run(scene: str, sensor: str, loop: bool, blocking: bool, frames: int | N
     rep = res.report
     snap = system.map.snapshot()
     gt_kf = src.poses[snap.keyframe_frames]
+    wall = time.perf_counter() - t0
     loops = json.loads((out / "loops.json").read_text())
-    return {"report": rep, "loops": loops, "wall_s": time.perf_counter() - t0,
+    return {"report": rep, "loops": loops, "wall_s": wall, "gtsam_gap": gtsam_gap(out, loops),
             "kf_times": snap.keyframe_timestamps, "kf_gt": gt_kf, "rate": src.sensor.rate_hz, "gt": src.poses}
+
+
+def gtsam_gap(out: Path, loops: list[dict]) -> dict | None:
+    """The exported pose_graph.g2o against the last loop's final PGO cost in loops.json (issue 10,
+    point 5), relative: GTSAM's cost at the file's poses ('at_poses') and GTSAM LM re-solving the
+    file from them ('resolved'); None without a loop or without GTSAM."""
+    path = out / "pose_graph.g2o"
+    if not loops or not path.is_file():
+        return None
+    try:
+        from slam.eval.peers import gtsam_cost
+        import gtsam  # noqa: F401
+    except ImportError:
+        return None
+    from slam.io.g2o import read_g2o
+
+    from slam.eval.peers import gtsam_pgo
+
+    reported = loops[-1]["pgo"]["final_cost"]
+    return {"at_poses": (gtsam_cost(path, read_g2o(path).poses) - reported) / reported,
+            "resolved": (gtsam_pgo(path)["final_cost"] - reported) / reported}
 
 
 def summarize(scene: str, sensor: str, off: dict, on: dict, radius: float, gap: float) -> dict:
@@ -116,6 +140,7 @@ def summarize(scene: str, sensor: str, off: dict, on: dict, radius: float, gap: 
         "pgo_solve_s": [r["pgo"]["time_s"]["solve"] for r in on["loops"]],
         "pgo_vertices": [r["pgo"]["vertices"] for r in on["loops"]],
         "pgo_fp64_relative_cost_difference": pgo_diff,
+        "gtsam_relative_cost_difference": on["gtsam_gap"],
         "global_ba": [r.get("global_ba") for r in on["loops"]],
         "frame_ms_p99": {"loop": on["report"]["frame_time_ms"].get("p99"),
                          "noloop": off["report"]["frame_time_ms"].get("p99")},
@@ -209,12 +234,14 @@ def main() -> int:
                       f"{row['revisit_segments']}  PGO {['%.2f' % t for t in row['pgo_solve_s']]} s", flush=True)
     load = os.getloadavg()
     print(f"\n{'scene':16s} {'sensor':7s} {'noloop%':>8s} {'loop%':>8s} {'ratio':>6s} {'loops':>5s} {'false':>5s} "
-          f"{'revisit':>8s} {'fp64 dcost':>10s}")
+          f"{'revisit':>8s} {'fp64 dcost':>10s} {'GTSAM dcost':>11s}")  # GTSAM LM re-solving pose_graph.g2o
     for r in rows:
         d = max([x for x in r["pgo_fp64_relative_cost_difference"] if x is not None], default=float("nan"))
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        g = r["gtsam_relative_cost_difference"]
+        g = f"{g['resolved']:11.1e}" if g is not None else f"{'-':>11s}"
         print(f"{r['scene']:16s} {r['sensor']:7s} {r['ate_noloop_pct']:8.3f} {r['ate_loop_pct']:8.3f} {ratio:>6s} "
-              f"{r['loops']:5d} {r['false_loops']:5d} {r['revisits_found']:>3d}/{r['revisit_segments']:<4d} {d:10.2e}")
+              f"{r['loops']:5d} {r['false_loops']:5d} {r['revisits_found']:>3d}/{r['revisit_segments']:<4d} {d:10.2e} {g}")
     print(f"machine load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     (out / "bench_loop.json").write_text(json.dumps({"rows": rows, "pgo_scaling": pgo_rows, "load_average": load}, indent=2, default=float) + "\n")
     return 0

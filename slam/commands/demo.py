@@ -309,8 +309,6 @@ def run(args: argparse.Namespace) -> int:
         group = "sim3" if with_loop.get("sensor") == "mono" else "se3"
         precisions = resolve_precisions(graphs[-1], out, group)
         print_precisions(precisions, str(graphs[-1].relative_to(out)))
-    elif loops and with_loop.get("sensor") == "mono":
-        print("(monocular: Sim(3) pose graphs have no g2o file, so no re-solve in each precision)")
     shot = {"written": False, "message": "skipped (--no-screenshot)"}
     if not args.no_screenshot:
         ok, msg = screenshot(out)

@@ -16,8 +16,9 @@ from slam.solvers.pgo import from_pose_graph
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `slam pgo`."""
     parser.add_argument("problem", metavar="PROBLEM.g2o",
-                        help="pose graph: 3-D (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX) or 2-D (VERTEX_SE2, EDGE_SE2, "
-                             "or TORO VERTEX2, EDGE2; solved in SE(2), written back in 2-D)")
+                        help="pose graph: 3-D (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX), 2-D (VERTEX_SE2, EDGE_SE2, "
+                             "or TORO VERTEX2, EDGE2; solved in SE(2), written back in 2-D) or Sim(3) "
+                             "(g2o's VERTEX_SIM3:EXPMAP, EDGE_SIM3:EXPMAP: a monocular run's pose_graph.g2o)")
     parser.add_argument("--out", metavar="RESULT.g2o", help="write the optimized graph (full precision)")
     parser.add_argument("--repair-information", action="store_true",
                         help="project information matrices that are not positive definite onto the nearest "

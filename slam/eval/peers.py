@@ -27,6 +27,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from slam.errors import InputError, ProblemError
+from slam.geometry import lie
 from slam.io.bal import BALProblem, bal_project, read_bal
 from slam.io.g2o import read_g2o, write_g2o
 from slam.io.g2o_planar import PLANAR_TOLERANCE, flatten_poses, lift_poses, off_plane
@@ -59,6 +60,8 @@ def _gtsam_read(gtsam: Any, path: str | Path, ours: Any) -> tuple[Any, Any]:
     EDGE2 file would be a different problem there (or refused): the copy (write_g2o, exact x, y and
     information) is the same graph in the dialect GTSAM reads right.
     """
+    if ours.sim3:
+        return _gtsam_sim3_graph(gtsam, ours)
     if not ours.planar:
         return gtsam.readG2o(str(path), True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,9 +70,34 @@ def _gtsam_read(gtsam: Any, path: str | Path, ours: Any) -> tuple[Any, Any]:
         return gtsam.readG2o(str(copy), False)
 
 
-def _poses_of(values: Any, ids: np.ndarray, planar: bool = False) -> np.ndarray:
-    """(N,4,4) poses of `values` (Pose3, or Pose2 lifted to the plane z = 0) in the order of `ids`."""
+def _gtsam_sim3_graph(gtsam: Any, ours: Any) -> tuple[Any, Any]:
+    """(between factors, initial values) of a Sim(3) graph: GTSAM reads no Sim(3) g2o, so the graph
+    our reader parsed becomes BetweenFactorSimilarity3 factors. GTSAM's Similarity3(R, t, s) is the
+    matrix [[R, t], [0, 1/s]], the same similarity as our [[s R, s t], [0, 1]], and its Logmap
+    [w, u, lambda] equals our sim3_log [w, v, sigma] (tests/unit/test_peers.py checks both)."""
+    graph = gtsam.NonlinearFactorGraph()
+    Z = _similarities(gtsam, ours.measurements)
+    for (i, j), z, info in zip(ours.ids[ours.edges].tolist(), Z, ours.information):
+        graph.add(gtsam.BetweenFactorSimilarity3(i, j, z, gtsam.noiseModel.Gaussian.Information(info)))
+    values = gtsam.Values()
+    for k, S in zip(ours.ids.tolist(), _similarities(gtsam, ours.poses)):
+        values.insert(k, S)
+    return graph, values
+
+
+def _similarities(gtsam: Any, S: np.ndarray) -> list[Any]:
+    """GTSAM Similarity3 of each (N,4,4) [[s R, t], [0, 1]]."""
+    s, R, t = lie.sRt(np.asarray(S, dtype=np.float64))
+    return [gtsam.Similarity3(gtsam.Rot3(r), ti / si, si) for si, r, ti in zip(s.tolist(), R, t)]
+
+
+def _poses_of(values: Any, ids: np.ndarray, planar: bool = False, sim3: bool = False) -> np.ndarray:
+    """(N,4,4) poses of `values` (Pose3, Pose2 lifted to the plane z = 0, or Similarity3 as
+    [[s R, t], [0, 1]]) in the order of `ids`."""
     gtsam = _import("gtsam")
+    if sim3:
+        M = np.stack([values.atSimilarity3(int(k)).matrix() for k in ids])  # [[R, t'], [0, 1/s]]
+        return M / M[:, 3:4, 3:4]
     keys = np.asarray(values.keys(), dtype=np.int64)
     order = np.argsort(keys)
     at = order[np.searchsorted(keys, ids, sorter=order)]
@@ -87,7 +115,8 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
               absolute_error_tol: float = 1e-5, initialize: bool = False) -> dict[str, Any]:
     """Optimize a g2o pose graph with GTSAM Levenberg-Marquardt; costs over the between factors.
 
-    2-D files are solved as GTSAM reads them, with Pose2 (poses returned lifted to the plane z = 0).
+    2-D files are solved as GTSAM reads them, with Pose2 (poses returned lifted to the plane z = 0);
+    Sim(3) files with Similarity3 (BetweenFactorSimilarity3, built from our reader's graph).
     initialize: start LM from GTSAM's own chordal estimate (InitializePose3 for 3-D, LAGO for 2-D)
     instead of the file's poses; its time is part of time_s and also given as init_s.
     """
@@ -98,10 +127,13 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
     held = np.union1d(np.flatnonzero(ours.fixed), gauge_vertices(ours.edges, ours.fixed)[0])  # as our PGO holds
     # Sigma 1e-6 holds the pose to ~1e-6 while keeping the prior's whitened Jacobian (1e6) far from
     # overflow; the held pose starts on its prior, so the prior's error stays ~0 (reported below).
-    noise = gtsam.noiseModel.Diagonal.Sigmas(np.full(3 if ours.planar else 6, 1e-6))
+    noise = gtsam.noiseModel.Diagonal.Sigmas(np.full(3 if ours.planar else 7 if ours.sim3 else 6, 1e-6))
     for k in ours.ids[held].tolist():
         graph.add(gtsam.PriorFactorPose2(k, initial.atPose2(k), noise) if ours.planar
+                  else gtsam.PriorFactorSimilarity3(k, initial.atSimilarity3(k), noise) if ours.sim3
                   else gtsam.PriorFactorPose3(k, initial.atPose3(k), noise))
+    if initialize and ours.sim3:
+        raise ValueError("GTSAM has no chordal initialization of Sim(3) graphs")
 
     file_cost = between.error(initial)
     start = time.perf_counter()
@@ -126,14 +158,15 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
         "iterations": int(optimizer.iterations()),
         "time_s": time_s,
         "init_s": init_s,
-        "poses": _poses_of(result, ours.ids, ours.planar),
+        "poses": _poses_of(result, ours.ids, ours.planar, ours.sim3),
         "ids": ours.ids.copy(),
         "fixed_ids": ours.ids[held].copy(),
     }
 
 
-def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray, planar: bool = False) -> Any:
-    """gtsam.Values holding (N,4,4) poses (vertex-file order) under the vertex ids (Pose2 for a 2-D graph)."""
+def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray, planar: bool = False, sim3: bool = False) -> Any:
+    """gtsam.Values holding (N,4,4) poses (vertex-file order) under the vertex ids (Pose2 for a 2-D
+    graph, Similarity3 for a Sim(3) one)."""
     poses = np.asarray(poses, dtype=np.float64)
     if poses.shape != (len(ids), 4, 4):
         raise ProblemError(f"poses have shape {poses.shape}, expected ({len(ids)}, 4, 4): one per vertex of the graph")
@@ -141,6 +174,12 @@ def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray, planar: bool = F
     if bad.size:
         raise ProblemError(f"pose of vertex {ids[bad[0]]} holds NaN or Inf")
     R = poses[:, :3, :3]
+    if sim3:  # the rotation of s R
+        scale = np.cbrt(np.linalg.det(R))
+        bad = np.flatnonzero(~(scale > 0))
+        if bad.size:
+            raise ProblemError(f"pose of vertex {ids[bad[0]]} is not a similarity (det {scale[bad[0]] ** 3:.3g})")
+        R = R / scale[:, None, None]
     err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
     err = np.maximum(err, np.abs(poses[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1))
     bad = np.flatnonzero((err > 1e-6) | (np.linalg.det(R) < 0))
@@ -156,6 +195,10 @@ def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray, planar: bool = F
         for k, (x, y, theta) in zip(ids.tolist(), flatten_poses(poses).tolist()):
             values.insert(k, gtsam.Pose2(x, y, theta))
         return values
+    if sim3:
+        for k, S in zip(ids.tolist(), _similarities(gtsam, poses)):
+            values.insert(k, S)
+        return values
     for k, T in zip(ids.tolist(), poses):  # GTSAM has no bulk insert for Pose3
         values.insert(k, gtsam.Pose3(T))
     return values
@@ -165,13 +208,23 @@ def gtsam_cost(g2o_graph_path: str | Path, poses_path_or_array: str | Path | np.
     """GTSAM's 1/2 sum e^T Omega e of the original graph's between factors at the given poses.
 
     The poses are a g2o file of results (parsed by GTSAM, independently of slam.io.g2o; its edges
-    are ignored) or an (N,4,4) array in the graph file's vertex order.
+    are ignored) or an (N,4,4) array in the graph file's vertex order. GTSAM reads no Sim(3) g2o:
+    a Sim(3) graph and results file are parsed by slam.io.g2o, the cost is still GTSAM's.
     """
     gtsam = _import("gtsam")
     ours = read_g2o(g2o_graph_path)
     ids, is3d = ours.ids, not ours.planar
     between, _ = _gtsam_read(gtsam, g2o_graph_path, ours)
-    if isinstance(poses_path_or_array, (str, Path)):
+    if isinstance(poses_path_or_array, (str, Path)) and ours.sim3:
+        path = Path(poses_path_or_array)
+        if not path.is_file():
+            raise InputError("results file not found", path)
+        res = read_g2o(path)
+        if not res.sim3 or not np.array_equal(np.sort(res.ids), np.sort(ids)):
+            raise ProblemError(f"holds no Sim(3) pose for every vertex of {g2o_graph_path}", path)
+        at = np.argsort(res.ids)[np.searchsorted(np.sort(res.ids), ids)]
+        values = _values_from_array(gtsam, res.poses[at], ids, sim3=True)
+    elif isinstance(poses_path_or_array, (str, Path)):
         path = Path(poses_path_or_array)
         if not path.is_file():
             raise InputError("results file not found", path)
@@ -185,7 +238,7 @@ def gtsam_cost(g2o_graph_path: str | Path, poses_path_or_array: str | Path | np.
         if not np.isfinite(extract(values)).all():
             raise ProblemError("a pose holds NaN or Inf", path)
     else:
-        values = _values_from_array(gtsam, poses_path_or_array, ids, ours.planar)
+        values = _values_from_array(gtsam, poses_path_or_array, ids, ours.planar, ours.sim3)
     return float(between.error(values))
 
 

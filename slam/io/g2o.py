@@ -1,4 +1,13 @@
-"""Pose graphs in g2o format (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX; 2-D dialects too), read and written."""
+"""Pose graphs in g2o format (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, FIX; 2-D dialects and Sim(3) too), read and written.
+
+Sim(3) graphs (a monocular map's loop closure) use g2o's own seven-dof types, VERTEX_SIM3:EXPMAP and
+EDGE_SIM3:EXPMAP (g2o/types/sim3): a vertex holds Log(T_world_vertex) [w, v, sigma] and four camera
+values g2o keeps with it (fx fy cx cy, written as g2o's defaults 1 1 0 0); an edge holds Log(Z_ij) and
+the 28 upper-triangular entries of its 7x7 information in the same tangent order. g2o reads the
+vertex as the inverse of Exp(.) and the edge measurement C = Exp(.)^-1, and its edge error
+Log(C S_i S_j^-1) with S = T^-1 is then Log(Z_ij^-1 T_i^-1 T_j): our residual, so a file solved by
+g2o, by GTSAM's BetweenFactorSimilarity3 (slam.eval.peers) or by `slam pgo` is the same problem.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ import scipy.sparse
 from scipy.sparse import csgraph
 
 from slam.errors import FormatError, ProblemError
+from slam.geometry.lie import sim3_exp, sim3_log
 from slam.geometry.quaternion import quat_to_rot, rot_to_quat
 from slam.io import g2o_planar as planar
 from slam.io.text import data_lines, read_text, write_text_atomic
@@ -19,6 +29,8 @@ from slam.io.text import data_lines, read_text, write_text_atomic
 VERTEX_TAG = "VERTEX_SE3:QUAT"
 EDGE_TAG = "EDGE_SE3:QUAT"
 FIX_TAG = "FIX"
+SIM3_VERTEX_TAG = "VERTEX_SIM3:EXPMAP"
+SIM3_EDGE_TAG = "EDGE_SIM3:EXPMAP"
 
 _VERTEX_FIELDS = ("id", "x", "y", "z", "qx", "qy", "qz", "qw")
 _TRIU_R, _TRIU_C = np.triu_indices(6)  # row by row, the order g2o writes the 21 entries in
@@ -27,6 +39,9 @@ _EDGE_FIELDS = ("id_i", "id_j", "x", "y", "z", "qx", "qy", "qz", "qw") + tuple(
 # g2o orders the tangent [x y z qx qy qz], ours is [w v]: swapping the two 3-blocks (as GTSAM's
 # readG2o does, without rescaling the quaternion part) is a permutation that is its own inverse.
 _SWAP = np.array([3, 4, 5, 0, 1, 2])
+_TRIU7_R, _TRIU7_C = np.triu_indices(7)
+_SIM3_LOG_FIELDS = ("w_x", "w_y", "w_z", "v_x", "v_y", "v_z", "sigma")
+_SIM3_CAMERA = (1.0, 1.0, 0.0, 0.0)  # fx fy cx cy of a g2o VertexSim3Expmap: unused by a pose graph
 # Tags of 2-D g2o and of the older TORO 2-D format: a 2-D file is read by its dialect (PLANAR_FORMATS),
 # and 2-D lines in a 3-D file, or 2-D files without poses, are reported as such.
 _TAGS_2D = frozenset({"VERTEX_SE2", "EDGE_SE2", "VERTEX_XY", "EDGE_SE2_XY", "EDGE_XY", "EDGE_SE2_PRIOR",
@@ -41,12 +56,14 @@ class PoseGraph:
     poses: np.ndarray         # (N,4,4) float64 T_world_vertex
     edges: np.ndarray         # (M,2) int64 indices into poses (not ids): (i, j)
     measurements: np.ndarray  # (M,4,4) float64 Z_ij = T_i^-1 T_j as measured
-    information: np.ndarray   # (M,6,6) float64 in our tangent order [rotation w, translation v]
+    information: np.ndarray   # (M,6,6) float64 in our tangent order [rotation w, translation v]; Sim(3): (M,7,7) [w v sigma]
     fixed: np.ndarray         # (N,) bool, from FIX lines
     path: str | None = None
     edge_lines: np.ndarray | None = None  # (M,) int64 line number of each edge in `path`, for messages
     # Read from a 2-D file (SE(2) poses lifted into the plane z = 0, g2o_planar.py): written back in 2-D.
     planar: bool = False
+    # Read from (or to be written as) g2o's Sim(3) types: poses are similarities [[s R, t], [0, 1]].
+    sim3: bool = False
 
 
 def read_g2o(path: str | Path, check_information: bool = True) -> PoseGraph:
@@ -59,6 +76,12 @@ def read_g2o(path: str | Path, check_information: bool = True) -> PoseGraph:
     """
     path = Path(path)
     blocks = _split_by_tag(read_text(path))
+    if SIM3_VERTEX_TAG in blocks or SIM3_EDGE_TAG in blocks:
+        other = [t for t in (VERTEX_TAG, EDGE_TAG) if t in blocks]
+        if other:
+            raise FormatError(f"mixes Sim(3) lines ({SIM3_VERTEX_TAG}/{SIM3_EDGE_TAG}) with {' and '.join(other)}; "
+                              "expected one pose type", path, blocks[other[0]][0][0])
+        return read_with(SIM3_FORMAT, blocks, path, check_information)
     if VERTEX_TAG not in blocks and EDGE_TAG not in blocks:
         present = [f for f in PLANAR_FORMATS if f.vertex_tag in blocks or f.edge_tag in blocks]
         if len(present) > 1:
@@ -88,6 +111,7 @@ class GraphFormat:
     # (values, lines, path, check_information) -> ((K,4,4) measurements, (K,6,6) information in [w v] order)
     edges: Callable[[np.ndarray, np.ndarray, Path, bool], tuple[np.ndarray, np.ndarray]]
     planar: bool = False
+    sim3: bool = False  # Sim(3) poses and (K,7,7) information instead
 
 
 def _se3_edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_information: bool
@@ -105,6 +129,23 @@ def _se3_edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_informat
 
 SE3_FORMAT = GraphFormat(VERTEX_TAG, EDGE_TAG, _VERTEX_FIELDS[1:], _EDGE_FIELDS[2:],
                          lambda v, lines, path: _se3(v, lines, VERTEX_TAG, path), _se3_edges)
+
+
+def _sim3_edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_information: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    information = np.empty((len(evals), 7, 7))
+    information[:, _TRIU7_R, _TRIU7_C] = evals[:, 7:]
+    information[:, _TRIU7_C, _TRIU7_R] = evals[:, 7:]
+    if check_information:
+        check_positive_definite(information, elines, path, SIM3_EDGE_TAG, "28 upper-triangular entries of a "
+                                "symmetric positive definite 7x7 matrix")
+    return sim3_exp(evals[:, :7]), information
+
+
+SIM3_FORMAT = GraphFormat(
+    SIM3_VERTEX_TAG, SIM3_EDGE_TAG, _SIM3_LOG_FIELDS + ("fx", "fy", "cx", "cy"),
+    _SIM3_LOG_FIELDS + tuple(f"information[{r},{c}]" for r, c in zip(_TRIU7_R, _TRIU7_C)),
+    lambda v, lines, path: sim3_exp(v[:, :7]), _sim3_edges, sim3=True)
 
 
 def _planar_edges(order: list[tuple[int, int]], tag: str, entries: str
@@ -179,17 +220,18 @@ def read_with(fmt: GraphFormat, blocks: dict[str, tuple[list[int], list[list[str
         fixed[_ids_to_indices(fix_ids, ids, per_id_lines, FIX_TAG, path, blocks, vtag)[:, 0]] = True
 
     return PoseGraph(ids=ids, poses=poses, edges=edges, measurements=measurements, information=information,
-                     fixed=fixed, path=str(path), edge_lines=elines, planar=fmt.planar)
+                     fixed=fixed, path=str(path), edge_lines=elines, planar=fmt.planar, sim3=fmt.sim3)
 
 
 def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = None) -> None:
-    """Write `graph` in g2o format at full precision (2-D if it is planar); `poses` (N,4,4) replace graph.poses."""
+    """Write `graph` in g2o format at full precision (2-D if it is planar, g2o's Sim(3) types if sim3);
+    `poses` (N,4,4) replace graph.poses."""
     poses = graph.poses if poses is None else np.asarray(poses, dtype=np.float64)
-    n, m = len(graph.ids), len(graph.edges)
+    n, m, d = len(graph.ids), len(graph.edges), 7 if graph.sim3 else 6
     if poses.shape != (n, 4, 4):
         raise ValueError(f"poses have shape {poses.shape}, expected ({n}, 4, 4) for {n} vertices")
     for name, arr, shape in (("measurements", graph.measurements, (m, 4, 4)),
-                             ("information", graph.information, (m, 6, 6)), ("fixed", graph.fixed, (n,))):
+                             ("information", graph.information, (m, d, d)), ("fixed", graph.fixed, (n,))):
         if np.shape(arr) != shape:
             raise ValueError(f"graph.{name} has shape {np.shape(arr)}, expected {shape}")
     for name, arr in (("poses", poses), ("measurements", graph.measurements), ("information", graph.information)):
@@ -205,18 +247,26 @@ def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = Non
                                                               graph.information, graph.fixed)) + "\n")
         return
 
-    vrows = np.concatenate([poses[:, :3, 3], rot_to_quat(poses[:, :3, :3])], axis=1)
-    info_g2o = np.asarray(graph.information)[:, _SWAP][:, :, _SWAP][:, _TRIU_R, _TRIU_C]
-    erows = np.concatenate([graph.measurements[:, :3, 3], rot_to_quat(graph.measurements[:, :3, :3]), info_g2o],
-                           axis=1)
+    if graph.sim3:
+        vtag, etag = SIM3_VERTEX_TAG, SIM3_EDGE_TAG
+        vrows = np.concatenate([sim3_log(poses), np.broadcast_to(_SIM3_CAMERA, (n, 4))], axis=1)
+        info = np.asarray(graph.information)[:, _TRIU7_R, _TRIU7_C]
+        erows = np.concatenate([sim3_log(graph.measurements), info], axis=1)
+    else:
+        vtag, etag = VERTEX_TAG, EDGE_TAG
+        vrows = np.concatenate([poses[:, :3, 3], rot_to_quat(poses[:, :3, :3])], axis=1)
+        info_g2o = np.asarray(graph.information)[:, _SWAP][:, :, _SWAP][:, _TRIU_R, _TRIU_C]
+        erows = np.concatenate([graph.measurements[:, :3, 3], rot_to_quat(graph.measurements[:, :3, :3]),
+                                info_g2o], axis=1)
     ids = np.asarray(graph.ids).tolist()
     end_ids = np.asarray(graph.ids)[graph.edges].tolist()
-    # repr is the shortest text that reads back to the same double: the file round-trips exactly.
-    out = [f"{VERTEX_TAG} {vid} {' '.join(map(repr, row))}" for vid, row in zip(ids, vrows.tolist())]
+    # repr is the shortest text that reads back to the same double: the file round-trips exactly
+    # (a Sim(3) pose through its logarithm: to a few ulps).
+    out = [f"{vtag} {vid} {' '.join(map(repr, row))}" for vid, row in zip(ids, vrows.tolist())]
     fixed_ids = np.asarray(graph.ids)[np.asarray(graph.fixed, dtype=bool)].tolist()
     if fixed_ids:
         out.append(f"{FIX_TAG} {' '.join(map(str, fixed_ids))}")
-    out += [f"{EDGE_TAG} {a} {b} {' '.join(map(repr, row))}" for (a, b), row in zip(end_ids, erows.tolist())]
+    out += [f"{etag} {a} {b} {' '.join(map(repr, row))}" for (a, b), row in zip(end_ids, erows.tolist())]
     write_text_atomic(path, "\n".join(out) + "\n")
 
 

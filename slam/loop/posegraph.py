@@ -259,15 +259,16 @@ def loop_chi2_bound(group: str, p: float) -> float:
 
 def export_g2o(path: str | Path, sol: GraphSolution | GraphData, at_solution: bool = True) -> bool:
     """Write a pose graph (measurements, information, FIX; vertices at the solution, or with
-    at_solution False at the initial estimate the solver started from) as g2o 3-D.
+    at_solution False at the initial estimate the solver started from) as g2o: SE(3) as
+    VERTEX_SE3:QUAT / EDGE_SE3:QUAT, Sim(3) (monocular) as g2o's VERTEX_SIM3:EXPMAP / EDGE_SIM3:EXPMAP.
 
-    g2o's 3-D format holds SE(3) only: a Sim(3) graph (monocular) is not written; returns whether
-    the file was written. `slam pgo` (or GTSAM) re-solving the file reaches the same cost.
+    Returns whether the file was written (always, for the groups loop closure builds). `slam pgo`
+    (or GTSAM: slam.eval.peers) re-solving the file reaches the same cost.
     """
     g = sol.graph if isinstance(sol, GraphSolution) else sol
-    if g.group != "se3":
+    if g.group not in ("se3", "sim3"):
         return False
     pg = PoseGraph(ids=g.ids, poses=g.poses, edges=g.edges, measurements=g.Z, information=g.information,
-                   fixed=g.fixed)
+                   fixed=g.fixed, sim3=g.group == "sim3")
     write_g2o(path, pg, poses=sol.poses if at_solution and isinstance(sol, GraphSolution) else g.poses)
     return True

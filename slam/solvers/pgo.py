@@ -445,13 +445,14 @@ def gauge_vertices(edges: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, in
 
 
 def from_pose_graph(graph: Any, group: str | None = None) -> PoseGraphProblem:
-    """Build the problem from slam.io.g2o.PoseGraph: SE(2) for a planar (2-D file) graph, else SE(3).
+    """Build the problem from slam.io.g2o.PoseGraph: SE(2) for a planar (2-D file) graph, Sim(3) for a
+    graph of g2o's Sim(3) types, else SE(3).
 
     A planar graph's poses stay 4x4 matrices in the plane z = 0; its information is the 3x3 block
     over (x, y, theta) of the lifted 6x6 one (entries [v_x, v_y, w_z], slam.io.g2o_planar).
     group='se3' solves a planar graph as the lifted 3-D graph instead (same optimum, twice the unknowns).
     """
-    group = group or ("se2" if getattr(graph, "planar", False) else "se3")
+    group = group or ("se2" if getattr(graph, "planar", False) else "sim3" if getattr(graph, "sim3", False) else "se3")
     info = np.asarray(graph.information)
     if group == "se2" and info.shape[1:] == (6, 6):
         info = planar_information(info)
