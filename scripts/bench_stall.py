@@ -94,7 +94,8 @@ def main() -> int:
                 rows.append(r)
                 print(f"trial {trial} {name:11s} {'loop   ' if loop else 'no-loop'}  {r['fps']:5.1f} frames/s  "
                       f"p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:5.1f} ms  loops {r['loops']}  "
-                      f"ATE {r['ate_mm']:.2f} mm  waited for BA {r['lag_wait_s']:.1f} s  CPU {r['cpu_s']:.1f} s", flush=True)
+                      f"ATE {r['ate_mm']:.2f} mm  waited for BA {r['lag_wait_s']:.1f} s  CPU {r['cpu_s']:.1f} s"
+                      + (f"  places queried {r['places_queried']}" if loop else ""), flush=True)
     summary = {}
     print("\n| setting | frames/s (median) | frames/s (min-max) | p99 ms (median) | ATE mm (median) | CPU s (median) | loops |")
     print("|---|---|---|---|---|---|---|")

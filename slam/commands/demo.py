@@ -165,7 +165,7 @@ def run_once(cfg_dict: dict[str, Any], source: Any, spec: str, out: Path, loop: 
     return result.report
 
 
-def resolve_precisions(graph_path: Path, out: Path, group: str) -> list[dict[str, Any]]:
+def resolve_precisions(graph_path: Path, out: Path) -> list[dict[str, Any]]:
     """The pose graph of a loop closure (at its initial estimate) solved in every precision preset."""
     from slam.eval.metrics import evaluate
     from slam.io.g2o import read_g2o
@@ -179,9 +179,10 @@ def resolve_precisions(graph_path: Path, out: Path, group: str) -> list[dict[str
     kf = read_tum(out / "keyframes.tum")  # row k: keyframe k (vertex ids are keyframe ids)
     t = kf.timestamps[np.asarray(graph.ids)]
     ref = gt.poses[np.clip(np.searchsorted(gt.timestamps, t - 1e-6), 0, len(gt.timestamps) - 1)]
+    group = from_pose_graph(graph).group  # Sim(3) for a monocular run's graph
     rows = []
     for name in PRESETS:
-        problem = from_pose_graph(graph, group=group)
+        problem = from_pose_graph(graph)
         s = solve(problem, SolverOptions(precision=name))
         try:
             ate = evaluate(ref, problem.poses, group).ate.rmse
@@ -306,8 +307,7 @@ def run(args: argparse.Namespace) -> int:
     graphs = sorted((out / "pose_graphs").glob("*.g2o"))
     precisions: list[dict[str, Any]] = []
     if graphs:
-        group = "sim3" if with_loop.get("sensor") == "mono" else "se3"
-        precisions = resolve_precisions(graphs[-1], out, group)
+        precisions = resolve_precisions(graphs[-1], out)
         print_precisions(precisions, str(graphs[-1].relative_to(out)))
     shot = {"written": False, "message": "skipped (--no-screenshot)"}
     if not args.no_screenshot:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from slam.commands.solver_cli import (add_solver_arguments, options_from_args, print_summary, solve_and_write,
                                      write_json)
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
                   f"eigenvalues clamped to >= {args.information_floor:g} x the largest), first at line "
                   f"{int(graph.edge_lines[repaired[0]]) if graph.edge_lines is not None else '?'}")
     problem = from_pose_graph(graph)
+    if args.init == "chordal" and problem.group == "sim3":
+        print("slam pgo: note: --init chordal has no Sim(3) form (rotations only); starting from the file's poses",
+              file=sys.stderr)
     opt = options_from_args(args)
     opt.initialization = args.init
     summary = solve_and_write(problem, opt, args.out, lambda out: write_g2o(out, graph, poses=problem.poses))

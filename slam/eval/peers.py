@@ -29,7 +29,7 @@ from scipy.spatial.transform import Rotation
 from slam.errors import InputError, ProblemError
 from slam.geometry import lie
 from slam.io.bal import BALProblem, bal_project, read_bal
-from slam.io.g2o import read_g2o, write_g2o
+from slam.io.g2o import read_g2o, read_sim3_vertices, write_g2o
 from slam.io.g2o_planar import PLANAR_TOLERANCE, flatten_poses, lift_poses, off_plane
 from slam.solvers.pgo import gauge_vertices
 
@@ -74,7 +74,8 @@ def _gtsam_sim3_graph(gtsam: Any, ours: Any) -> tuple[Any, Any]:
     """(between factors, initial values) of a Sim(3) graph: GTSAM reads no Sim(3) g2o, so the graph
     our reader parsed becomes BetweenFactorSimilarity3 factors. GTSAM's Similarity3(R, t, s) is the
     matrix [[R, t], [0, 1/s]], the same similarity as our [[s R, s t], [0, 1]], and its Logmap
-    [w, u, lambda] equals our sim3_log [w, v, sigma] (tests/unit/test_peers.py checks both)."""
+    [w, u, lambda] equals our sim3_log [w, v, sigma] (tests/unit/test_g2o_sim3.py checks both, and
+    the factor's error against our residual)."""
     graph = gtsam.NonlinearFactorGraph()
     Z = _similarities(gtsam, ours.measurements)
     for (i, j), z, info in zip(ours.ids[ours.edges].tolist(), Z, ours.information):
@@ -117,11 +118,13 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
 
     2-D files are solved as GTSAM reads them, with Pose2 (poses returned lifted to the plane z = 0);
     Sim(3) files with Similarity3 (BetweenFactorSimilarity3, built from our reader's graph).
-    initialize: start LM from GTSAM's own chordal estimate (InitializePose3 for 3-D, LAGO for 2-D)
-    instead of the file's poses; its time is part of time_s and also given as init_s.
+    initialize: start LM from GTSAM's own chordal estimate (InitializePose3 for 3-D, LAGO for 2-D;
+    none for Sim(3): ValueError) instead of the file's poses; its time is part of time_s and also given as init_s.
     """
     gtsam = _import("gtsam")
     ours = read_g2o(g2o_path)  # validates the file and gives ids in file order and FIX lines
+    if initialize and ours.sim3:
+        raise ValueError(f"{g2o_path}: GTSAM has no chordal initialization of Sim(3) graphs")
     between, initial = _gtsam_read(gtsam, g2o_path, ours)
     graph = gtsam.NonlinearFactorGraph(between)
     held = np.union1d(np.flatnonzero(ours.fixed), gauge_vertices(ours.edges, ours.fixed)[0])  # as our PGO holds
@@ -132,8 +135,6 @@ def gtsam_pgo(g2o_path: str | Path, max_iterations: int = 100, relative_error_to
         graph.add(gtsam.PriorFactorPose2(k, initial.atPose2(k), noise) if ours.planar
                   else gtsam.PriorFactorSimilarity3(k, initial.atSimilarity3(k), noise) if ours.sim3
                   else gtsam.PriorFactorPose3(k, initial.atPose3(k), noise))
-    if initialize and ours.sim3:
-        raise ValueError("GTSAM has no chordal initialization of Sim(3) graphs")
 
     file_cost = between.error(initial)
     start = time.perf_counter()
@@ -219,11 +220,14 @@ def gtsam_cost(g2o_graph_path: str | Path, poses_path_or_array: str | Path | np.
         path = Path(poses_path_or_array)
         if not path.is_file():
             raise InputError("results file not found", path)
-        res = read_g2o(path)
-        if not res.sim3 or not np.array_equal(np.sort(res.ids), np.sort(ids)):
-            raise ProblemError(f"holds no Sim(3) pose for every vertex of {g2o_graph_path}", path)
-        at = np.argsort(res.ids)[np.searchsorted(np.sort(res.ids), ids)]
-        values = _values_from_array(gtsam, res.poses[at], ids, sim3=True)
+        res_ids, res_poses = read_sim3_vertices(path)
+        order = np.argsort(res_ids)
+        at = order[np.minimum(np.searchsorted(res_ids, ids, sorter=order), len(res_ids) - 1)]
+        missing = ids[res_ids[at] != ids]
+        if missing.size:
+            raise ProblemError(f"holds no pose for vertex {missing[0]} of {g2o_graph_path} "
+                               f"({missing.size} of {len(ids)} missing)", path)
+        values = _values_from_array(gtsam, res_poses[at], ids, sim3=True)
     elif isinstance(poses_path_or_array, (str, Path)):
         path = Path(poses_path_or_array)
         if not path.is_file():

@@ -6,7 +6,10 @@ values g2o keeps with it (fx fy cx cy, written as g2o's defaults 1 1 0 0); an ed
 the 28 upper-triangular entries of its 7x7 information in the same tangent order. g2o reads the
 vertex as the inverse of Exp(.) and the edge measurement C = Exp(.)^-1, and its edge error
 Log(C S_i S_j^-1) with S = T^-1 is then Log(Z_ij^-1 T_i^-1 T_j): our residual, so a file solved by
-g2o, by GTSAM's BetweenFactorSimilarity3 (slam.eval.peers) or by `slam pgo` is the same problem.
+g2o, by GTSAM's BetweenFactorSimilarity3 (slam.eval.peers) or by `slam pgo` is the same problem
+(g2o reports chi2 = e^T Omega e summed, twice our cost). Older g2o copies (ORB-SLAM2's bundled one)
+have a wrong small-rotation branch in Sim3(Vector7) (|w| < 1e-5 with sigma != 0): they read such a
+vertex or edge with a different translation; current g2o reads it as written.
 """
 
 from __future__ import annotations
@@ -101,14 +104,16 @@ def read_g2o(path: str | Path, check_information: bool = True) -> PoseGraph:
 
 @dataclass(frozen=True)
 class GraphFormat:
-    """A g2o dialect: its tags and fields, and how its values become SE(3) poses and 6x6 information."""
+    """A g2o dialect: its tags and fields, and how its values become poses (SE(3), or Sim(3)) and
+    information (6x6, or 7x7 for Sim(3))."""
 
     vertex_tag: str
     edge_tag: str
     vertex_fields: tuple[str, ...]  # after the id
     edge_fields: tuple[str, ...]    # after the two ids
     poses: Callable[[np.ndarray, np.ndarray, Path], np.ndarray]  # (values, lines, path) -> (K,4,4)
-    # (values, lines, path, check_information) -> ((K,4,4) measurements, (K,6,6) information in [w v] order)
+    # (values, lines, path, check_information) -> ((K,4,4) measurements, (K,6,6) information in [w v] order;
+    # Sim(3): (K,7,7) in [w v sigma])
     edges: Callable[[np.ndarray, np.ndarray, Path, bool], tuple[np.ndarray, np.ndarray]]
     planar: bool = False
     sim3: bool = False  # Sim(3) poses and (K,7,7) information instead
@@ -131,6 +136,18 @@ SE3_FORMAT = GraphFormat(VERTEX_TAG, EDGE_TAG, _VERTEX_FIELDS[1:], _EDGE_FIELDS[
                          lambda v, lines, path: _se3(v, lines, VERTEX_TAG, path), _se3_edges)
 
 
+def _sim3(logs: np.ndarray, lines: np.ndarray, tag: str, path: Path) -> np.ndarray:
+    """(K,7) logarithms [w v sigma] -> (K,4,4) similarities; one whose scale or translation
+    overflows (a huge sigma) is reported with its line."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = sim3_exp(logs)
+    bad = np.flatnonzero(~np.isfinite(S).all(axis=(1, 2)) | ~(np.abs(S[:, :3, :3]).max(axis=(1, 2)) > 0))
+    if bad.size:
+        raise ProblemError(f"{tag}: the similarity Exp({' '.join(f'{v:g}' for v in logs[bad[0]])}) is not finite "
+                           "(scale e^sigma out of range)", path, int(lines[bad[0]]))
+    return S
+
+
 def _sim3_edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_information: bool
                 ) -> tuple[np.ndarray, np.ndarray]:
     information = np.empty((len(evals), 7, 7))
@@ -139,13 +156,30 @@ def _sim3_edges(evals: np.ndarray, elines: np.ndarray, path: Path, check_informa
     if check_information:
         check_positive_definite(information, elines, path, SIM3_EDGE_TAG, "28 upper-triangular entries of a "
                                 "symmetric positive definite 7x7 matrix")
-    return sim3_exp(evals[:, :7]), information
+    return _sim3(evals[:, :7], elines, SIM3_EDGE_TAG, path), information
 
 
 SIM3_FORMAT = GraphFormat(
     SIM3_VERTEX_TAG, SIM3_EDGE_TAG, _SIM3_LOG_FIELDS + ("fx", "fy", "cx", "cy"),
     _SIM3_LOG_FIELDS + tuple(f"information[{r},{c}]" for r, c in zip(_TRIU7_R, _TRIU7_C)),
-    lambda v, lines, path: sim3_exp(v[:, :7]), _sim3_edges, sim3=True)
+    lambda v, lines, path: _sim3(v[:, :7], lines, SIM3_VERTEX_TAG, path), _sim3_edges, sim3=True)
+
+
+def read_sim3_vertices(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,), poses (N,4,4)) of a file's VERTEX_SIM3:EXPMAP lines, whatever else it holds (a
+    results file: its edges, if any, are not read)."""
+    path = Path(path)
+    blocks = _split_by_tag(read_text(path))
+    if SIM3_VERTEX_TAG not in blocks:
+        raise ProblemError(f"no {SIM3_VERTEX_TAG} lines", path)
+    fields = ("id",) + SIM3_FORMAT.vertex_fields
+    vlines, vtoks = blocks[SIM3_VERTEX_TAG]
+    _check_counts(vtoks, vlines, fields, SIM3_VERTEX_TAG, path)
+    lines = np.asarray(vlines, dtype=np.int64)
+    ids = _parse_ints([t[:1] for t in vtoks], lines, fields[:1], SIM3_VERTEX_TAG, path)[:, 0]
+    _check_duplicates(ids, lines, path, SIM3_VERTEX_TAG)
+    values = _parse_floats([t[1:] for t in vtoks], lines, fields[1:], SIM3_VERTEX_TAG, path)
+    return ids, SIM3_FORMAT.poses(values, lines, path)
 
 
 def _planar_edges(order: list[tuple[int, int]], tag: str, entries: str
@@ -248,6 +282,7 @@ def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = Non
         return
 
     if graph.sim3:
+        _check_similarities(poses, graph.ids, path)
         vtag, etag = SIM3_VERTEX_TAG, SIM3_EDGE_TAG
         vrows = np.concatenate([sim3_log(poses), np.broadcast_to(_SIM3_CAMERA, (n, 4))], axis=1)
         info = np.asarray(graph.information)[:, _TRIU7_R, _TRIU7_C]
@@ -268,6 +303,22 @@ def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = Non
         out.append(f"{FIX_TAG} {' '.join(map(str, fixed_ids))}")
     out += [f"{etag} {a} {b} {' '.join(map(repr, row))}" for (a, b), row in zip(end_ids, erows.tolist())]
     write_text_atomic(path, "\n".join(out) + "\n")
+
+
+def _check_similarities(S: np.ndarray, ids: np.ndarray, path: str | Path) -> None:
+    """Every pose is [[s R, t], [0, 1]] with s > 0 and R a rotation (to 1e-6): its logarithm is
+    then what is written; anything else would be silently changed by it."""
+    A = S[:, :3, :3]
+    det = np.linalg.det(A)
+    s = np.cbrt(np.where(det > 0, det, 1.0))
+    R = A / s[:, None, None]
+    err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
+    err = np.maximum(err, np.abs(S[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1))
+    bad = np.flatnonzero(~(det > 0) | (err > 1e-6))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"pose of vertex {ids[k]} is not a similarity [[s R, t], [0, 1]] (det {det[k]:.3g}, "
+                         f"rotation error {err[k]:.3g}); refusing to write it to {path}")
 
 
 def connected_components(graph: PoseGraph) -> np.ndarray:

@@ -63,9 +63,11 @@ def pgo(results: list[dict[str, Any]]) -> dict[str, Any]:
     stage: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     to32: dict[str, list[float]] = defaultdict(list)  # time / fp32's time on the same problem
     n = 0
+    groups: dict[str, int] = defaultdict(int)
     for r in results:
         for prob in r.get("pgo", []):
             n += 1
+            groups[prob.get("group", "se3")] += 1  # results written before Sim(3) export: SE(3) only
             s = prob["solves"]
             c64 = s.get("fp64", {}).get("final_cost")
             t32 = s.get("fp32", {}).get("timing", {}).get("time_s")
@@ -79,7 +81,7 @@ def pgo(results: list[dict[str, Any]]) -> dict[str, Any]:
                 if t32 and p != "fp32":
                     to32[p].append(v["timing"]["time_s"] / t32)
     precs = [p for p in PREC_ORDER if p in ate]
-    return {"problems": n, "precisions": precs, "cost_gap": dict(gap), "ate": dict(ate),
+    return {"problems": n, "problems_by_group": dict(groups), "precisions": precs, "cost_gap": dict(gap), "ate": dict(ate),
             "cost_gap_stats": {p: _stats(np.abs(g).tolist()) for p, g in gap.items()},
             "ate_stats": {p: _stats(ate[p]) for p in precs},
             "time_vs_keyframes": {p: time_kf[p] for p in precs},

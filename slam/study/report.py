@@ -127,6 +127,8 @@ def write_html(summary: dict[str, Any], study: dict[str, Any], figures: list[Pat
                                                                                                  "max": None}))]
                      for p, s in odo["ate_stats"].items()]),
              "<h2>Loop-closure PGO problems</h2>",
+             "<p>" + ", ".join(f"{n} {'Sim(3)' if g == 'sim3' else 'SE(3)'}"
+                               for g, n in sorted(pg.get("problems_by_group", {}).items())) + "</p>",
              _table(["precision", "problems", "|cost gap| mean", "p90", "max", "ATE mean [m]", "time mean [s]",
                      "total [s]", "time / fp32's (median)"],
                     [[p, pg["ate_stats"][p]["count"], *(lambda g: [g["mean"], g["p90"], g["max"]])(

@@ -104,14 +104,14 @@ def solve_again(path: Path, run: RunSpec, out: Path) -> dict[str, Any]:
     from slam.solvers.pgo import from_pose_graph
 
     graph = read_g2o(path)
-    group = "sim3" if run.sensor == "mono" else "se3"
+    group = from_pose_graph(graph).group  # the file says: Sim(3) for monocular runs, else SE(3)
     gt = read_tum(out / "groundtruth.tum")
     kf = read_tum(out / "keyframes.tum")  # row k: keyframe k (vertex ids are keyframe ids)
     t = kf.timestamps[np.asarray(graph.ids)]
     gt_idx = np.clip(np.searchsorted(gt.timestamps, t - 1e-6), 0, len(gt.timestamps) - 1)
     ref = gt.poses[gt_idx]
-    entry: dict[str, Any] = {"problem": path.name, "keyframes": int(len(graph.poses)), "edges": int(len(graph.edges)),
-                             "solves": {}}
+    entry: dict[str, Any] = {"problem": path.name, "group": group, "keyframes": int(len(graph.poses)),
+                             "edges": int(len(graph.edges)), "solves": {}}
     for prec in run.pgo_precisions:
         problem = from_pose_graph(graph, group=group)
         s = solve(problem, SolverOptions(precision=prec))

@@ -106,8 +106,33 @@ def test_gtsam_similarity3_is_the_same_problem(tmp_path: Path) -> None:
     assert peers.gtsam_cost(path, problem.poses) == pytest.approx(s.final_cost, rel=1e-12)
     ref = peers.gtsam_pgo(path)
     assert ref["final_cost"] == pytest.approx(s.final_cost, rel=1e-4)
+    # GTSAM's result handed back as our matrices: the same cost, the same optimum
+    assert peers.gtsam_cost(path, ref["poses"]) == pytest.approx(ref["final_cost"], rel=1e-9)
+    np.testing.assert_allclose(ref["poses"], problem.poses, atol=1e-3)
     write_g2o(tmp_path / "r.g2o", read_g2o(path), poses=problem.poses)  # a results file is read too
     assert peers.gtsam_cost(path, tmp_path / "r.g2o") == pytest.approx(s.final_cost, rel=1e-12)
+
+
+def test_gtsam_similarity3_convention_against_ours() -> None:
+    """Independent of the file: GTSAM's Similarity3(R, t/s, s) is our [[sR, t], [0, 1]] up to the
+    homogeneous scale, its Logmap is our sim3_log, and BetweenFactorSimilarity3's error is our edge
+    residual Log(Z^-1 X_i^-1 X_j)."""
+    gtsam = pytest.importorskip("gtsam")
+    rng = np.random.default_rng(5)
+    S = lie.sim3_exp(np.concatenate([rng.normal(size=(3, 6)), rng.normal(size=(3, 1)) * 0.3], 1))
+    g = []
+    for k in range(3):
+        s, R, t = lie.sRt(S[k:k + 1])
+        g.append(gtsam.Similarity3(gtsam.Rot3(R[0]), t[0] / s[0], float(s[0])))
+        M = g[-1].matrix()
+        np.testing.assert_allclose(M / M[3, 3], S[k], atol=1e-14)
+        np.testing.assert_allclose(gtsam.Similarity3.Logmap(g[-1]), lie.sim3_log(S[k:k + 1])[0], atol=1e-12)
+    values = gtsam.Values()
+    values.insert(0, g[0])
+    values.insert(1, g[1])
+    factor = gtsam.BetweenFactorSimilarity3(0, 1, g[2], gtsam.noiseModel.Unit.Create(7))
+    e = lie.sim3_log(lie.sim3_inverse(S[2:3]) @ lie.sim3_inverse(S[0:1]) @ S[1:2])[0]
+    np.testing.assert_allclose(factor.unwhitenedError(values), e, atol=1e-12)
 
 
 def test_slam_pgo_solves_and_writes_a_sim3_file(tmp_path: Path) -> None:
@@ -141,3 +166,18 @@ def test_errors_name_the_line(tmp_path: Path) -> None:
     bad.write_text("\n".join(lines[:3] + [_line("EDGE_SIM3:EXPMAP", 3, 8, *LOG_Z, *info)]) + "\n")
     with pytest.raises(ProblemError, match="EDGE_SIM3:EXPMAP: 1 of the 1 information matrices are not positive"):
         read_g2o(bad)
+    huge = tmp_path / "huge.g2o"  # e^900 overflows: refused with its line, not read as inf
+    huge.write_text("\n".join([lines[0], _line("VERTEX_SIM3:EXPMAP", 8, *LOG_B[:6], 900.0, 1.0, 1.0, 0.0, 0.0)]
+                              + lines[2:]) + "\n")
+    with pytest.raises(ProblemError, match=r"huge\.g2o:2: VERTEX_SIM3:EXPMAP: the similarity .* is not finite"):
+        read_g2o(huge)
+
+
+def test_write_refuses_what_is_not_a_similarity(tmp_path: Path) -> None:
+    g, _ = _random_graph()
+    g.poses[3, 0, 1] += 0.1  # sheared: its logarithm would silently be another pose
+    with pytest.raises(ValueError, match=r"vertex 16 is not a similarity .* refusing to write"):
+        write_g2o(tmp_path / "g.g2o", g)
+    g.poses[3] = np.diag([-1.0, 1.0, 1.0, 1.0])  # a reflection
+    with pytest.raises(ValueError, match=r"vertex 16 is not a similarity"):
+        write_g2o(tmp_path / "g.g2o", g)
