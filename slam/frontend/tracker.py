@@ -33,7 +33,7 @@ from slam.geometry.pose import pnp_ransac, project, refine_pose
 from slam.frontend.relocalizer import (local_map_matches, multiscale_features, relocalize,
                                        relocalize_by_place)
 from slam.frontend.state import FrameResult, Tracks, inv
-from slam.geometry.lie import orthonormalize
+from slam.geometry.lie import orthonormalize, scale_translation
 from slam.geometry.pinhole import Rig, backproject
 from slam.geometry.triangulation import checked_triangulation
 from slam.map.keyframe import KeyframeData
@@ -77,7 +77,9 @@ class Tracker:
         self.kf_landmarks = np.zeros(0, np.int64)
         self.map_version = -1
         self.kf_poses: dict[int, np.ndarray] = {}  # T_wc of keyframes (map values once written)
-        self.kf_rel: dict[int, tuple[int, np.ndarray]] = {}  # keyframe -> (reference keyframe, T_ref_kf)
+        # keyframe -> (reference keyframe, T_ref_kf, the reference's scale then)
+        self.kf_rel: dict[int, tuple[int, np.ndarray, float]] = {}
+        self.kf_scale: dict[int, float] = {}  # each keyframe's depth scale as last seen (Map.keyframe_scale)
         self.lost_since: float | None = None
         self.place_query: Callable[[np.ndarray], list[int]] | None = None  # loaded map: place recognition
         self.localize = False  # localization mode: the loaded map stays fixed, no keyframes are made
@@ -107,7 +109,10 @@ class Tracker:
 
         Keyframes still queued for the worker, the provisional positions computed in their frames
         and the current pose are moved with the corrections BA made to the keyframes they were
-        tracked against, so that everything tracking uses stays in one consistent frame.
+        tracked against, so that everything tracking uses stays in one consistent frame. A
+        monocular Sim(3) correction also rescales a keyframe's camera frame by r (its
+        Map.keyframe_scale changed): depths, relative translations and the motion model's
+        translation measured in it are multiplied by r, as the map did with its landmarks.
         """
         if self.map.version == self.map_version:
             return
@@ -122,15 +127,29 @@ class Tracker:
                 keep = np.isin(np.arange(len(tr)), first)
                 tr.keep(keep)
                 states, pos = states[keep], pos[keep]
-        old = dict(self.kf_poses)
+        old, old_scale = dict(self.kf_poses), dict(self.kf_scale)
         self.kf_poses.update(enumerate(poses))
+        if view.keyframe_scales is not None:
+            self.kf_scale.update(enumerate(view.keyframe_scales.tolist()))
         for k in sorted(k for k in self.kf_rel if k >= len(poses)):  # queued keyframes, oldest first
-            ref, T_ref_kf = self.kf_rel[k]
+            ref, T_ref_kf, s0 = self.kf_rel[k]
             if ref >= 0:
-                self.kf_poses[k] = orthonormalize(self.kf_poses[ref] @ T_ref_kf)
+                s_ref = self.kf_scale.get(ref, s0)
+                rel = T_ref_kf if s_ref == s0 else scale_translation(T_ref_kf, s_ref / s0)
+                self.kf_poses[k] = orthonormalize(self.kf_poses[ref] @ rel)
+                self.kf_scale[k] = s_ref
+
+        def rescale(k: int) -> float:
+            """r: how a Sim(3) correction rescaled keyframe k's camera frame since the last refresh."""
+            now = self.kf_scale.get(k, 1.0)
+            return now / old_scale.get(k, now)
 
         def delta(k: int) -> np.ndarray:
-            return self.kf_poses[k] @ inv(old[k]) if k in old else np.eye(4)
+            """The affine map D p of a point in keyframe k's frame: T_k' (r T_k^-1 p)."""
+            if k not in old:
+                return np.eye(4)
+            r = rescale(k)
+            return self.kf_poses[k] @ inv(old[k]) if r == 1.0 else self.kf_poses[k] @ np.diag([r, r, r, 1.0]) @ inv(old[k])
 
         if len(tr):
             have = np.isfinite(pos[:, 0])
@@ -139,16 +158,19 @@ class Tracker:
             prov = ~have & np.isfinite(tr.xyz[:, 0]) & (tr.xyz_kf >= 0)
             for k in np.unique(tr.xyz_kf[prov]):  # per keyframe, a handful
                 m = prov & (tr.xyz_kf == k)
-                D = delta(int(k))
+                D = delta(int(k))  # with a rescaling r, D = T_k' S(r) T_k^-1 is an affine map: p' = D p
                 tr.xyz[m] = tr.xyz[m] @ D[:3, :3].T + D[:3, 3]
             tr.keep(states != CULLED)
         if self.kf_id >= 0:
-            # A world-frame correction D (window BA, loop closure) moves the current pose with its
+            # A world-frame correction (window BA, loop closure) moves the current pose with its
             # keyframe. The motion model V = T_cw(k) T_cw(k-1)^-1 is a camera-frame increment and
-            # is unchanged by it; only a monocular Sim(3) correction would rescale its translation,
-            # which the next pose refinement absorbs.
-            D = delta(self.kf_id)
-            self.T_cw = orthonormalize(self.T_cw @ inv(D))
+            # is unchanged by a rigid one; a monocular Sim(3) correction rescales its translation.
+            k, r = self.kf_id, rescale(self.kf_id)
+            if r == 1.0 or k not in old:
+                self.T_cw = orthonormalize(self.T_cw @ inv(delta(k)))
+            else:  # the camera's pose relative to its keyframe keeps its rotation; its translation scales by r
+                self.T_cw = orthonormalize(inv(self.kf_poses[k] @ scale_translation(inv(old[k]) @ inv(self.T_cw), r)))
+                self.V = scale_translation(self.V, r)
             self.kf_T_wc = self.kf_poses[self.kf_id]
 
     def start_in_map(self, place_query: Callable[[np.ndarray], list[int]] | None, localize: bool = False) -> None:
@@ -305,12 +327,15 @@ class Tracker:
         new_ids, new_points = tr.ids[prov], tr.xyz[prov]
         ref = self.kf_id if chain and self.kf_id in self.kf_poses else -1
         T_ref_kf = inv(self.kf_poses[ref]) @ T_wc if ref >= 0 else None
+        scale = self.kf_scale.get(ref, 1.0) if ref >= 0 else 1.0
         kf = KeyframeData(
             id=self.next_kf, frame_index=frame.index, timestamp=frame.timestamp, pose=T_wc, segment=self.segment,
             ids=tr.ids.copy(), uv=uv, u_right=m.u_right, depth=m.depth, descriptors=m.descriptors,
-            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf, place=place)
+            desc_ok=m.desc_ok, new_ids=new_ids, new_points=new_points, ref_kf=ref, T_ref_kf=T_ref_kf, scale=scale,
+            place=place)
         if T_ref_kf is not None:
-            self.kf_rel[kf.id] = (ref, T_ref_kf)
+            self.kf_rel[kf.id] = (ref, T_ref_kf, scale)
+        self.kf_scale[kf.id] = scale
         fresh_anchor = tr.anchor_kf < 0
         tr.anchor_kf[fresh_anchor] = kf.id
         tr.anchor_uv[fresh_anchor] = uv[fresh_anchor]
@@ -476,6 +501,7 @@ class Tracker:
         tr.anchor_kf[:] = kf0.id  # later triangulations of these tracks use the widest baseline
         tr.anchor_uv = st.ref_uv.copy()
         self.kf_poses[kf0.id] = origin.copy()
+        self.kf_scale[kf0.id] = kf0.scale  # a new segment's own units
         self.anchors.keep(kf0.id, st.ref_gray, tr.anchor_kf)
         self.T_cw = st.T_cur_ref @ np.linalg.inv(origin)
         self.kf_id, self.kf_time, self.kf_T_wc = kf0.id, ref.timestamp, origin.copy()

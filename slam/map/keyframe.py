@@ -20,6 +20,8 @@ class KeyframeData:
     ref_kf/T_ref_kf: the keyframe tracking was relative to and the pose relative to it, so that
     the worker can move a keyframe that waited in its queue with the corrections BA made to its
     reference meanwhile (-1: none, e.g. the first keyframe of a map segment);
+    scale: the reference's depth scale (Map.keyframe_scale) when tracking measured T_ref_kf and
+    new_points: a monocular Sim(3) correction of the reference since then also rescales them;
     place: what the loop worker computes the keyframe's place features from (frontend/place.py
     PlaceInput), None when loop closure is off.
     """
@@ -39,4 +41,5 @@ class KeyframeData:
     new_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     ref_kf: int = -1
     T_ref_kf: np.ndarray | None = None
+    scale: float = 1.0
     place: Any = None  # slam.frontend.place.PlaceInput (typed loosely: map/ does not import frontend/)

@@ -58,6 +58,10 @@ class Map:
         self._kf_frame = Growable((), np.int64)
         self._kf_segment = Growable((), np.int64)
         self._kf_obs = Growable((2,), np.int64)  # [start, end) rows of the observation table
+        # Product of the Sim(3) scales applied to each keyframe's camera frame (monocular loop
+        # closure, apply_correction): 1 until one is. Tracking and the odometry worker compare it
+        # with what they measured against, to rescale relative poses and depths taken before.
+        self._kf_scale = Growable((), np.float64, 1.0)
         # observations
         self._obs_kf = Growable((), np.int64)
         self._obs_lm = Growable((), np.int64)
@@ -109,6 +113,7 @@ class Map:
             self._kf_frame.extend([kf.frame_index])
             self._kf_segment.extend([kf.segment])
             self._kf_obs.extend([[start, start + k]])
+            self._kf_scale.extend([kf.scale])
             if kf.descriptors is not None:
                 ok = kf.desc_ok
                 self._lm_desc.a[kf.ids[ok]] = kf.descriptors[ok]
@@ -194,6 +199,8 @@ class Map:
                 p_cam = np.einsum("nji,nj->ni", T_old[:, :3, :3], p) * s[k, None]
                 self._lm_pos.a[moved] = np.einsum("nij,nj->ni", poses[k, :3, :3], p_cam) + poses[k, :3, 3]
             self._kf_pose.a[kf_ids] = poses
+            if scales is not None:
+                self._kf_scale.a[kf_ids] *= s
             self._corrections += 1
             self.version += 1
             return self.version
@@ -264,6 +271,18 @@ class Map:
         """T_world_cam of a keyframe, None if not inserted yet."""
         with self._lock:
             return self._kf_pose.a[kf_id].copy() if kf_id < self._kf_time.n else None
+
+    def keyframe_scale(self, kf_id: int) -> float:
+        """Product of the Sim(3) scales applied to keyframe kf_id's camera frame so far (1.0: none)."""
+        with self._lock:
+            return float(self._kf_scale.a[kf_id]) if kf_id < self._kf_time.n else 1.0
+
+    def keyframe_pose_and_scale(self, kf_id: int) -> tuple[np.ndarray, float] | None:
+        """(T_world_cam, keyframe_scale) of one keyframe, read in one locked step; None if not inserted."""
+        with self._lock:
+            if kf_id >= self._kf_time.n:
+                return None
+            return self._kf_pose.a[kf_id].copy(), float(self._kf_scale.a[kf_id])
 
     def keyframe_poses(self) -> np.ndarray:
         """(K,4,4) T_world_cam of all keyframes, by id."""
@@ -379,7 +398,7 @@ class Map:
             pos = self._lm_pos.a[ids]
             st = self._lm_state.a[ids]
             pos[st != ALIVE] = np.nan
-            return TrackingView(self.version, ids, st, pos, self._kf_pose.view.copy())
+            return TrackingView(self.version, ids, st, pos, self._kf_pose.view.copy(), self._kf_scale.view.copy())
 
     def snapshot(self) -> MapSnapshot:
         """A copy of keyframes and alive landmarks, taken under the lock."""
@@ -407,6 +426,7 @@ class Map:
         for name, attr in _STATE_ARRAYS:
             grow = getattr(m, attr)
             grow.extend(np.asarray(state[name], grow.a.dtype))
+        m._kf_scale.extend(np.ones(m._kf_pose.n))  # a loaded map's frames are its units
         m._next_id = int(state["next_id"])
         m._corrections = int(state["corrections"])
         cov = np.asarray(state["covisibility"], np.int64).reshape(-1, 3)

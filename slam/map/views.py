@@ -76,3 +76,4 @@ class TrackingView:
     states: np.ndarray         # (M,) NONE / ALIVE / CULLED
     positions: np.ndarray      # (M,3) world positions, NaN where not alive
     keyframe_poses: np.ndarray  # (K,4,4) T_world_cam by keyframe id
+    keyframe_scales: np.ndarray | None = None  # (K,) depth scale of each keyframe (Map.keyframe_scale)

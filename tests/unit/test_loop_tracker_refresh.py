@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from slam.config import RunConfig
 from slam.geometry.pinhole import Rig
@@ -47,3 +48,91 @@ def test_refresh_moves_the_current_pose_with_its_keyframe_and_renames_fused_trac
     np.testing.assert_array_equal(tr.tracks.ids, ids[[0, 4, 5]])
     expect = np.concatenate([(G[:3, :3] @ P[0] + G[:3, 3])[None], P[4:] @ G[:3, :3].T + G[:3, 3]])
     np.testing.assert_allclose(tr.tracks.xyz, expect, atol=1e-12)
+
+
+def _sim3(s: float, xi: np.ndarray) -> np.ndarray:
+    C = lie.se3_exp(xi)
+    C[:3, :3] *= s
+    return C
+
+
+def _act(C: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return p @ C[:3, :3].T + C[:3, 3]
+
+
+def _se3_part(S: np.ndarray) -> np.ndarray:
+    T = S.copy()
+    T[:3, :3] /= np.cbrt(np.linalg.det(S[:3, :3]))
+    return T
+
+
+def test_a_sim3_correction_rescales_what_tracking_measured_in_the_corrected_frames() -> None:
+    """A monocular loop's world similarity C (scale 1.2) applied to the map: tracking's current pose,
+    a keyframe still queued for the worker, provisional points in it and in a map keyframe, and the
+    motion model all end up as C would map them (positions C(p), poses C's rigid part with the
+    camera centre at C(c), camera-frame translations times 1.2); the worker then inserts the queued
+    keyframe where C puts it, with its new points, and with the map's scale for it."""
+    from slam.odometry.config import OdometryConfig
+    from slam.odometry.worker import OdometryWorker
+
+    m = Map()
+    ids = m.allocate_ids(8)
+    K = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    poses = [np.eye(4), lie.se3_exp(np.array([0.0, 0.1, 0.0, 0.3, 0.0, 0.1])),
+             lie.se3_exp(np.array([0.02, 0.15, 0.0, 0.55, 0.05, 0.12]))]  # keyframe 2: queued, not in the map
+    for i in range(2):
+        m.insert_keyframe(KeyframeData(id=i, frame_index=i, timestamp=i, pose=poses[i], segment=0,
+                                       ids=ids[3 * i:3 * i + 3], uv=np.zeros((3, 2)), u_right=np.full(3, np.nan),
+                                       depth=np.full(3, np.nan)))
+    P = np.arange(24.0).reshape(8, 3) * 0.1 + [0, 0, 5]
+    m.create_landmarks(ids[:3], P[:3], ref_kf=0)
+    cfg = RunConfig()
+    tr = Tracker(cfg.frontend, cfg.keyframes, Rig(K, 640, 480, "mono", 0.0), m, emit=lambda kf: None)
+    tr.state, tr.kf_id = TRACKING, 2
+    tr.kf_poses = {k: T for k, T in enumerate(poses)}
+    tr.kf_scale = {0: 1.0, 1: 1.0, 2: 1.0}
+    T_12 = lie.se3_inverse(poses[1]) @ poses[2]
+    tr.kf_rel = {2: (1, T_12, 1.0)}
+    tr.kf_T_wc = poses[2]
+    T_wc = poses[2] @ lie.se3_exp(np.array([0.01, 0.0, 0.0, 0.05, 0.0, 0.02]))
+    tr.T_cw = lie.se3_inverse(T_wc)
+    tr.V = lie.se3_exp(np.array([0.0, 0.01, 0.0, 0.02, 0.0, 0.01]))
+    V0 = tr.V.copy()
+    tr.tracks = Tracks()
+    tr.tracks.add(ids[3:6], np.zeros((3, 2)), P[3:6].copy())  # provisional, measured in keyframe 1 ...
+    tr.tracks.add(ids[6:], np.zeros((2, 2)), P[6:].copy())    # ... and in the queued keyframe 2
+    tr.tracks.xyz_kf[:] = [1, 1, 1, 2, 2]
+    tr.map_version = m.version
+    C = _sim3(1.2, np.array([0.0, 0.0, 0.2, 0.5, -0.3, 0.0]))
+    m.correct_keyframes(np.stack([C, C]), sim3=True)
+    assert m.keyframe_scale(0) == m.keyframe_scale(1) == pytest.approx(1.2)
+    np.testing.assert_allclose(m.positions(ids[:3]), _act(C, P[:3]), atol=1e-12)  # the map's own landmarks
+    tr._refresh_from_map()
+    np.testing.assert_allclose(tr.kf_poses[2], _se3_part(C @ poses[2]), atol=1e-12)
+    np.testing.assert_allclose(lie.se3_inverse(tr.T_cw), _se3_part(C @ T_wc), atol=1e-12)
+    np.testing.assert_allclose(tr.tracks.xyz, _act(C, P[3:]), atol=1e-12)
+    np.testing.assert_allclose(tr.V[:3, :3], V0[:3, :3], atol=1e-15)
+    np.testing.assert_allclose(tr.V[:3, 3], 1.2 * V0[:3, 3], atol=1e-15)
+    assert tr.kf_scale[2] == pytest.approx(1.2)
+    # the worker inserts the queued keyframe, measured before the correction, where C puts it
+    new_pts = P[6:].copy()
+    kf2 = KeyframeData(id=2, frame_index=2, timestamp=2, pose=poses[2], segment=0, ids=ids[6:],
+                       uv=np.zeros((2, 2)), u_right=np.full(2, np.nan), depth=np.full(2, np.nan),
+                       new_ids=ids[6:], new_points=new_pts, ref_kf=1, T_ref_kf=T_12, scale=1.0)
+    OdometryWorker(m, Rig(K, 640, 480, "mono", 0.0), OdometryConfig())._insert(kf2)
+    np.testing.assert_allclose(m.keyframe_pose(2), _se3_part(C @ poses[2]), atol=1e-12)
+    np.testing.assert_allclose(kf2.new_points, _act(C, P[6:]), atol=1e-12)
+    assert m.keyframe_scale(2) == pytest.approx(1.2)
+
+
+def test_a_rigid_correction_leaves_the_scales_and_the_motion_model() -> None:
+    m = Map()
+    ids = m.allocate_ids(3)
+    m.insert_keyframe(KeyframeData(id=0, frame_index=0, timestamp=0, pose=np.eye(4), segment=0, ids=ids,
+                                   uv=np.zeros((3, 2)), u_right=np.full(3, np.nan), depth=np.full(3, np.nan)))
+    G = lie.se3_exp(np.array([0.0, 0.0, 0.2, 0.5, -0.3, 0.0]))
+    m.correct_keyframes(G[None], sim3=False)
+    assert m.keyframe_scale(0) == 1.0
+    m.correct_keyframes(_sim3(0.9, np.zeros(6))[None], sim3=True)
+    assert m.keyframe_scale(0) == pytest.approx(0.9)
+    assert m.tracking_view(ids).keyframe_scales.tolist() == pytest.approx([0.9])
