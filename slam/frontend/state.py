@@ -20,6 +20,7 @@ class FrameResult:
     T_wc: np.ndarray | None = None   # pose at tracking time
     ref_kf: int = -1                 # keyframe the pose is stored relative to
     T_ref_cam: np.ndarray | None = None
+    ref_scale: float = 1.0           # the keyframe's Map.keyframe_scale when T_ref_cam was measured
     segment: int = 0
     tracked: int = 0
     inliers: int = 0

@@ -99,7 +99,7 @@ class Tracker:
     def _result(self, frame: Frame, status: str, inliers: int = 0) -> FrameResult:
         T_wc = inv(self.T_cw)
         return FrameResult(frame.index, frame.timestamp, status, T_wc, self.kf_id, inv(self.kf_T_wc) @ T_wc,
-                           self.segment, len(self.tracks), inliers, frame.gt_pose)
+                           self.kf_scale.get(self.kf_id, 1.0), self.segment, len(self.tracks), inliers, frame.gt_pose)
 
     def _lost(self, frame: Frame, status: str = "lost") -> FrameResult:
         return FrameResult(frame.index, frame.timestamp, status, segment=self.segment, gt_pose=frame.gt_pose)
@@ -131,7 +131,9 @@ class Tracker:
         self.kf_poses.update(enumerate(poses))
         if view.keyframe_scales is not None:
             self.kf_scale.update(enumerate(view.keyframe_scales.tolist()))
-        for k in sorted(k for k in self.kf_rel if k >= len(poses)):  # queued keyframes, oldest first
+        for k in [k for k in self.kf_rel if k < len(poses)]:  # inserted: the map has their poses now
+            del self.kf_rel[k]
+        for k in sorted(self.kf_rel):  # keyframes still queued for the worker, oldest first
             ref, T_ref_kf, s0 = self.kf_rel[k]
             if ref >= 0:
                 s_ref = self.kf_scale.get(ref, s0)
@@ -180,6 +182,8 @@ class Tracker:
         poses, _, _, segments = self.map.keyframe_table()
         self.place_query, self.localize = place_query, localize
         self.kf_poses.update(enumerate(poses))
+        scales = self.map.tracking_view(np.zeros(0, np.int64)).keyframe_scales
+        self.kf_scale.update(enumerate(scales.tolist()))
         self.next_kf = len(poses)
         self.segment = int(segments.max()) if len(segments) else -1
         self.map_version = self.map.version
@@ -521,4 +525,4 @@ class Tracker:
     def _pose_result(self, fr: Frame, T_wc: np.ndarray, tracked: int, inliers: int) -> FrameResult:
         """A frame posed during initialization, relative to the segment's first keyframe."""
         return FrameResult(fr.index, fr.timestamp, "tracking", T_wc, self.kf_id, inv(self.kf_T_wc) @ T_wc,
-                           self.segment, tracked, inliers, fr.gt_pose)
+                           self.kf_scale.get(self.kf_id, 1.0), self.segment, tracked, inliers, fr.gt_pose)

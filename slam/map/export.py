@@ -40,13 +40,21 @@ def read_ply_points(path: str | Path) -> np.ndarray:
 
 
 def frame_poses(ref_kf: np.ndarray, T_ref_cam: np.ndarray, kf_poses: np.ndarray,
-                fallback: np.ndarray) -> np.ndarray:
+                fallback: np.ndarray, ref_scale: np.ndarray | None = None,
+                kf_scales: np.ndarray | None = None) -> np.ndarray:
     """(N,4,4) T_world_cam of tracked frames: the final pose of each frame's reference keyframe
-    times the frame's pose relative to it (so frames follow their keyframe through BA)."""
+    times the frame's pose relative to it (so frames follow their keyframe through BA). With
+    ref_scale (N,) (the keyframe's units when the frame was tracked) and kf_scales (K,) (its units
+    now, Map.keyframe_scale), a relative translation measured before a monocular Sim(3)
+    correction is rescaled as the keyframe's frame was."""
     out = np.array(fallback, dtype=np.float64, copy=True)
     have = (ref_kf >= 0) & (ref_kf < len(kf_poses))
     if have.any():
-        out[have] = kf_poses[ref_kf[have]] @ T_ref_cam[have]
+        rel = np.array(T_ref_cam[have], dtype=np.float64, copy=True)
+        if ref_scale is not None and kf_scales is not None:
+            r = kf_scales[ref_kf[have]] / np.asarray(ref_scale, np.float64)[have]
+            rel[:, :3, 3] *= r[:, None]
+        out[have] = kf_poses[ref_kf[have]] @ rel
     return out
 
 

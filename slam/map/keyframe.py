@@ -20,8 +20,9 @@ class KeyframeData:
     ref_kf/T_ref_kf: the keyframe tracking was relative to and the pose relative to it, so that
     the worker can move a keyframe that waited in its queue with the corrections BA made to its
     reference meanwhile (-1: none, e.g. the first keyframe of a map segment);
-    scale: the reference's depth scale (Map.keyframe_scale) when tracking measured T_ref_kf and
-    new_points: a monocular Sim(3) correction of the reference since then also rescales them;
+    scale: the reference's units (Map.keyframe_scale) when tracking measured T_ref_kf and
+    new_points: a monocular Sim(3) correction of the reference since then also rescales them (the
+    worker sets it to the reference's units at insert, which the keyframe inherits);
     place: what the loop worker computes the keyframe's place features from (frontend/place.py
     PlaceInput), None when loop closure is off.
     """

@@ -58,9 +58,11 @@ class Map:
         self._kf_frame = Growable((), np.int64)
         self._kf_segment = Growable((), np.int64)
         self._kf_obs = Growable((2,), np.int64)  # [start, end) rows of the observation table
-        # Product of the Sim(3) scales applied to each keyframe's camera frame (monocular loop
-        # closure, apply_correction): 1 until one is. Tracking and the odometry worker compare it
-        # with what they measured against, to rescale relative poses and depths taken before.
+        # The units of each keyframe's camera frame: multiplied by the scale of every Sim(3)
+        # correction applied to it (monocular loop closure, apply_correction); a new keyframe
+        # inherits its reference's at insert. Only the ratio of one keyframe's values over time
+        # means anything: tracking, the worker and the trajectory export rescale by it what they
+        # measured in that frame before. Saved maps drop it (a loaded map's frames are its units).
         self._kf_scale = Growable((), np.float64, 1.0)
         # observations
         self._obs_kf = Growable((), np.int64)
@@ -273,7 +275,7 @@ class Map:
             return self._kf_pose.a[kf_id].copy() if kf_id < self._kf_time.n else None
 
     def keyframe_scale(self, kf_id: int) -> float:
-        """Product of the Sim(3) scales applied to keyframe kf_id's camera frame so far (1.0: none)."""
+        """The units of keyframe kf_id's camera frame (see _kf_scale); 1.0 before any Sim(3) correction."""
         with self._lock:
             return float(self._kf_scale.a[kf_id]) if kf_id < self._kf_time.n else 1.0
 
@@ -408,7 +410,8 @@ class Map:
                 version=self.version, keyframe_ids=np.arange(self._kf_time.n),
                 keyframe_timestamps=self._kf_time.view.copy(), keyframe_frames=self._kf_frame.view.copy(),
                 keyframe_poses=self._kf_pose.view.copy(), keyframe_segments=self._kf_segment.view.copy(),
-                point_ids=alive, points=self._lm_pos.a[alive].copy(), n_observations=int(self._obs_ok.view.sum()))
+                point_ids=alive, points=self._lm_pos.a[alive].copy(), n_observations=int(self._obs_ok.view.sum()),
+                keyframe_scales=self._kf_scale.view.copy())
 
     # ------------------------------------------------------------------ saved maps (slam/map/store.py)
     def export_state(self) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ class MapSnapshot:
     point_ids: np.ndarray           # (P,) alive landmarks
     points: np.ndarray              # (P, 3)
     n_observations: int
+    keyframe_scales: np.ndarray | None = None  # (K,) Map.keyframe_scale of each keyframe
 
 
 @dataclass

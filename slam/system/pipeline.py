@@ -269,7 +269,8 @@ class System:
         times = np.array([r.timestamp for r in ok])
         if ok:
             poses = frame_poses(np.array([r.ref_kf for r in ok]), np.stack([r.T_ref_cam for r in ok]),
-                                snap.keyframe_poses, np.stack([r.T_wc for r in ok]))
+                                snap.keyframe_poses, np.stack([r.T_wc for r in ok]),
+                                np.array([r.ref_scale for r in ok]), snap.keyframe_scales)
         else:
             poses = np.zeros((0, 4, 4))
         write_trajectories(self.out, times, poses, snap)

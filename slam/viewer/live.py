@@ -73,6 +73,7 @@ class LiveViewer:
         # per tracked frame: reference keyframe, position in it, position at tracking time, ground truth
         self._ref = _Rows((), np.int64, -1)
         self._t_ref = _Rows((3,))
+        self._s_ref = _Rows((), np.float64, 1.0)  # the keyframe's units then (FrameResult.ref_scale)
         self._t_wc = _Rows((3,))
         self._gt = _Rows((3,))
 
@@ -94,6 +95,7 @@ class LiveViewer:
                 continue
             self._ref.append(r.ref_kf)
             self._t_ref.append(r.T_ref_cam[:3, 3])
+            self._s_ref.append(r.ref_scale)
             self._t_wc.append(np.nan if r.T_wc is None else r.T_wc[:3, 3])
             self._gt.append(np.nan if r.gt_pose is None else r.gt_pose[:3, 3])
 
@@ -119,6 +121,7 @@ class LiveViewer:
             "kf_ids": snapshot.keyframe_ids, "kf_times": snapshot.keyframe_timestamps,
             "kf_poses": snapshot.keyframe_poses,
             "ref": self._ref.copy(), "t_ref": self._t_ref.copy(), "t_wc": self._t_wc.copy(), "gt": self._gt.copy(),
+            "s_ref": self._s_ref.copy(), "kf_scales": snapshot.keyframe_scales,
             "image": image, "uv": np.asarray(tracked_uv, np.float32), "in_map": np.asarray(tracked_in_map, bool),
             "current": current_pose, "loops": list(loops), "status": status,
         }
@@ -241,7 +244,10 @@ def scene_from_message(msg: dict[str, Any], K: np.ndarray, image_size: tuple[int
     have = (ref >= 0) & (ref < len(kf_poses))
     if have.any():  # frames follow their keyframe through BA and loop corrections (as trajectory.tum)
         kf = kf_poses[ref[have]]
-        traj[have] = np.einsum("nij,nj->ni", kf[:, :3, :3], msg["t_ref"][have]) + kf[:, :3, 3]
+        t_ref = msg["t_ref"][have]
+        if msg.get("kf_scales") is not None and msg.get("s_ref") is not None:  # monocular Sim(3) corrections
+            t_ref = t_ref * (msg["kf_scales"][ref[have]] / msg["s_ref"][have])[:, None]
+        traj[have] = np.einsum("nij,nj->ni", kf[:, :3, :3], t_ref) + kf[:, :3, 3]
     scene = Scene(points=msg["points"].astype(np.float64), keyframe_poses=kf_poses, trajectory=traj,
                   current_pose=msg["current"], K=K, image_size=image_size)
     gt = msg["gt"]
