@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from slam.geometry import lie
-from slam.map.correction import propagate
+from slam.map.correction import propagate, rebase_keyframe
 from slam.map.covisibility import Covisibility
 from slam.map.growable import Growable
 from slam.map.keyframe import KeyframeData
@@ -97,11 +97,18 @@ class Map:
         return self._kf_time.n
 
     # ------------------------------------------------------------------ writes (odometry worker)
-    def insert_keyframe(self, kf: KeyframeData) -> None:
-        """Add a keyframe with an observation row per tracked feature; ids must be allocated."""
+    def insert_keyframe(self, kf: KeyframeData, follow_reference: bool = False) -> None:
+        """Add a keyframe with an observation row per tracked feature; ids must be allocated.
+
+        follow_reference: first move it (and its new points) onto its reference keyframe's pose and
+        units as they are now (correction.rebase_keyframe), in the same locked step, so that a loop
+        correction cannot land between reading the reference and inserting.
+        """
         with self._lock:
             if kf.id != self._kf_time.n:
                 raise ValueError(f"keyframe {kf.id} inserted out of order (expected {self._kf_time.n})")
+            if follow_reference and 0 <= kf.ref_kf < self._kf_time.n and kf.T_ref_kf is not None:
+                rebase_keyframe(kf, self._kf_pose.a[kf.ref_kf], float(self._kf_scale.a[kf.ref_kf]))
             start = self._obs_kf.n
             k = len(kf.ids)
             self._obs_kf.extend(np.full(k, kf.id, np.int64))
@@ -132,15 +139,25 @@ class Map:
         self._covisibility.add(kf_id, others + first, counts[others])
 
     def create_landmarks(self, ids: np.ndarray, positions: np.ndarray, ref_kf: int,
-                         if_states: tuple[int, ...] | None = None) -> np.ndarray:
+                         if_states: tuple[int, ...] | None = None,
+                         measured_at: tuple[np.ndarray, float] | None = None) -> np.ndarray:
         """Give tracks a 3-D position (world frame): they become landmarks anchored to ref_kf.
 
         if_states: only the ids whose state is one of these (checked under the lock) are created.
-        Returns the mask of ids that were created.
+        measured_at: (pose, units) of ref_kf the positions were computed with; if a correction has
+        moved or rescaled ref_kf since, the positions follow it as its landmarks did
+        (p' = T_now (r T_then^-1 p)). Returns the mask of ids that were created.
         """
         ids = np.asarray(ids, np.int64)
         positions = np.asarray(positions, np.float64).reshape(-1, 3)
         with self._lock:
+            if measured_at is not None and 0 <= ref_kf < self._kf_time.n:
+                T_then, s_then = measured_at
+                T_now, s_now = self._kf_pose.a[ref_kf], float(self._kf_scale.a[ref_kf])
+                if s_now != s_then or not np.array_equal(T_now, T_then):
+                    r = s_now / s_then
+                    D = T_now @ np.diag([r, r, r, 1.0]) @ np.linalg.inv(T_then)
+                    positions = positions @ D[:3, :3].T + D[:3, 3]
             m = np.ones(len(ids), bool) if if_states is None else np.isin(self._lm_state.a[ids], if_states)
             self._lm_pos.a[ids[m]] = positions[m]
             self._lm_state.a[ids[m]] = ALIVE
@@ -278,13 +295,6 @@ class Map:
         """The units of keyframe kf_id's camera frame (see _kf_scale); 1.0 before any Sim(3) correction."""
         with self._lock:
             return float(self._kf_scale.a[kf_id]) if kf_id < self._kf_time.n else 1.0
-
-    def keyframe_pose_and_scale(self, kf_id: int) -> tuple[np.ndarray, float] | None:
-        """(T_world_cam, keyframe_scale) of one keyframe, read in one locked step; None if not inserted."""
-        with self._lock:
-            if kf_id >= self._kf_time.n:
-                return None
-            return self._kf_pose.a[kf_id].copy(), float(self._kf_scale.a[kf_id])
 
     def keyframe_poses(self) -> np.ndarray:
         """(K,4,4) T_world_cam of all keyframes, by id."""

@@ -14,12 +14,13 @@ from slam.map.map import CULLED, NONE, Map
 def from_measurements(the_map: Map, kf: KeyframeData, K: np.ndarray) -> int:
     """Landmarks for the keyframe's tracks that have depth (stereo / RGB-D) and no position yet."""
     n = 0
+    at = (kf.pose.copy(), kf.scale)  # positions below are computed at the keyframe's pose as inserted
     if len(kf.new_ids):  # the worker may have triangulated some already
-        n += int(the_map.create_landmarks(kf.new_ids, kf.new_points, kf.id, if_states=(NONE,)).sum())
+        n += int(the_map.create_landmarks(kf.new_ids, kf.new_points, kf.id, if_states=(NONE,), measured_at=at).sum())
     cand = (the_map.states(kf.ids) == NONE) & np.isfinite(kf.depth)
     if cand.any():
         n += int(the_map.create_landmarks(kf.ids[cand], backproject(kf.uv[cand], kf.depth[cand], K, kf.pose), kf.id,
-                                          if_states=(NONE,)).sum())
+                                          if_states=(NONE,), measured_at=at).sum())
     return n
 
 
@@ -42,6 +43,7 @@ def triangulate_tracks(the_map: Map, kf: KeyframeData, K: np.ndarray, lookback: 
     X, good, _ = checked_triangulation(T_cw_a, T_cw_b, uv_a, uv_b, K, max_error, min_parallax_deg)
     if good.any():
         # positions may have been given meanwhile: the map checks the states under its lock
-        the_map.create_landmarks(ids_a[good], X[good], kf.id, if_states=(NONE, CULLED))
+        the_map.create_landmarks(ids_a[good], X[good], kf.id, if_states=(NONE, CULLED),
+                                 measured_at=(kf.pose.copy(), kf.scale))
         return int(good.sum())
     return 0

@@ -18,7 +18,6 @@ import numpy as np
 
 from slam.odometry.config import OdometryConfig
 from slam.geometry.pinhole import Rig
-from slam.geometry.lie import orthonormalize, scale_translation
 from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
 from slam.odometry.landmarks import from_measurements, triangulate_tracks
@@ -163,18 +162,11 @@ class OdometryWorker:
 
     def _insert(self, kf: KeyframeData) -> None:
         t0 = time.perf_counter()
-        got = self.map.keyframe_pose_and_scale(kf.ref_kf) if kf.ref_kf >= 0 and kf.T_ref_kf is not None else None
-        if got is not None:
-            # BA moved the reference since tracking measured this keyframe against it: follow it,
-            # and a monocular Sim(3) correction of the reference rescaled its camera frame by r.
-            ref, ref_scale = got
-            r = ref_scale / kf.scale
-            pose = orthonormalize(ref @ (kf.T_ref_kf if r == 1.0 else scale_translation(kf.T_ref_kf, r)))
-            if len(kf.new_points):  # p' = pose' (r pose^-1 p)
-                D = pose @ np.diag([r, r, r, 1.0]) @ np.linalg.inv(kf.pose) if r != 1.0 else pose @ np.linalg.inv(kf.pose)
-                kf.new_points = kf.new_points @ D[:3, :3].T + D[:3, 3]
-            kf.pose, kf.scale = pose, ref_scale
-        self.map.insert_keyframe(kf)
+        # BA (or a loop) moved the reference since tracking measured this keyframe against it:
+        # the map moves it along, in the step that inserts it (a monocular Sim(3) correction of the
+        # reference also rescaled its camera frame). Landmarks made from it below follow any
+        # correction that lands after the insert (create_landmarks' measured_at).
+        self.map.insert_keyframe(kf, follow_reference=True)
         n = from_measurements(self.map, kf, self.rig.K)
         n += triangulate_tracks(self.map, kf, self.rig.K, lookback=max(self.cfg.window, 2),
                                 max_error=self.cfg.max_reprojection_error, min_parallax_deg=self.cfg.min_parallax)

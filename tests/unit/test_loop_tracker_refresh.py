@@ -214,3 +214,22 @@ def test_frame_poses_rescale_what_was_tracked_before_a_sim3_correction() -> None
     np.testing.assert_allclose(out[0][:3, 3], [0.4, 0.0, 0.0], atol=1e-15)
     np.testing.assert_allclose(out[1], kf[1] @ lie.se3_exp(np.array([0.0, 0, 0, 0.5, 0, 0])), atol=1e-15)
     np.testing.assert_array_equal(frame_poses(np.array([0, 1]), rel, kf, np.zeros((2, 4, 4))), kf @ rel)
+
+
+def test_landmarks_computed_before_a_correction_follow_their_keyframe() -> None:
+    """The worker computes a new keyframe's landmark positions after inserting it; a loop correction
+    (Sim(3), scale 1.2) that lands in between moves them as it moved the keyframe's other landmarks."""
+    m = Map()
+    ids = m.allocate_ids(3)
+    T = lie.se3_exp(np.array([0.0, 0.1, 0.0, 0.3, 0.0, 0.1]))
+    m.insert_keyframe(KeyframeData(id=0, frame_index=0, timestamp=0, pose=T, segment=0, ids=ids,
+                                   uv=np.zeros((3, 2)), u_right=np.full(3, np.nan), depth=np.full(3, np.nan)))
+    P = np.array([[0.2, 0.1, 4.0], [1.0, -0.5, 6.0], [0.0, 0.0, 3.0]])
+    m.create_landmarks(ids[:1], P[:1], 0)  # made before the correction
+    C = _sim3(1.2, np.array([0.0, 0.0, 0.2, 0.5, -0.3, 0.0]))
+    m.correct_keyframes(C[None], sim3=True)
+    m.create_landmarks(ids[1:], P[1:], 0, measured_at=(T, 1.0))  # computed before it, written after
+    np.testing.assert_allclose(m.positions(ids), _act(C, P), atol=1e-12)
+    new = m.allocate_ids(1)
+    m.create_landmarks(new, P[:1], 0, measured_at=(m.keyframe_pose(0), 1.2))  # computed after it: kept as given
+    np.testing.assert_array_equal(m.positions(new), P[:1])
