@@ -174,18 +174,11 @@ def _values_from_array(gtsam: Any, poses: Any, ids: np.ndarray, planar: bool = F
     bad = np.flatnonzero(~np.isfinite(poses).all(axis=(1, 2)))
     if bad.size:
         raise ProblemError(f"pose of vertex {ids[bad[0]]} holds NaN or Inf")
-    R = poses[:, :3, :3]
-    if sim3:  # the rotation of s R
-        scale = np.cbrt(np.linalg.det(R))
-        bad = np.flatnonzero(~(scale > 0))
-        if bad.size:
-            raise ProblemError(f"pose of vertex {ids[bad[0]]} is not a similarity (det {scale[bad[0]] ** 3:.3g})")
-        R = R / scale[:, None, None]
-    err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
-    err = np.maximum(err, np.abs(poses[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1))
-    bad = np.flatnonzero((err > 1e-6) | (np.linalg.det(R) < 0))
+    err = lie.transform_error(poses, scaled=sim3)
+    bad = np.flatnonzero(~(err <= 1e-6))
     if bad.size:
-        raise ProblemError(f"pose of vertex {ids[bad[0]]} is not a rigid transform (rotation error {err[bad[0]]:.3g})")
+        what = "similarity" if sim3 else "rigid transform"
+        raise ProblemError(f"pose of vertex {ids[bad[0]]} is not a {what} (rotation error {err[bad[0]]:.3g})")
     values = gtsam.Values()
     if planar:
         off = off_plane(poses)

@@ -26,6 +26,7 @@ from slam.frontend.config import FrontendConfig, KeyframeConfig
 from slam.frontend.anchored import AnchorAligner
 from slam.frontend.features import Pyramid, build_pyramid, detect, klt, make_orb, orb_descriptors, to_gray
 from slam.frontend.keyframes import KeyframePolicy, median_parallax
+from slam.frontend.map_sync import refresh_from_map
 from slam.frontend.measure import measure
 from slam.frontend.mono_init import MonoInitializer, TwoViewStart, pose_from_points
 from slam.frontend.place import place_input
@@ -33,11 +34,11 @@ from slam.geometry.pose import pnp_ransac, project, refine_pose
 from slam.frontend.relocalizer import (local_map_matches, multiscale_features, relocalize,
                                        relocalize_by_place)
 from slam.frontend.state import FrameResult, Tracks, inv
-from slam.geometry.lie import orthonormalize, scale_translation
+from slam.geometry.lie import orthonormalize
 from slam.geometry.pinhole import Rig, backproject
 from slam.geometry.triangulation import checked_triangulation
 from slam.map.keyframe import KeyframeData
-from slam.map.map import CULLED, Map
+from slam.map.map import Map
 from slam.sources.base import Frame
 
 INIT, TRACKING, LOST = "init", "tracking", "lost"
@@ -105,75 +106,8 @@ class Tracker:
         return FrameResult(frame.index, frame.timestamp, status, segment=self.segment, gt_pose=frame.gt_pose)
 
     def _refresh_from_map(self) -> None:
-        """Pick up what the worker wrote: landmark positions and keyframe poses.
-
-        Keyframes still queued for the worker, the provisional positions computed in their frames
-        and the current pose are moved with the corrections BA made to the keyframes they were
-        tracked against, so that everything tracking uses stays in one consistent frame. A
-        monocular Sim(3) correction also rescales a keyframe's camera frame by r (its
-        Map.keyframe_scale changed): depths, relative translations and the motion model's
-        translation measured in it are multiplied by r, as the map did with its landmarks.
-        """
-        if self.map.version == self.map_version:
-            return
-        tr = self.tracks
-        view = self.map.tracking_view(tr.ids)  # loop closure may have fused landmarks: ids resolved
-        self.map_version = view.version
-        states, pos, poses = view.states, view.positions, view.keyframe_poses
-        if len(tr) and not np.array_equal(view.ids, tr.ids):
-            tr.ids = view.ids  # a track follows its landmark to the one it was fused into
-            _, first = np.unique(tr.ids, return_index=True)
-            if len(first) < len(tr):  # two tracks of one landmark: keep the first
-                keep = np.isin(np.arange(len(tr)), first)
-                tr.keep(keep)
-                states, pos = states[keep], pos[keep]
-        old, old_scale = dict(self.kf_poses), dict(self.kf_scale)
-        self.kf_poses.update(enumerate(poses))
-        if view.keyframe_scales is not None:
-            self.kf_scale.update(enumerate(view.keyframe_scales.tolist()))
-        for k in [k for k in self.kf_rel if k < len(poses)]:  # inserted: the map has their poses now
-            del self.kf_rel[k]
-        for k in sorted(self.kf_rel):  # keyframes still queued for the worker, oldest first
-            ref, T_ref_kf, s0 = self.kf_rel[k]
-            if ref >= 0:
-                s_ref = self.kf_scale.get(ref, s0)
-                rel = T_ref_kf if s_ref == s0 else scale_translation(T_ref_kf, s_ref / s0)
-                self.kf_poses[k] = orthonormalize(self.kf_poses[ref] @ rel)
-                self.kf_scale[k] = s_ref
-
-        def rescale(k: int) -> float:
-            """r: how a Sim(3) correction rescaled keyframe k's camera frame since the last refresh."""
-            now = self.kf_scale.get(k, 1.0)
-            return now / old_scale.get(k, now)
-
-        def delta(k: int) -> np.ndarray:
-            """The affine map D p of a point in keyframe k's frame: T_k' (r T_k^-1 p)."""
-            if k not in old:
-                return np.eye(4)
-            r = rescale(k)
-            return self.kf_poses[k] @ inv(old[k]) if r == 1.0 else self.kf_poses[k] @ np.diag([r, r, r, 1.0]) @ inv(old[k])
-
-        if len(tr):
-            have = np.isfinite(pos[:, 0])
-            tr.xyz[have] = pos[have]
-            tr.xyz_kf[have] = -1
-            prov = ~have & np.isfinite(tr.xyz[:, 0]) & (tr.xyz_kf >= 0)
-            for k in np.unique(tr.xyz_kf[prov]):  # per keyframe, a handful
-                m = prov & (tr.xyz_kf == k)
-                D = delta(int(k))  # with a rescaling r, D = T_k' S(r) T_k^-1 is an affine map: p' = D p
-                tr.xyz[m] = tr.xyz[m] @ D[:3, :3].T + D[:3, 3]
-            tr.keep(states != CULLED)
-        if self.kf_id >= 0:
-            # A world-frame correction (window BA, loop closure) moves the current pose with its
-            # keyframe. The motion model V = T_cw(k) T_cw(k-1)^-1 is a camera-frame increment and
-            # is unchanged by a rigid one; a monocular Sim(3) correction rescales its translation.
-            k, r = self.kf_id, rescale(self.kf_id)
-            if r == 1.0 or k not in old:
-                self.T_cw = orthonormalize(self.T_cw @ inv(delta(k)))
-            else:  # the camera's pose relative to its keyframe keeps its rotation; its translation scales by r
-                self.T_cw = orthonormalize(inv(self.kf_poses[k] @ scale_translation(inv(old[k]) @ inv(self.T_cw), r)))
-                self.V = scale_translation(self.V, r)
-            self.kf_T_wc = self.kf_poses[self.kf_id]
+        """Pick up what the map's writers did since the last frame (map_sync.py)."""
+        refresh_from_map(self)
 
     def start_in_map(self, place_query: Callable[[np.ndarray], list[int]] | None, localize: bool = False) -> None:
         """Begin in a loaded map: the first frames relocalize against it (place recognition `place_query`:

@@ -474,3 +474,22 @@ def scale_translation(T: np.ndarray, r: float) -> np.ndarray:
     out = np.array(T, dtype=np.float64, copy=True)
     out[..., :3, 3] *= r
     return out
+
+
+def transform_error(T: np.ndarray, scaled: bool = False) -> np.ndarray:
+    """(N,) how far each (N,4,4) is from a rigid transform (scaled: from a similarity [[s R, t],
+    [0, 1]], s > 0): the largest entry of |R^T R - I| and of the last row's deviation from
+    [0, 0, 0, 1], with R the rotation block (divided by s = det^(1/3)); inf for a reflection."""
+    A = T[:, :3, :3]
+    det = np.linalg.det(A)
+    R = A / np.cbrt(np.where(det > 0, det, 1.0))[:, None, None] if scaled else A
+    err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
+    err = np.maximum(err, np.abs(T[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1))
+    return np.where(det > 0, err, np.inf)
+
+
+def frame_motion(T_now: np.ndarray, T_then_inv: np.ndarray, r: float = 1.0) -> np.ndarray:
+    """The affine 4x4 map p -> T_now (r T_then^-1 p): where a point measured in a camera frame goes
+    when the frame moves from T_then to T_now and its units are rescaled by r (r = 1: T_now T_then^-1,
+    bit for bit, since products with 1 and 0 are exact)."""
+    return T_now @ np.diag([r, r, r, 1.0]) @ T_then_inv

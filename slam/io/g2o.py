@@ -24,7 +24,7 @@ import scipy.sparse
 from scipy.sparse import csgraph
 
 from slam.errors import FormatError, ProblemError
-from slam.geometry.lie import sim3_exp, sim3_log
+from slam.geometry.lie import sim3_exp, sim3_log, transform_error
 from slam.geometry.quaternion import quat_to_rot, rot_to_quat
 from slam.io import g2o_planar as planar
 from slam.io.text import data_lines, read_text, write_text_atomic
@@ -308,17 +308,12 @@ def write_g2o(path: str | Path, graph: PoseGraph, poses: np.ndarray | None = Non
 def _check_similarities(S: np.ndarray, ids: np.ndarray, path: str | Path) -> None:
     """Every pose is [[s R, t], [0, 1]] with s > 0 and R a rotation (to 1e-6): its logarithm is
     then what is written; anything else would be silently changed by it."""
-    A = S[:, :3, :3]
-    det = np.linalg.det(A)
-    s = np.cbrt(np.where(det > 0, det, 1.0))
-    R = A / s[:, None, None]
-    err = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
-    err = np.maximum(err, np.abs(S[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=1))
-    bad = np.flatnonzero(~(det > 0) | (err > 1e-6))
+    err = transform_error(S, scaled=True)
+    bad = np.flatnonzero(~(err <= 1e-6))
     if bad.size:
         k = int(bad[0])
-        raise ValueError(f"pose of vertex {ids[k]} is not a similarity [[s R, t], [0, 1]] (det {det[k]:.3g}, "
-                         f"rotation error {err[k]:.3g}); refusing to write it to {path}")
+        raise ValueError(f"pose of vertex {ids[k]} is not a similarity [[s R, t], [0, 1]] (det "
+                         f"{np.linalg.det(S[k, :3, :3]):.3g}, rotation error {err[k]:.3g}); refusing to write it to {path}")
 
 
 def connected_components(graph: PoseGraph) -> np.ndarray:

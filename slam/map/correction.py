@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from slam.geometry import lie
-from slam.geometry.lie import scale_translation
 
 
 def propagate(C: np.ndarray, poses_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,11 +36,11 @@ def rebase_keyframe(kf: Any, ref_pose: np.ndarray, ref_scale: float) -> None:
     """Move a keyframe that waited in the odometry worker's queue onto its reference's pose and
     units now (Map.insert_keyframe, under the map's lock): pose = T_ref S(r) T_ref_kf with
     r = ref_scale / kf.scale (a monocular Sim(3) correction of the reference since tracking measured
-    it; r == 1 keeps the rigid arithmetic bit for bit), new points p' = pose (r pose_before^-1 p),
+    it), new points p' = pose (r pose_before^-1 p),
     and the keyframe takes the reference's units."""
     r = ref_scale / kf.scale
-    pose = lie.orthonormalize(ref_pose @ (kf.T_ref_kf if r == 1.0 else scale_translation(kf.T_ref_kf, r)))
+    pose = lie.orthonormalize(ref_pose @ lie.scale_translation(kf.T_ref_kf, r))
     if len(kf.new_points):
-        D = pose @ np.linalg.inv(kf.pose) if r == 1.0 else pose @ np.diag([r, r, r, 1.0]) @ np.linalg.inv(kf.pose)
+        D = lie.frame_motion(pose, np.linalg.inv(kf.pose), r)
         kf.new_points = kf.new_points @ D[:3, :3].T + D[:3, 3]
     kf.pose, kf.scale = pose, ref_scale
