@@ -26,7 +26,7 @@ class FrontendConfig:
     # closure lower in 11, mean 0.077% -> 0.058% of the path; without loop closure lower in 9, mean equal.
     # Monocular, blocking, seed 57, room_loop / room_figure8 with loop closure (without): 6 0.031 /
     # 0.085% (0.061 / 0.101%), 8 0.035 / 0.047% (0.097 / 0.138%), 12 0.022 / 0.056% (0.056 /
-    # 0.109%), 20 0.032 / 0.063% (0.062 / 0.253%).
+    # 0.109%), 16 0.031 / 0.065% (0.085 / 0.199%), 20 0.032 / 0.063% (0.062 / 0.253%).
     max_track_keyframes: int = 12
     # Align each keyframe's tracked features to their anchor keyframe's patch with an affine warp
     # (frontend/anchored.py) before they are measured and handed to BA: ATE of blocking runs 1.6-4x
