@@ -37,7 +37,8 @@ class FrontendConfig:
     # room_loop and room_figure8: 1.5-7.6x lower ATE without loop closure, 1.7-3.8x with it) but real
     # monocular data gets worse (KITTI 07 head, Sim(3) ATE 0.413 -> 0.486 m, 7-38% worse on four
     # 120-140-frame excerpts; TUM fr3 office at 1 Hz 0.231 -> 0.235 m). Refusing anchors whose
-    # predicted warp magnifies by more than 1.1 makes KITTI neutral but takes the gain away.
+    # predicted warp magnifies by more than 1.1 makes KITTI neutral but takes the gain away. Over
+    # seven patch radii KITTI loses about 7% on average (docs/architecture.md: what it is not).
     anchor_alignment_mono: bool = False
     # ... only while the odometry worker has at most this many keyframes queued (negative: every
     # keyframe whatever the load). 0 kept stereo 752x480 at 38 frames/s on the 2-core machine by
