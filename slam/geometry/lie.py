@@ -469,8 +469,8 @@ def orthonormalize(T: np.ndarray) -> np.ndarray:
 
 
 def scale_translation(T: np.ndarray, r: float) -> np.ndarray:
-    """T (...,4,4) with its translation times r: a relative pose measured in camera units that a
-    Sim(3) correction has since rescaled by r (monocular loop closure)."""
+    """T (...,4,4) with its translation times r (a scalar, or (...,1) per transform): a relative pose
+    measured in camera units that a Sim(3) correction has since rescaled by r (monocular loop closure)."""
     out = np.array(T, dtype=np.float64, copy=True)
     out[..., :3, 3] *= r
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slam.geometry import lie
 from slam.io.text import write_bytes_atomic
 from slam.io.trajectory import Trajectory, write_tum
 from slam.map.views import MapSnapshot
@@ -50,10 +51,10 @@ def frame_poses(ref_kf: np.ndarray, T_ref_cam: np.ndarray, kf_poses: np.ndarray,
     out = np.array(fallback, dtype=np.float64, copy=True)
     have = (ref_kf >= 0) & (ref_kf < len(kf_poses))
     if have.any():
-        rel = np.array(T_ref_cam[have], dtype=np.float64, copy=True)
+        rel = T_ref_cam[have]
         if ref_scale is not None and kf_scales is not None:
             r = kf_scales[ref_kf[have]] / np.asarray(ref_scale, np.float64)[have]
-            rel[:, :3, 3] *= r[:, None]
+            rel = lie.scale_translation(rel, r[:, None])
         out[have] = kf_poses[ref_kf[have]] @ rel
     return out
 
