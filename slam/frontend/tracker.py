@@ -116,8 +116,7 @@ class Tracker:
         poses, _, _, segments = self.map.keyframe_table()
         self.place_query, self.localize = place_query, localize
         self.kf_poses.update(enumerate(poses))
-        scales = self.map.tracking_view(np.zeros(0, np.int64)).keyframe_scales
-        self.kf_scale.update(enumerate(scales.tolist()))
+        self.kf_scale.update(enumerate(self.map.keyframe_scales().tolist()))
         self.next_kf = len(poses)
         self.segment = int(segments.max()) if len(segments) else -1
         self.map_version = self.map.version

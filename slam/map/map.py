@@ -296,6 +296,11 @@ class Map(LandmarkFusion):
         with self._lock:
             return float(self._kf_scale.a[kf_id]) if kf_id < self._kf_time.n else 1.0
 
+    def keyframe_scales(self) -> np.ndarray:
+        """(K,) the units of every keyframe's camera frame (keyframe_scale of each), a copy."""
+        with self._lock:
+            return self._kf_scale.view.copy()
+
     def keyframe_poses(self) -> np.ndarray:
         """(K,4,4) T_world_cam of all keyframes, by id."""
         with self._lock:
