@@ -20,7 +20,10 @@ iBoW-LCD. Each keyframe is a set of words (binary term frequency, so a repeated 
 outvote the rest); a query scores every keyframe by the idf-weighted words they share
 (idf = log(keyframes / keyframes holding the word)), normalized as DBoW2's L1 score with binary
 weights: shared weight / max(query weight, keyframe weight), in [0, 1]. Words held by a large part
-of the database (`stop_fraction`) are skipped, which also bounds the cost of a query.
+of the database (`stop_fraction`, but never fewer than STOP_MIN_KEYFRAMES keyframes) are skipped,
+which also bounds the cost of a query. The floor matters for small databases (a folder of a few
+photos): with 0.2 alone, a word two of nine images share would be a stop word, and a place seen
+twice in a small set would score 0.
 
 Storage is two sorted arrays of (word, keyframe) pairs, a large one (with CSR offsets per word, so
 a lookup is two array reads) merged rarely and a small one merged at every add, so that adding is
@@ -37,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 DESCRIPTOR_BYTES = 32
+STOP_MIN_KEYFRAMES = 8  # a word is a stop word only when held by more keyframes than this (and stop_fraction)
 
 
 class PlaceDatabase:
@@ -150,7 +154,7 @@ class PlaceDatabase:
         idf = np.log((n + 1.0) / np.maximum(df, 1))
         # A word of no keyframe still weighs in the query's norm: the query has it, nobody else does.
         w_query = float(idf.sum())
-        use = (df > 0) & (df <= max(1.0, self.stop_fraction * n))
+        use = (df > 0) & (df <= max(STOP_MIN_KEYFRAMES, self.stop_fraction * n))
         if w_query <= 0 or not use.any():
             return out
         votes = _gather_votes(self._main_k, lo1[use], c1[use], idf[use], n)

@@ -7,6 +7,7 @@ API (stable):
     det.detect(kf_id, descriptors, excluded, neighbours_of, add=True) -> list[tuple[int, float]]
     det.rejections: dict[str, int]     # counts by reason, keys in REJECTIONS
     det.queries: int                   # detect() calls
+    det.last_scores: dict[int, float]  # the last query's score against each keyframe then in the database
     det.database: PlaceDatabase
 
 `detect` scores the new keyframe against every keyframe in the database, then
@@ -52,6 +53,7 @@ class LoopDetector:
         self.noise_sigmas = float(noise_sigmas)
         self.rejections: dict[str, int] = {r: 0 for r in REJECTIONS}
         self.queries = 0
+        self.last_scores: dict[int, float] = {}
         # Groups of the previous query: (keyframe ids, number of consecutive queries that saw them).
         self._groups: list[tuple[frozenset[int], int]] = []
 
@@ -63,6 +65,7 @@ class LoopDetector:
                neighbours_of: Callable[[int], set[int]], add: bool = True) -> list[tuple[int, float]]:
         """Consistent loop candidates (kf_id, score), best first, for keyframe kf_id; then index it."""
         self.queries += 1
+        self.last_scores = {}
         words = self.database.words(descriptors)  # once for the query and the add
         try:
             return self._detect(int(kf_id), descriptors, excluded, neighbours_of, words)
@@ -81,6 +84,7 @@ class LoopDetector:
             return self._reject("no_descriptors")
         ids, scores = db.score_all(descriptors, words)
         score_of = dict(zip(ids.tolist(), scores.tolist()))
+        self.last_scores = score_of
         own = [score_of[k] for k in neighbours_of(kf_id) if k in score_of and k != kf_id]
         floor = max(self.min_score, min(own) if own else 0.0)
         allowed = ~np.isin(ids, np.asarray(excluded, np.int64).ravel()) & (ids != kf_id)

@@ -173,7 +173,8 @@ class PlaceRecognizer:
         if best is None:
             return None
         j, n = best
-        score = float(self.detector.database.scores(d, [j])[0])
+        # The score the detector saw, before this image joined the database (and changed the idf).
+        score = self.detector.last_scores.get(j, 0.0)
         return {"query": name, "match": self.names[j], "score": round(score, 4), "inliers": n}
 
 

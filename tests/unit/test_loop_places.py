@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from slam.cli import main
-from slam.loop.database import PlaceDatabase
+from slam.loop.database import STOP_MIN_KEYFRAMES, PlaceDatabase
 from slam.loop.detector import LoopDetector
 from slam.synthetic import SyntheticSource
 
@@ -41,7 +41,7 @@ def _reference_scores(db: PlaceDatabase, kf_descs: list[np.ndarray], query: np.n
     wq = sum(idf.values())
     out = []
     for s in sets:
-        votes = sum(idf[w] for w in q if w in s and 0 < df[w] <= max(1.0, db.stop_fraction * n))
+        votes = sum(idf[w] for w in q if w in s and 0 < df[w] <= max(STOP_MIN_KEYFRAMES, db.stop_fraction * n))
         wkf = len(s) * wq / len(q)
         out.append(votes / max(wq, wkf))
     return np.array(out)
@@ -71,6 +71,20 @@ def test_database_scores_match_a_plain_reimplementation() -> None:
     for k, d in enumerate(base):
         twin.add(100 + k, d, twin.words(d))
     np.testing.assert_array_equal(twin.score_all(query)[1], scores)
+
+
+def test_a_place_seen_twice_in_a_small_database_still_scores() -> None:
+    # Five keyframes, two of them the same place: the words they share are held by 2 of 5 keyframes,
+    # more than stop_fraction (0.2) of them; the stop-word floor keeps them, so a third look scores.
+    rng = np.random.default_rng(3)
+    place = rng.integers(0, 256, (200, 32), dtype=np.uint8)
+    db = PlaceDatabase()
+    for k in range(5):
+        db.add(k, _noisy(place, rng, 6) if k in (1, 3) else rng.integers(0, 256, (200, 32), dtype=np.uint8))
+    ids, scores = db.score_all(_noisy(place, rng, 6))
+    assert db.stop_fraction * 5 < 2 <= STOP_MIN_KEYFRAMES  # the fraction alone would stop these words
+    assert set(ids[np.argsort(-scores)[:2]].tolist()) == {1, 3} and scores[[1, 3]].min() > 0.2
+    assert scores[[0, 2, 4]].max() < 0.05
 
 
 def test_database_bad_input() -> None:
