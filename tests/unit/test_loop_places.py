@@ -175,3 +175,15 @@ def test_slam_places_bad_input(tmp_path, capsys) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     assert main(["places", str(tmp_path)]) == 2
     assert "broken.png: not a readable image" in capsys.readouterr().err
+
+
+def test_slam_places_on_a_few_photos_reports_the_score_it_matched_with(tmp_path, capsys) -> None:
+    # Six images, the first place seen again twice: in so small a set the fraction rule alone made
+    # the shared words stop words, and the score was read after the query joined the database (0.0).
+    src = SyntheticSource("office_walk", "mono", frames=600, seed=3)
+    for k, i in enumerate([0, 150, 300, 3, 450, 6]):
+        cv2.imwrite(str(tmp_path / f"{k:02d}.png"), src.render(i).left)
+    assert main(["places", str(tmp_path), "--consistency", "1", "--json"]) == 0
+    found = {r["query"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(found) == {"03.png", "05.png"}
+    assert all(r["match"] in ("00.png", "03.png") and r["score"] > 0.05 and r["inliers"] >= 30 for r in found.values())
