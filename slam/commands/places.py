@@ -69,15 +69,22 @@ def run(args: argparse.Namespace) -> int:
                                       min_consistency=args.consistency))
     found = []
     t0 = time.perf_counter()
-    for name, gray in _images(files):
-        r = rec.add(name, gray)
-        if r is not None:
-            found.append(r)
-            if not args.json:
-                print(json.dumps(r), flush=True)
-    if args.json:
-        print(json.dumps(found, indent=1))
-    rej = dict(rec.detector.rejections, **rec.rejections)
-    print(f"slam places: {len(files)} images, {len(found)} revisits in {time.perf_counter() - t0:.1f} s "
-          f"(candidates rejected: {', '.join(f'{k} {v}' for k, v in rej.items() if v)})", file=sys.stderr)
+    done = 0
+    try:
+        for name, gray in _images(files):
+            r = rec.add(name, gray)
+            done += 1
+            if r is not None:
+                found.append(r)
+                if not args.json:
+                    print(json.dumps(r), flush=True)
+    finally:
+        # An unreadable image or Ctrl-C ends the scan; the revisits found up to there are still
+        # printed (one object a line already is), then the error is reported.
+        if args.json:
+            print(json.dumps(found, indent=1), flush=True)
+        rej = dict(rec.detector.rejections, **rec.rejections)
+        stopped = "" if done == len(files) else f" (stopped after {done} of them)"
+        print(f"slam places: {len(files)} images{stopped}, {len(found)} revisits in {time.perf_counter() - t0:.1f} s "
+              f"(candidates rejected: {', '.join(f'{k} {v}' for k, v in rej.items() if v)})", file=sys.stderr)
     return 0

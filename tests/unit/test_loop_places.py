@@ -187,3 +187,14 @@ def test_slam_places_on_a_few_photos_reports_the_score_it_matched_with(tmp_path,
     found = {r["query"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(found) == {"03.png", "05.png"}
     assert all(r["match"] in ("00.png", "03.png") and r["score"] > 0.05 and r["inliers"] >= 30 for r in found.values())
+
+
+def test_slam_places_keeps_what_it_found_when_an_image_is_unreadable(tmp_path, capsys) -> None:
+    src = SyntheticSource("office_walk", "mono", frames=600, seed=3)
+    for k, i in enumerate([0, 150, 300, 3]):
+        cv2.imwrite(str(tmp_path / f"{k:02d}.png"), src.render(i).left)
+    (tmp_path / "04_broken.png").write_bytes(b"not a png")
+    assert main(["places", str(tmp_path), "--consistency", "1", "--json"]) == 2
+    cap = capsys.readouterr()
+    assert [r["query"] for r in json.loads(cap.out)] == ["03.png"]
+    assert "04_broken.png: not a readable image" in cap.err and "stopped after 4 of them" in cap.err
