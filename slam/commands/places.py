@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from slam.errors import InputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+from slam.sources.common import IMAGE_EXTENSIONS
+from slam.sources.common import image_files as _image_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from slam.loop.places import PlaceParams
 
     d = PlaceParams()
-    parser.add_argument("folder", metavar="FOLDER", help="folder of images, taken in name order")
+    parser.add_argument("folder", metavar="FOLDER",
+                        help="folder of images, taken in name order (numbers by value: frame2 before frame10)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of one object a line")
     parser.add_argument("--features", type=int, default=d.n_features, metavar="N",
                         help=f"ORB features per image (default {d.n_features})")
@@ -34,13 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def image_files(folder: str | Path) -> list[Path]:
-    """Image files of a folder in name order; InputError when there is none."""
+    """Image files of a folder in natural name order (as `slam run` takes an image folder: frame2
+    before frame10); InputError when there is none."""
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(root)
     if not files:
-        raise InputError(f"{root}: no images (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"{root}: no images (expected files ending in {', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 

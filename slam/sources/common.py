@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -14,6 +15,18 @@ import numpy as np
 from slam.errors import FormatError, InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders the digit runs of a name by value: frame2.png before frame10.png."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files (IMAGE_EXTENSIONS) of a folder in natural name order, the order every
+    image-folder command takes them in (a folder's frames are often numbered without leading zeros)."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                  key=lambda p: natural_key(p.name))
 
 
 class SourceWarning(UserWarning):

@@ -6,7 +6,6 @@ calibration that is being made, so this reader delivers the images as recorded.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import cv2
 import numpy as np
 
 from slam.errors import InputError
-from slam.sources.common import IMAGE_EXTENSIONS
+from slam.sources.common import image_files
 from slam.sources.open import detect_kind
 
 
@@ -85,8 +84,7 @@ def open_raw(spec: str) -> RawFrames:
         raise InputError(f"'{spec}': expected camera:N with N a device number (camera:0)")
     if kind == "images":
         folder = Path(spec)
-        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
-                       key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+        files = image_files(folder)
         first = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
         if first is None:
             raise InputError("cannot read the image", files[0])

@@ -13,7 +13,7 @@ from slam.errors import FormatError, InputError
 from slam.geometry.camera import MODELS, new_camera_matrix, undistort_rectify_maps
 from slam.sources.base import Calibration, CameraModel, Frame, Source
 from slam.io.yamlfile import read_yaml
-from slam.sources.common import (IMAGE_EXTENSIONS, ProblemLog, Remap, base_info, image_size,
+from slam.sources.common import (IMAGE_EXTENSIONS, ProblemLog, Remap, base_info, image_files, image_size,
                                  rate_from, read_image, require_dir, require_file)
 from slam.sources.euroc import camera_from_sensor_yaml
 
@@ -99,10 +99,6 @@ def undistorter(cam: CameraModel, alpha: float) -> tuple[CameraModel, Remap]:
     return CameraModel(cam.width, cam.height, K[0, 0], K[1, 1], K[0, 2], K[1, 2]), Remap(maps)
 
 
-def _natural_key(name: str) -> list[Any]:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
-
-
 class VideoSource(Source):
     """Frames of a video file, undistorted; timestamps from the container or from a given rate."""
 
@@ -172,8 +168,7 @@ class ImageFolderSource(Source):
     def __init__(self, path: str | Path, calibration: str | Path | CameraModel | None,
                  rate_hz: float | None = None, alpha: float = 0.0) -> None:
         self.path = require_dir(path, "a folder of images")
-        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
-                            key=lambda p: _natural_key(p.name))
+        self.files = image_files(self.path)
         if not self.files:
             raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder", self.path)
         raw, extras = resolve_calibration(calibration, self.path)

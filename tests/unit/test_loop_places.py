@@ -198,3 +198,13 @@ def test_slam_places_keeps_what_it_found_when_an_image_is_unreadable(tmp_path, c
     cap = capsys.readouterr()
     assert [r["query"] for r in json.loads(cap.out)] == ["03.png"]
     assert "04_broken.png: not a readable image" in cap.err and "stopped after 4 of them" in cap.err
+
+
+def test_slam_places_takes_numbered_images_in_numeric_order(tmp_path) -> None:
+    # frame2 before frame10, as `slam run` and `slam calibrate` take an image folder
+    from slam.commands.places import image_files
+
+    for name in ("frame10.png", "frame2.png", "frame1.png", "notes.txt", "frame9.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "frame3.png").mkdir()  # a folder is not an image
+    assert [p.name for p in image_files(tmp_path)] == ["frame1.png", "frame2.png", "frame9.jpg", "frame10.png"]
