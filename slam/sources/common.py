@@ -6,6 +6,7 @@ import os
 import re
 import struct
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,21 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".t
 
 def natural_key(name: str) -> list[Any]:
     """Sort key that orders the digit runs of a name by value: frame2.png before frame10.png."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+    # the split alternates text and digit runs; by position, since str.isdigit() is also true of
+    # characters int() refuses ('²')
+    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", name))]
 
 
 def image_files(folder: Path) -> list[Path]:
     """The image files (IMAGE_EXTENSIONS) of a folder in natural name order, the order every
-    image-folder command takes them in (a folder's frames are often numbered without leading zeros)."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                  key=lambda p: natural_key(p.name))
+    image-folder command takes them in (a folder's frames are often numbered without leading zeros).
+
+    Names that are all numbers (timestamps: 1.25.png, 1.5.png) are ordered by their value, exactly
+    (Decimal): digit runs alone would put the fraction 5 before 25."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if files and all(re.fullmatch(r"\d+(\.\d+)?", p.stem) for p in files):
+        return sorted(files, key=lambda p: (Decimal(p.stem), p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 class SourceWarning(UserWarning):

@@ -208,3 +208,9 @@ def test_slam_places_takes_numbered_images_in_numeric_order(tmp_path) -> None:
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "frame3.png").mkdir()  # a folder is not an image
     assert [p.name for p in image_files(tmp_path)] == ["frame1.png", "frame2.png", "frame9.jpg", "frame10.png"]
+
+    for p in tmp_path.iterdir():
+        (p.rmdir if p.is_dir() else p.unlink)()
+    for name in ("2.0.png", "1.5.png", "1.25.png", "10.png"):  # timestamps: by value, not by digit runs
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in image_files(tmp_path)] == ["1.25.png", "1.5.png", "2.0.png", "10.png"]
