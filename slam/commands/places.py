@@ -71,11 +71,9 @@ def run(args: argparse.Namespace) -> int:
                                       min_consistency=args.consistency))
     found = []
     t0 = time.perf_counter()
-    done = 0
     try:
         for name, gray in _images(files):
             r = rec.add(name, gray)
-            done += 1
             if r is not None:
                 found.append(r)
                 if not args.json:
@@ -86,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(found, indent=1), flush=True)
         rej = dict(rec.detector.rejections, **rec.rejections)
+        done = len(rec.names)  # images the recognizer took
         stopped = "" if done == len(files) else f" (stopped after {done} of them)"
         print(f"slam places: {len(files)} images{stopped}, {len(found)} revisits in {time.perf_counter() - t0:.1f} s "
               f"(candidates rejected: {', '.join(f'{k} {v}' for k, v in rej.items() if v)})", file=sys.stderr)

@@ -16,6 +16,7 @@ import numpy as np
 from slam.errors import FormatError, InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+TIMESTAMP_NAME = re.compile(r"\d+(\.\d+)?")  # a file stem that is a timestamp (seconds or nanoseconds)
 
 
 def natural_key(name: str) -> list[Any]:
@@ -32,7 +33,7 @@ def image_files(folder: Path) -> list[Path]:
     Names that are all numbers (timestamps: 1.25.png, 1.5.png) are ordered by their value, exactly
     (Decimal): digit runs alone would put the fraction 5 before 25."""
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if files and all(re.fullmatch(r"\d+(\.\d+)?", p.stem) for p in files):
+    if files and all(TIMESTAMP_NAME.fullmatch(p.stem) for p in files):
         return sorted(files, key=lambda p: (Decimal(p.stem), p.name))
     return sorted(files, key=lambda p: natural_key(p.name))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,8 +12,8 @@ from slam.errors import FormatError, InputError
 from slam.geometry.camera import MODELS, new_camera_matrix, undistort_rectify_maps
 from slam.sources.base import Calibration, CameraModel, Frame, Source
 from slam.io.yamlfile import read_yaml
-from slam.sources.common import (IMAGE_EXTENSIONS, ProblemLog, Remap, base_info, image_files, image_size,
-                                 rate_from, read_image, require_dir, require_file)
+from slam.sources.common import (IMAGE_EXTENSIONS, TIMESTAMP_NAME, ProblemLog, Remap, base_info, image_files,
+                                 image_size, rate_from, read_image, require_dir, require_file)
 from slam.sources.euroc import camera_from_sensor_yaml
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
@@ -186,7 +185,7 @@ class ImageFolderSource(Source):
         if rate:
             return np.arange(len(self.files)) / float(rate)
         stems = [p.stem for p in self.files]
-        if not all(re.fullmatch(r"\d+(\.\d+)?", s) for s in stems):
+        if not all(TIMESTAMP_NAME.fullmatch(s) for s in stems):
             raise InputError("file names are not timestamps: give a frame rate (config key 'rate_hz')", self.path)
         t = np.array([float(s) for s in stems])
         if all("." not in s for s in stems) and t.max() > 1e15:
