@@ -71,7 +71,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Dotted key -> (lowest, highest) allowed numbers (None: unbounded).
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "frontend.max_features": (10, None), "frontend.grid_cols": (1, None), "frontend.grid_rows": (1, None),
-    "frontend.klt_window": (5, None), "frontend.klt_levels": (0, 8), "frontend.min_inliers": (6, None),
+    "frontend.klt_window": (5, None), "frontend.klt_levels": (0, 8), "frontend.klt_check_levels": (-1, 8), "frontend.min_inliers": (6, None),
     "frontend.reprojection_threshold": (0.1, None), "frontend.fb_threshold": (0.01, None), "frontend.max_track_keyframes": (0, None),
     "keyframes.max_rate_hz": (0.01, None), "odometry.window": (2, None), "odometry.max_fixed": (1, None),
     "odometry.max_iterations": (1, None), "odometry.max_iterations_live": (1, None), "odometry.max_lag": (-1, None), "odometry.cg_max_iterations": (1, None),

@@ -44,11 +44,12 @@ def build_pyramid(gray: np.ndarray, window: int, levels: int) -> Pyramid:
 
 
 def klt(src: Pyramid, dst: Pyramid, pts: np.ndarray, guess: np.ndarray | None = None,
-        fb_threshold: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        fb_threshold: float = 1.0, check_levels: int = -1) -> tuple[np.ndarray, np.ndarray]:
     """Track pts (N,2) from src to dst; (new points (N,2) float32, ok (N,) bool).
 
     `guess` seeds the search (motion prediction); ok needs KLT success both ways, a
-    forward-backward error below fb_threshold pixels and a point inside the image.
+    forward-backward error below fb_threshold pixels and a point inside the image. The backward
+    pass runs on check_levels pyramid levels (-1: all of them).
     """
     n = len(pts)
     if n == 0:
@@ -60,7 +61,8 @@ def klt(src: Pyramid, dst: Pyramid, pts: np.ndarray, guess: np.ndarray | None = 
     if not fin.all():  # NaN makes OpenCV assert or return garbage: track the finite points only
         out, ok = np.asarray(pts, np.float32).copy(), np.zeros(n, bool)
         if fin.any():
-            out[fin], ok[fin] = klt(src, dst, pts[fin], None if guess is None else guess[fin], fb_threshold)
+            out[fin], ok[fin] = klt(src, dst, pts[fin], None if guess is None else guess[fin], fb_threshold,
+                                    check_levels)
         return out, ok
     p0 = np.ascontiguousarray(pts, dtype=np.float32).reshape(-1, 1, 2)
     win = (src.window, src.window)
@@ -73,7 +75,8 @@ def klt(src: Pyramid, dst: Pyramid, pts: np.ndarray, guess: np.ndarray | None = 
         fwd = attempt(cv2.calcOpticalFlowPyrLK, src.image, dst.image, p0, None, winSize=win, maxLevel=levels,
                       criteria=_KLT_CRITERIA)
     bwd = None if fwd is None else attempt(
-        cv2.calcOpticalFlowPyrLK, dst.image, src.image, fwd[0], p0.copy(), winSize=win, maxLevel=levels,
+        cv2.calcOpticalFlowPyrLK, dst.image, src.image, fwd[0], p0.copy(), winSize=win,
+        maxLevel=levels if check_levels < 0 else min(check_levels, levels),
         criteria=_KLT_CRITERIA, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
     if bwd is None:  # images OpenCV cannot track on: every track is lost
         return p0.reshape(-1, 2).copy(), np.zeros(n, bool)

@@ -87,6 +87,8 @@ class Tracker:
         self.relocalized_frames: list[int] = []
         self.mono = MonoInitializer(frontend, rig.K, the_map.allocate_ids) if rig.mode == "mono" else None
         self.times: dict[str, list[float]] = {}
+        self.check_levels = (self.f.klt_check_levels if self.f.klt_check_levels >= 0
+                             else self.f.klt_levels if rig.mode == "mono" else 1)  # KLT's backward pass
         self.anchors = AnchorAligner(self.f.anchor_alignment and (rig.mode != "mono" or self.f.anchor_alignment_mono),
                                      self.f.anchor_alignment_max_pending)
         self.keyframe_reasons: dict[str, int] = {}
@@ -149,7 +151,7 @@ class Tracker:
         tr = self.tracks
         T_pred = self.V @ self.T_cw
         guess = self._predict_pixels(T_pred)
-        uv, ok = klt(self.pyr, pyr, tr.uv, guess, self.f.fb_threshold)
+        uv, ok = klt(self.pyr, pyr, tr.uv, guess, self.f.fb_threshold, self.check_levels)
         tr.flow = uv - tr.uv
         tr.uv = uv
         tr.keep(ok)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from slam.frontend.features import build_pyramid, cell_index, detect, klt, make_orb, orb_descriptors
 from slam.frontend.stereo import depth_lookup, refine_disparity, row_search, stereo_match
@@ -35,13 +36,14 @@ def test_detect_fills_the_grid_and_keeps_its_distance() -> None:
     assert (pts[:, 0] >= 10).all() and (pts[:, 1] >= 10).all() and (pts[:, 0] < 742).all()
 
 
-def test_klt_recovers_a_subpixel_shift_and_rejects_occlusions() -> None:
+@pytest.mark.parametrize("check_levels", [-1, 1])  # the backward pass on every level, on one (stereo/RGB-D)
+def test_klt_recovers_a_subpixel_shift_and_rejects_occlusions(check_levels: int) -> None:
     img = _texture()
     moved = _shift(img, 3.4, -2.1)
     pts = detect(img, np.zeros((0, 2)), 200, 8, 6, 15, 0.01, 30)
     moved[200:300, 300:400] = 128  # occluder: tracks there must fail
     a, b = build_pyramid(img, 21, 3), build_pyramid(moved, 21, 3)
-    new, ok = klt(a, b, pts, None, 0.5)
+    new, ok = klt(a, b, pts, None, 0.5, check_levels)
     inside = (pts[:, 0] > 310) & (pts[:, 0] < 390) & (pts[:, 1] > 210) & (pts[:, 1] < 290)  # window inside
     near = (pts[:, 0] > 285) & (pts[:, 0] < 415) & (pts[:, 1] > 185) & (pts[:, 1] < 315)
     assert not ok[inside].any()
