@@ -18,13 +18,12 @@ class FrontendConfig:
     klt_window: int = 21             # px, side of the KLT window
     klt_levels: int = 3              # pyramid levels above the image
     fb_threshold: float = 1.0        # px, forward-backward KLT consistency
-    # Pyramid levels of the backward (check) pass of the forward-backward test; -1: 1 for stereo and
-    # RGB-D, klt_levels for monocular. The check is seeded at the start point, so its coarse levels
-    # only matter where a wrong forward track would slide back home from afar. One level instead of
-    # three saves ~1.3 ms of a stereo 752x480 frame's tracking (2.9 -> 1.6 ms); ATE without loop
-    # closure, blocking, 12 stereo / RGB-D renderings (room_loop, room_figure8, street_loop; seeds
-    # 0-1): geometric mean 0.94x of three levels' (lower in 9). Monocular keeps all levels: on the
-    # real KITTI 07 head and excerpts, 1 level raised mean Sim(3) ATE 0.292 -> 0.323 m.
+    # Pyramid levels of the backward (check) pass of the forward-backward test (-1: klt_levels).
+    # Fewer levels are cheaper (752x480 stereo: 2.9 ms a frame with 3, 1.6 with 1) but keep tracks
+    # whose KLT is unstable: with 1 level, fp64 and mixed runs of the same rendering parted on one
+    # such track by 0.5 mm (tests/integration/test_run_pipeline.py), and on the real KITTI 07 head
+    # (monocular) mean Sim(3) ATE rose 0.292 -> 0.323 m. ATE of 12 stereo / RGB-D renderings moved
+    # within their noise (0.94x with 1 level, 1.07x with 2, 1.0x with 0 but 1.23x on street_loop).
     klt_check_levels: int = -1
     # A track seen for this many keyframes continues as a new landmark from the next keyframe on
     # (0: never). A KLT track's position drifts with the viewpoint (scripts/bench_track_error.py:

@@ -87,8 +87,7 @@ class Tracker:
         self.relocalized_frames: list[int] = []
         self.mono = MonoInitializer(frontend, rig.K, the_map.allocate_ids) if rig.mode == "mono" else None
         self.times: dict[str, list[float]] = {}
-        self.check_levels = (self.f.klt_check_levels if self.f.klt_check_levels >= 0
-                             else self.f.klt_levels if rig.mode == "mono" else 1)  # KLT's backward pass
+        self.check_levels = self.f.klt_check_levels if self.f.klt_check_levels >= 0 else self.f.klt_levels
         self.anchors = AnchorAligner(self.f.anchor_alignment and (rig.mode != "mono" or self.f.anchor_alignment_mono),
                                      self.f.anchor_alignment_max_pending)
         self.keyframe_reasons: dict[str, int] = {}

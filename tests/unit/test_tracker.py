@@ -171,13 +171,12 @@ def test_anchor_alignment_runs_only_while_the_worker_keeps_up_and_not_for_mono_b
     assert Tracker(FrontendConfig(anchor_alignment_mono=True), KeyframeConfig(), mono_rig, Map(), lambda kf: None).anchors.enabled
 
 
-def test_the_klt_check_runs_on_one_level_with_depth_and_on_all_for_mono_unless_configured() -> None:
+def test_the_klt_check_runs_on_every_level_unless_configured() -> None:
     cam = SyntheticSource("room_loop", "stereo", frames=2).calibration.camera
 
     def levels(mode: str, **frontend) -> int:
         rig = Rig(cam.K, int(cam.width), int(cam.height), mode, 0.1 if mode == "stereo" else 0.0)
         return Tracker(FrontendConfig(**frontend), KeyframeConfig(), rig, Map(), lambda kf: None).check_levels
 
-    assert levels("stereo") == levels("rgbd") == 1
-    assert levels("mono") == 3 and levels("mono", klt_levels=4) == 4
-    assert levels("stereo", klt_check_levels=3) == 3 and levels("mono", klt_check_levels=0) == 0
+    assert levels("stereo") == levels("rgbd") == levels("mono") == 3 and levels("mono", klt_levels=4) == 4
+    assert levels("stereo", klt_check_levels=1) == 1 and levels("mono", klt_check_levels=0) == 0
