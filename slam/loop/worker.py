@@ -46,6 +46,7 @@ class LoopWorker:
         self.abort_event = threading.Event()
         closer.abort = self.abort_event
         self.busy_since: float | None = None
+        self.cpu_s: float | None = None  # the thread's CPU time once it has ended
         self._thread = threading.Thread(target=self._run, name="loop", daemon=True)
 
     def start(self) -> None:
@@ -95,6 +96,12 @@ class LoopWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.cpu_s = time.thread_time()  # this thread's CPU time, for report.json
+
+    def _loop(self) -> None:
         lower_priority(self.nice)
         while True:
             item = self.queue.get()

@@ -61,6 +61,7 @@ class OdometryWorker:
         self._solved_cv = threading.Condition(self._count_lock)  # notified after every window solve
         self._submitted = self._inserted = self._solved = 0
         self.lag_wait_s = 0.0  # tracking time spent waiting for the worker to catch up (max_lag)
+        self.cpu_s: float | None = None  # the thread's CPU time once it has ended
 
     def pending(self) -> int:
         """Keyframes submitted but not yet inserted into the map."""
@@ -116,6 +117,12 @@ class OdometryWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.cpu_s = time.thread_time()  # this thread's CPU time, for report.json
+
+    def _loop(self) -> None:
         lower_priority(self.nice)
         stop = False
         while not stop:

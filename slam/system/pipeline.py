@@ -92,6 +92,7 @@ class System:
         self.live = bool(getattr(source, "live", False))  # a camera: newest frame only, drops counted
         self.loops: list[dict[str, Any]] = []  # accepted loop closures, as written to loops.json
         self.reader: Prefetcher | None = None
+        self.tracking_cpu_s: float | None = None  # CPU time of this (the tracking) thread over the run
         self.realtime = realtime  # recorded sources: release frames at their timestamps
         self.mode = choose_mode(cfg.source.sensor, source)
         self.rig = make_rig(source, self.mode, cfg)
@@ -151,6 +152,7 @@ class System:
         self.worker.start()
         n = 0
         t0_sensor = None
+        cpu0 = time.thread_time()
         try:
             for frame in reader:
                 if self.realtime:
@@ -180,6 +182,7 @@ class System:
         finally:
             reader.stop()
             t_track = time.perf_counter() - t_start
+            self.tracking_cpu_s = time.thread_time() - cpu0
             if self.loop_worker is not None and (interrupted or error is not None):
                 self.loop_worker.abort()  # keep the last written correction, start no other
             try:

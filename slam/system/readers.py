@@ -20,6 +20,7 @@ class Prefetcher:
         self.q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self.stop_event = threading.Event()
         self.read_times: list[float] = []
+        self.cpu_s: float | None = None  # the thread's CPU time once it has ended
         self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
         self._thread.start()
 
@@ -33,6 +34,12 @@ class Prefetcher:
         return False
 
     def _run(self) -> None:
+        try:
+            self._read()
+        finally:
+            self.cpu_s = time.thread_time()  # this thread's CPU time, for report.json
+
+    def _read(self) -> None:
         try:
             it = iter(self.source)
             n = 0

@@ -62,6 +62,24 @@ def _ranges(idx: list[int]) -> list[list[int]]:
     return [[int(g[0]), int(g[-1])] for g in np.split(a, cut)]
 
 
+def cpu_report(system: Any) -> dict[str, float | None]:
+    """CPU seconds of each thread of the run (None: not run, or not ended) and of the whole process.
+
+    On a machine whose cores the run saturates, frames/s follows the sum; the threads say where it goes.
+    """
+    try:
+        import resource  # Unix only
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        process: float | None = ru.ru_utime + ru.ru_stime
+    except ImportError:
+        process = None
+    loop = getattr(system, "loop_worker", None)
+    return {"tracking": system.tracking_cpu_s, "odometry": system.worker.cpu_s,
+            "loop": None if loop is None else loop.cpu_s,
+            "reader": None if system.reader is None else system.reader.cpu_s,
+            "process": process}
+
+
 def build_report(system: Any, res: list[FrameResult], ok: list[FrameResult], poses: np.ndarray, snap: Any,
                  n: int, wall: float, t_track: float, read_times: list[float], interrupted: bool,
                  error: BaseException | None) -> dict[str, Any]:
@@ -88,6 +106,7 @@ def build_report(system: Any, res: list[FrameResult], ok: list[FrameResult], pos
         "fps": n / wall if wall > 0 else 0.0,
         "tracking_fps": n / t_track if t_track > 0 else 0.0,
         "timings_ms": stages, "frame_time_ms": _percentiles(_frame_times(system)[1]), "ba": system.worker.summary(),
+        "cpu_s": cpu_report(system),
         "loop_closure": _loop_report(system),
         "map": getattr(system, "map_info", None),
         "config": system.cfg.as_dict(),

@@ -8,6 +8,7 @@ closure and the one without make the same decisions until the loop: a like-for-l
 from __future__ import annotations
 
 import json
+import resource
 import threading
 import time
 from pathlib import Path
@@ -43,8 +44,19 @@ def _run(tmp_path: Path, name: str, loop: bool, frames: int = FRAMES, scene: str
 
 def test_loop_closure_lowers_ate_and_writes_its_outputs(tmp_path: Path) -> None:
     _, off = _run(tmp_path, "noloop", False)
+    used = resource.getrusage(resource.RUSAGE_SELF)
     system, on = _run(tmp_path, "loop", True)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    used = (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime)
     assert off["loop_closure"] == "disabled (--no-loop)"
+    # report.json's CPU time per thread: every thread worked (the loop thread only with loop closure),
+    # and together they account for most of what the process used over the run, never more
+    for rep, loop in ((off, False), (on, True)):
+        cpu = rep["cpu_s"]
+        assert cpu["tracking"] > 0 and cpu["odometry"] > 0 and cpu["reader"] > 0
+        assert (cpu["loop"] is not None and cpu["loop"] > 0) == loop
+    threads = sum(v for k, v in on["cpu_s"].items() if k != "process")
+    assert 0.7 * used < threads <= used + 0.05, (threads, used)
     lc = on["loop_closure"]
     assert lc["status"] == "ok" and lc["accepted"] >= 1
     assert on["ate"]["rmse"] < off["ate"]["rmse"]
