@@ -6,7 +6,8 @@ Issue 10, point 4: a stereo EuRoC-format sequence (room_loop rendered at 752x480
 alternating, `--trials` times each, every run in its own process as a user would start it, on the
 threads of a live run (not blocking mode). Reported per run: frames/s (frames over the wall time
 from the first frame to the end of the workers), tracking frame time p50/p99, loops, the CPU time
-the process used (user + system, all threads: what loop closure adds on a machine with 2 cores); and per
+the process used (user + system, all threads: what loop closure adds on a machine with 2 cores) and
+each thread's share (report.json's cpu_s); and per
 setting the median over the trials, the pairwise p99 ratio (loop / no-loop of the same trial) and
 its median. A single pair is not a measurement on a shared 2-core machine: consecutive identical
 runs differ by 10-15% in frames/s there, hence the alternation and the medians.
@@ -63,7 +64,15 @@ def one_run(config: str, source: Path, out: Path, loop: bool) -> dict:
             "ate_percent": rep.get("ate", {}).get("rmse_percent_of_path"),
             "ate_mm": 1e3 * rep["ate"]["rmse"] if "ate" in rep else None,
             "lag_wait_s": rep["ba"].get("lag_wait_s", 0.0), "cpu_s": cpu_s,
+            "cpu_threads_s": rep.get("cpu_s"),  # per thread: tracking, odometry, loop, reader, process
             "places_queried": lc.get("keyframes_queried") if isinstance(lc, dict) else None}
+
+
+def _threads(cpu: dict | None) -> str:
+    """'tracking 6.2 / odometry 4.7 / ...' from report.json's cpu_s (threads that ran)."""
+    if not cpu:
+        return "no per-thread CPU"
+    return " / ".join(f"{k} {v:.1f}" for k, v in cpu.items() if k != "process" and v is not None)
 
 
 def main() -> int:
@@ -95,6 +104,7 @@ def main() -> int:
                 print(f"trial {trial} {name:11s} {'loop   ' if loop else 'no-loop'}  {r['fps']:5.1f} frames/s  "
                       f"p50 {r['p50_ms']:5.1f} ms  p99 {r['p99_ms']:5.1f} ms  loops {r['loops']}  "
                       f"ATE {r['ate_mm']:.2f} mm  waited for BA {r['lag_wait_s']:.1f} s  CPU {r['cpu_s']:.1f} s"
+                      f" ({_threads(r['cpu_threads_s'])})"
                       + (f"  places queried {r['places_queried']}" if loop else ""), flush=True)
     summary = {}
     print("\n| setting | frames/s (median) | frames/s (min-max) | p99 ms (median) | ATE mm (median) | CPU s (median) | loops |")

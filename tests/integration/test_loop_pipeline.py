@@ -50,13 +50,15 @@ def test_loop_closure_lowers_ate_and_writes_its_outputs(tmp_path: Path) -> None:
     used = (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime)
     assert off["loop_closure"] == "disabled (--no-loop)"
     # report.json's CPU time per thread: every thread worked (the loop thread only with loop closure),
-    # and together they account for most of what the process used over the run, never more
+    # each at most one core over the run (its own clock, not the process's), and together no more
+    # than the process used over the run (which also counts threads of others, e.g. a BLAS pool)
     for rep, loop in ((off, False), (on, True)):
         cpu = rep["cpu_s"]
-        assert cpu["tracking"] > 0 and cpu["odometry"] > 0 and cpu["reader"] > 0
-        assert (cpu["loop"] is not None and cpu["loop"] > 0) == loop
+        assert (cpu["loop"] is not None) == loop
+        for name in ("tracking", "odometry", "reader") + (("loop",) if loop else ()):
+            assert 0 < cpu[name] <= rep["wall_time_s"] + 0.5, (name, cpu[name], rep["wall_time_s"])
     threads = sum(v for k, v in on["cpu_s"].items() if k != "process")
-    assert 0.7 * used < threads <= used + 0.05, (threads, used)
+    assert threads <= used + 0.05, (threads, used)
     lc = on["loop_closure"]
     assert lc["status"] == "ok" and lc["accepted"] >= 1
     assert on["ate"]["rmse"] < off["ate"]["rmse"]
