@@ -1,4 +1,4 @@
-"""Process and thread settings of a run: worker priority, BLAS threads, the allocator (a leaf module)."""
+"""Process and thread settings of a run: priority, BLAS threads, the allocator, thread CPU time (a leaf module)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import ctypes
 import os
 import sys
 import threading
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 
 def lower_priority(nice: int) -> None:
@@ -19,6 +20,15 @@ def lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError:
         pass  # not permitted here: run at normal priority
+
+
+def counting_cpu(owner: Any, body: Callable[[], None]) -> None:
+    """A worker thread's target: run body, then leave the thread's CPU seconds in owner.cpu_s
+    (report.json's cpu_s), however body ended."""
+    try:
+        body()
+    finally:
+        owner.cpu_s = time.thread_time()
 
 
 def one_blas_thread() -> None:

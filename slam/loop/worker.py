@@ -28,7 +28,7 @@ import traceback
 from typing import Any
 
 from slam.loop.closer import LoopCloser
-from slam.priority import lower_priority
+from slam.priority import counting_cpu, lower_priority
 
 _STOP = object()
 
@@ -47,7 +47,7 @@ class LoopWorker:
         closer.abort = self.abort_event
         self.busy_since: float | None = None
         self.cpu_s: float | None = None  # the thread's CPU time once it has ended
-        self._thread = threading.Thread(target=self._run, name="loop", daemon=True)
+        self._thread = threading.Thread(target=counting_cpu, args=(self, self._run), name="loop", daemon=True)
 
     def start(self) -> None:
         """Start the thread."""
@@ -96,12 +96,6 @@ class LoopWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self.cpu_s = time.thread_time()  # this thread's CPU time, for report.json
-
-    def _loop(self) -> None:
         lower_priority(self.nice)
         while True:
             item = self.queue.get()

@@ -22,7 +22,7 @@ from slam.map.keyframe import KeyframeData
 from slam.map.map import Map
 from slam.odometry.landmarks import from_measurements, triangulate_tracks
 from slam.odometry.window import WindowData, WindowStats, optimize
-from slam.priority import lower_priority
+from slam.priority import counting_cpu, lower_priority
 
 _STOP = object()
 
@@ -56,7 +56,7 @@ class OdometryWorker:
         self.stats: list[WindowStats] = []
         self.insert_times: list[float] = []
         self.landmarks_created = 0
-        self._thread = threading.Thread(target=self._run, name="odometry", daemon=True)
+        self._thread = threading.Thread(target=counting_cpu, args=(self, self._run), name="odometry", daemon=True)
         self._count_lock = threading.Lock()
         self._solved_cv = threading.Condition(self._count_lock)  # notified after every window solve
         self._submitted = self._inserted = self._solved = 0
@@ -117,12 +117,6 @@ class OdometryWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self.cpu_s = time.thread_time()  # this thread's CPU time, for report.json
-
-    def _loop(self) -> None:
         lower_priority(self.nice)
         stop = False
         while not stop:

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, Iterator
 
+from slam.priority import counting_cpu
 from slam.sources.base import Frame, Source
 
 _END = object()
@@ -21,7 +22,7 @@ class Prefetcher:
         self.stop_event = threading.Event()
         self.read_times: list[float] = []
         self.cpu_s: float | None = None  # the thread's CPU time once it has ended
-        self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
+        self._thread = threading.Thread(target=counting_cpu, args=(self, self._run), name="reader", daemon=True)
         self._thread.start()
 
     def _put(self, item: Any) -> bool:
@@ -34,12 +35,6 @@ class Prefetcher:
         return False
 
     def _run(self) -> None:
-        try:
-            self._read()
-        finally:
-            self.cpu_s = time.thread_time()  # this thread's CPU time, for report.json
-
-    def _read(self) -> None:
         try:
             it = iter(self.source)
             n = 0

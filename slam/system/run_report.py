@@ -73,9 +73,8 @@ def cpu_report(system: Any) -> dict[str, float | None]:
         process: float | None = ru.ru_utime + ru.ru_stime
     except ImportError:
         process = None
-    loop = getattr(system, "loop_worker", None)
     return {"tracking": system.tracking_cpu_s, "odometry": system.worker.cpu_s,
-            "loop": None if loop is None else loop.cpu_s,
+            "loop": None if system.loop_worker is None else system.loop_worker.cpu_s,
             "reader": None if system.reader is None else system.reader.cpu_s,
             "process": process}
 
