@@ -63,7 +63,7 @@ test: venv
 
 bench: venv
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test,bench]'
-	$(BIN)/python scripts/bench_solvers.py --out bench_out
+	$(BIN)/python scripts/bench_solvers.py --starts 8 --out bench_out
 	$(BIN)/python scripts/bench_scaling.py --out bench_out
 	$(BIN)/python scripts/bench_odometry.py --accuracy --out bench_out/odometry
 

@@ -44,6 +44,8 @@ from slam.priority import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()  # as `slam` does (fresh mmaps for every large temporary cost page faults)
 
+import numpy as np  # noqa: E402
+
 from slam.solvers.lm import SolverOptions, solve  # noqa: E402
 from slam.solvers.precision import PRESETS  # noqa: E402
 from slam.io.text import write_text_atomic  # noqa: E402
@@ -91,7 +93,7 @@ def run_ours(kind: str, path: Path, preset: str, preconditioner: str = "auto", *
         from slam.solvers import ba
 
         problem = ba.from_bal(read_bal(path))
-        opt = ba.default_options(preset)
+        opt = ba.default_options(preset, **extra)
         opt.preconditioner = preconditioner
     t0 = time.perf_counter()
     s = solve(problem, opt)
@@ -122,6 +124,25 @@ def run_peer(kind: str, path: Path, initialize: bool = False) -> dict[str, Any] 
         return None
 
 
+def start_sweep(path: Path, presets: list[str], k: int, entry: dict[str, Any]) -> list[str]:
+    """Each preset solved from k initial dampings (geometric, x0.4 .. x3 the default): a table of mean
+    and median time and LM iterations, and each preset's mean time over fp32's (kept in entry)."""
+    base = SolverOptions().initial_lambda
+    lams = [base * f for f in np.geomspace(0.4, 3.0, k)] if k > 1 else [base]
+    rows = {p: [run_ours("ba", path, p, initial_lambda=float(lam)) for lam in lams] for p in presets}
+    entry["starts"] = {p: [{"initial_lambda": float(lam), "time_s": r["time_s"], "iterations": r["iterations"],
+                            "final_cost": r["final_cost"]} for lam, r in zip(lams, rs)] for p, rs in rows.items()}
+    ref = np.mean([r["time_s"] for r in rows["fp32"]]) if "fp32" in rows else None
+    out = ["", f"LM from {len(lams)} initial dampings ({lams[0]:.1e} .. {lams[-1]:.1e}; the default is {base:.0e}):", "",
+           fmt_row(["preset", "time s mean", "time s median", "LM its", "mean time / fp32's", "final cost max"]),
+           fmt_row(["---"] * 6)]
+    for p, rs in rows.items():
+        t = [r["time_s"] for r in rs]
+        out.append(fmt_row([p, f"{np.mean(t):.3f}", f"{np.median(t):.3f}", " ".join(str(r["iterations"]) for r in rs),
+                            f"{np.mean(t) / ref:.2f}" if ref else "-", f"{max(r['final_cost'] for r in rs):.10g}"]))
+    return out
+
+
 def fmt_row(cells: list[Any]) -> str:
     """One markdown table row."""
     return "| " + " | ".join(str(c) for c in cells) + " |"
@@ -136,6 +157,10 @@ def main() -> int:
     ap.add_argument("--no-peers", action="store_true", help="skip GTSAM/pycolmap")
     ap.add_argument("--no-hard", action="store_true", help="skip the generated hard pose graphs")
     ap.add_argument("--no-ablation", action="store_true", help="skip the preconditioner ablation runs (PGO)")
+    ap.add_argument("--starts", type=int, default=0,
+                    help="BA: also solve each preset from this many initial LM dampings spread around the default "
+                         "(x0.4 .. x3), and report mean and median time and iterations (LM's path on a BAL problem "
+                         "is chaotic: one start is one sample of it)")
     ap.add_argument("--repeat", type=int, default=2,
                     help="solves per preset, each from a fresh problem; the fastest is reported (default 2, "
                          "as the peer's best of two: a problem's first solve also pays for warming up)")
@@ -230,6 +255,8 @@ def main() -> int:
                               f"{m['time_s']:.2f} s; block IC(0) {z['linear_iterations']} CG {z['time_s']:.2f} s; "
                               f"complete min-degree factor {a['linear_iterations']} CG {a['time_s']:.2f} s "
                               "(all with the coarse level)."]
+            if kind == "ba" and args.starts > 0:
+                lines += start_sweep(path, presets, args.starts, entry)
             if peer:
                 # On NumPy the mixed run pays for emulating fp16, so fp64 is the fair CPU comparison
                 for prec in ("fp64", "mixed"):
