@@ -256,8 +256,8 @@ class PoseGraphProblem:
             WJ = self.W @ Jinv
             Ai = -WJ @ self.g.adjoint(self.g.inverse(XiinvXj))
             vals = self._values(Ai, WJ)
-        J = sp.csr_matrix((vals.astype(jacobian_dtype if np.dtype(jacobian_dtype) != np.float16 else np.float32),
-                           self._indices, self._indptr), shape=self._shape)
+        J = sp.csr_matrix((vals.astype(jacobian_dtype if np.dtype(jacobian_dtype) != np.float16 else np.float32,
+                                       copy=False), self._indices, self._indptr), shape=self._shape)
         if np.dtype(jacobian_dtype) == np.float16:
             J.data = J.data.astype(np.float16).astype(np.float32)
         return J, r.astype(np.float64)

@@ -34,7 +34,7 @@ AUTO_MAX_FILL = 2.0
 
 def scale_columns(J: sp.csr_matrix) -> np.ndarray:
     """Jacobi column scaling S = 1/||J_col|| (1 for empty columns), so J S has unit column norms."""
-    sq = np.bincount(J.indices, weights=np.square(J.data.astype(np.float64)), minlength=J.shape[1])
+    sq = np.bincount(J.indices, weights=np.square(J.data.astype(np.float64, copy=False)), minlength=J.shape[1])
     norms = np.sqrt(sq)
     return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
 
