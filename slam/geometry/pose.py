@@ -22,66 +22,35 @@ def project(T_cw: np.ndarray, X: np.ndarray, K: np.ndarray) -> tuple[np.ndarray,
     return uv, z
 
 
-def reprojection_jacobian(P: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (N,6) of d u / d[w, v] and d v / d[w, v] for camera-frame points P (N,3) under the
-    perturbation P <- Exp(w) P + v: the projection's Jacobian times [-P^, I], in closed form."""
-    fx, fy = K[0, 0], K[1, 1]
-    x, y = P[:, 0], P[:, 1]
-    iz = 1.0 / np.maximum(P[:, 2], 1e-6)
-    xz, yz = x * iz, y * iz
-    Ju = np.empty((len(P), 6))
-    Jv = np.empty((len(P), 6))
-    # d u / d P = fx iz (1, 0, -x/z), and a^T (-P^) = (P x a)^T
-    Ju[:, 0] = -fx * xz * yz
-    Ju[:, 1] = fx * (1.0 + xz * xz)
-    Ju[:, 2] = -fx * yz
-    Ju[:, 3] = fx * iz
-    Ju[:, 4] = 0.0
-    Ju[:, 5] = -fx * xz * iz
-    Jv[:, 0] = -fy * (1.0 + yz * yz)
-    Jv[:, 1] = fy * xz * yz
-    Jv[:, 2] = fy * xz
-    Jv[:, 3] = 0.0
-    Jv[:, 4] = fy * iz
-    Jv[:, 5] = -fy * yz * iz
-    return Ju, Jv
-
-
-def _rotation(w: np.ndarray) -> np.ndarray:
-    """Exp(w) of one rotation vector (Rodrigues), without the batched machinery of lie.so3_exp."""
-    th = float(np.sqrt(w @ w))
-    W = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
-    if th < 1e-4:  # series: sin(th)/th = 1 - th^2/6, (1-cos th)/th^2 = 1/2 - th^2/24
-        a, b = 1.0 - th * th / 6.0, 0.5 - th * th / 24.0
-    else:
-        a, b = np.sin(th) / th, (1.0 - np.cos(th)) / (th * th)
-    return np.eye(3) + a * W + b * (W @ W)
-
-
 def _gauss_newton(T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray, huber: float,
                   iterations: int) -> np.ndarray:
     """Huber-weighted Gauss-Newton on the reprojection error of all given matches."""
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    fx, fy = K[0, 0], K[1, 1]
     T = T_cw.copy()
     for _ in range(iterations):
         P = X @ T[:3, :3].T + T[:3, 3]
-        iz = 1.0 / np.maximum(P[:, 2], 1e-6)
-        ru = fx * P[:, 0] * iz + cx - uv[:, 0]
-        rv = fy * P[:, 1] * iz + cy - uv[:, 1]
-        e = np.sqrt(ru * ru + rv * rv)
+        z = np.maximum(P[:, 2], 1e-6)
+        iz = 1.0 / z
+        r = np.stack([fx * P[:, 0] * iz + K[0, 2], fy * P[:, 1] * iz + K[1, 2]], axis=1) - uv
+        e = np.linalg.norm(r, axis=1)
         w = np.where(e <= huber, 1.0, huber / np.maximum(e, 1e-12))
-        Ju, Jv = reprojection_jacobian(P, K)
-        Wu, Wv = Ju * w[:, None], Jv * w[:, None]
-        H = Wu.T @ Ju + Wv.T @ Jv + 1e-9 * np.eye(6)
-        g = Wu.T @ ru + Wv.T @ rv
+        A = np.zeros((len(X), 2, 3))
+        A[:, 0, 0] = fx * iz
+        A[:, 1, 1] = fy * iz
+        A[:, 0, 2] = -fx * P[:, 0] * iz * iz
+        A[:, 1, 2] = -fy * P[:, 1] * iz * iz
+        J = np.concatenate([np.cross(P[:, None, :], A), A], axis=2)  # row a: a^T (-P^) = (P x a)^T
+        Jw = J * w[:, None, None]
+        H = np.einsum("nki,nkj->ij", Jw, J) + 1e-9 * np.eye(6)
+        g = np.einsum("nki,nk->i", Jw, r)
         try:
             d = -np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        E = _rotation(d[:3])
+        E = lie.so3_exp(d[:3])
         T[:3, :3] = E @ T[:3, :3]
         T[:3, 3] = E @ T[:3, 3] + d[3:]
-        if np.sqrt(d @ d) < 1e-6:  # ~1e-6 rad and um: far below pixel noise
+        if np.linalg.norm(d) < 1e-6:  # ~1e-6 rad and um: far below pixel noise
             break
     return T
 
