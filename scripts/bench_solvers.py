@@ -17,9 +17,14 @@ jobs share the machine). A summary table gives each preset's time as a multiple 
 Pose graphs also get a reference row: GTSAM LM started from GTSAM's own chordal estimate
 (InitializePose3, LAGO for 2-D; best of two, its time included), since our solver starts chordally
 when the file's start is poor and GTSAM's LM never does by itself.
+With --starts K, each BA problem is also solved by every preset from K initial LM dampings (0.4x to
+3x the default, geometric): LM's path on a BAL problem is chaotic in every precision (ladybug-49:
+7 to 35 iterations from those starts), so the mean over starts compares presets where one start is
+one sample of that chaos.
 Writes bench_solvers.md (tables) and bench_solvers.json into --out.
 
     python scripts/bench_solvers.py [--out bench_out] [--problems sphere2500,problem-49] [--presets fp64,mixed]
+                                    [--starts 8]
 """
 
 from __future__ import annotations
