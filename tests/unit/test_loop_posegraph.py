@@ -307,6 +307,42 @@ def test_a_loop_that_contradicts_the_graph_is_rejected_and_nothing_moves() -> No
     assert off.loops[-1]["pgo"]["loop_chi2_bound"] is None
 
 
+def test_a_true_monocular_loop_after_steady_scale_drift_passes_the_consistency_test() -> None:
+    """A monocular map's scale drifts one way (0.1% a keyframe: x1.18 over 170 keyframes, as on
+    room_figure8 mono seed 2026) while every keyframe is held by a band of covisibility edges
+    measured from that drifted map. The true loop must still close under the default consistency
+    test (LoopConfig.sigma_scale); with the scale as stiff as rotation and translation (0.01) the
+    band kept a chi2 above the bound on the loop edge and rejected it, as it did all 9 true loops
+    of that run."""
+    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+    from slam.loop.posegraph import loop_chi2_bound
+
+    n, drift = 170, 1.001
+    truth = _circle(n)
+    est = _drifted(truth, 0.0005, scale_per_step=drift)
+    S_loop = lie.se3_inverse(truth[0]) @ truth[n - 1]
+    S_loop[:3, :3] /= drift ** (n - 1)
+    places = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
+                              verify=lambda kf, place, match: Verified(S_loop, 130, scale=drift ** -(n - 1)))
+    results = {}
+    for sigma in (None, 0.01):
+        m = _map_with(est, shared=270, per_kf=300)  # keyframes up to 6 apart share >= 100 landmarks
+        cfg = LoopConfig(fuse_landmarks=False, min_keyframes_between=-100, global_ba=False)
+        if sigma is not None:
+            cfg.sigma_scale = sigma
+        closer = LoopCloser(m, "mono", cfg, "mixed", places)
+        results[sigma] = (closer.process(n - 1, 0.1 * (n - 1), object()), closer, m)
+    rec, closer, m = results[None]
+    assert rec is not None and closer.rejections == {}
+    assert closer.last_solution.graph.counts()["covisibility"] > 4 * n
+    assert rec["pgo"]["loop_chi2"] < loop_chi2_bound("sim3", 0.999)
+    s, _, _ = lie.sRt(closer.last_solution.poses)
+    assert s[-1] == pytest.approx(drift ** -(n - 1), rel=0.05)  # the drifted scale is taken back out
+    stiff, stiff_closer, stiff_map = results[0.01]
+    assert stiff is None and stiff_closer.rejections == {"inconsistent_graph": 1}
+    np.testing.assert_array_equal(stiff_map.keyframe_table()[0], est)  # nothing written back
+
+
 def test_a_look_alike_place_is_rejected_before_the_pose_graph() -> None:
     """loop.max_correction_ratio: on a straight path that never returns (0.1 m per keyframe), a
     verified 'loop' saying keyframe 70 stands where keyframe 30 stood (a repeated corridor module
