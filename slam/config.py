@@ -80,6 +80,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "loop.place_features": (0, 5000), "loop.place_rate_hz": (0.0, None), "loop.recent_keyframes": (1, None), "loop.min_inliers": (6, None), "loop.max_distance": (0.0, None), "loop.max_steps_behind": (0.0, None),
     "loop.covisibility_min_shared": (1, None), "loop.sigma_rotation": (1e-9, None),
     "loop.sigma_translation": (1e-9, None), "loop.sigma_scale": (1e-9, None), "loop.loop_weight": (1e-6, None),
+    "loop.covisibility_weight": (1e-6, None),
     "loop.max_iterations": (1, None), "loop.pgo_max_keyframes": (0, None), "loop.pgo_local_path_keyframes": (0, None), "loop.global_ba_iterations": (1, None), "loop.global_ba_max_keyframes": (0, None), "loop.min_keyframes_between": (0, None), "loop.nice": (0, 19),
 }
 

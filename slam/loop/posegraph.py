@@ -10,8 +10,9 @@ monocular maps, whose scale drifts). Edges, e = Log(Z_ij^-1 X_i^-1 X_j):
 - loop: every accepted loop, measured by its verification (relative pose, and scale for Sim(3)).
 
 Information model (documented in LoopConfig): Omega = w diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3
-[, 1/sigma_scale^2]) with w = min(shared landmarks, 200) / 100 for odometry and covisibility edges
-(more shared landmarks, a better-determined relative pose; floored at 0.1) and
+[, 1/sigma_scale^2]) with w = min(shared landmarks, 200) / 100 for odometry edges, the same times
+`covisibility_weight` for covisibility edges (they overlap, so each counts the map's shape only
+partly) (more shared landmarks, a better-determined relative pose; floored at 0.1) and
 w = loop_weight * min(inliers, 200) / 100 for loop edges. The first keyframe is held fixed
 (and, by PoseGraphProblem's gauge rule, the first of every piece no loop joins to it yet).
 
@@ -129,7 +130,7 @@ def build_graph(the_map: Any, loops: list[LoopEdge], cfg: LoopConfig, group: str
     # covisibility: strong, non-consecutive
     strong = covis[covis[:, 1] - covis[:, 0] > 1]
     cov = strong[:, :2]
-    cov_w = _support_weight(strong[:, 2].astype(float))
+    cov_w = cfg.covisibility_weight * _support_weight(strong[:, 2].astype(float))
     # loop edges
     lp = np.array([[e.match, e.query] for e in loops if max(e.match, e.query) < n], np.int64).reshape(-1, 2)
     lp_Z = np.array([e.Z for e in loops if max(e.match, e.query) < n]).reshape(-1, 4, 4)

@@ -307,14 +307,27 @@ def test_a_loop_that_contradicts_the_graph_is_rejected_and_nothing_moves() -> No
     assert off.loops[-1]["pgo"]["loop_chi2_bound"] is None
 
 
+def _close_first_loop(est: np.ndarray, S_loop: np.ndarray, sensor: str, scale: float, **cfg: float) -> tuple:
+    """(record or None, closer, map) of one loop from the last keyframe of `est` to the first, on a
+    map whose keyframes up to 6 apart share >= 100 landmarks (a covisibility band like a real run's)."""
+    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+
+    n = len(est)
+    places = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
+                              verify=lambda kf, place, match: Verified(S_loop, 130, scale=scale))
+    m = _map_with(est, shared=270, per_kf=300)
+    closer = LoopCloser(m, sensor, LoopConfig(fuse_landmarks=False, min_keyframes_between=-100, global_ba=False, **cfg),
+                        "mixed", places)
+    return closer.process(n - 1, 0.1 * (n - 1), object()), closer, m
+
+
 def test_a_true_monocular_loop_after_steady_scale_drift_passes_the_consistency_test() -> None:
     """A monocular map's scale drifts one way (0.1% a keyframe: x1.18 over 170 keyframes, as on
     room_figure8 mono seed 2026) while every keyframe is held by a band of covisibility edges
-    measured from that drifted map. The true loop must still close under the default consistency
-    test (LoopConfig.sigma_scale); with the scale as stiff as rotation and translation (0.01) the
-    band kept a chi2 above the bound on the loop edge and rejected it, as it did all 9 true loops
-    of that run."""
-    from slam.loop.closer import LoopCloser, PlaceRecognition, Verified
+    measured from that drifted map. The true loop must close under the default consistency test
+    (LoopConfig.sigma_scale, covisibility_weight); with the scale as stiff as rotation and
+    translation and the band at full weight (the old model) it kept a chi2 above the bound and was
+    rejected, as all 9 true loops of that run were."""
     from slam.loop.posegraph import loop_chi2_bound
 
     n, drift = 170, 1.001
@@ -322,25 +335,35 @@ def test_a_true_monocular_loop_after_steady_scale_drift_passes_the_consistency_t
     est = _drifted(truth, 0.0005, scale_per_step=drift)
     S_loop = lie.se3_inverse(truth[0]) @ truth[n - 1]
     S_loop[:3, :3] /= drift ** (n - 1)
-    places = PlaceRecognition(candidates=lambda kf, place: [(0, 1.0)],
-                              verify=lambda kf, place, match: Verified(S_loop, 130, scale=drift ** -(n - 1)))
-    results = {}
-    for sigma in (None, 0.01):
-        m = _map_with(est, shared=270, per_kf=300)  # keyframes up to 6 apart share >= 100 landmarks
-        cfg = LoopConfig(fuse_landmarks=False, min_keyframes_between=-100, global_ba=False)
-        if sigma is not None:
-            cfg.sigma_scale = sigma
-        closer = LoopCloser(m, "mono", cfg, "mixed", places)
-        results[sigma] = (closer.process(n - 1, 0.1 * (n - 1), object()), closer, m)
-    rec, closer, m = results[None]
+    rec, closer, m = _close_first_loop(est, S_loop, "mono", drift ** -(n - 1))
     assert rec is not None and closer.rejections == {}
     assert closer.last_solution.graph.counts()["covisibility"] > 4 * n
     assert rec["pgo"]["loop_chi2"] < loop_chi2_bound("sim3", 0.999)
     s, _, _ = lie.sRt(closer.last_solution.poses)
     assert s[-1] == pytest.approx(drift ** -(n - 1), rel=0.05)  # the drifted scale is taken back out
-    stiff, stiff_closer, stiff_map = results[0.01]
+    stiff, stiff_closer, stiff_map = _close_first_loop(est, S_loop, "mono", drift ** -(n - 1),
+                                                       sigma_scale=0.01, covisibility_weight=1.0)
     assert stiff is None and stiff_closer.rejections == {"inconsistent_graph": 1}
     np.testing.assert_array_equal(stiff_map.keyframe_table()[0], est)  # nothing written back
+
+
+def test_a_true_loop_after_steady_heading_drift_passes_the_consistency_test() -> None:
+    """The same stiffness in rotation (LoopConfig.covisibility_weight): odometry that turned 14.6
+    degrees too far over 170 keyframes, a covisibility band, the true loop. At full weight the band
+    left chi2 47 on the loop edge (bound 22.5) and rejected it; a wrong loop still fails the test
+    (test_a_loop_that_contradicts_the_graph_is_rejected_and_nothing_moves)."""
+    from slam.loop.posegraph import loop_chi2_bound
+
+    n = 170
+    truth = _circle(n)
+    est = _drifted(truth, 0.0015)
+    S_loop = lie.se3_inverse(truth[0]) @ truth[n - 1]
+    rec, closer, _ = _close_first_loop(est, S_loop, "stereo", 1.0)
+    assert rec is not None and rec["pgo"]["loop_chi2"] < loop_chi2_bound("se3", 0.999)
+    X = closer.last_solution.poses
+    assert _rot_err_deg(X, truth).max() < 0.25 * _rot_err_deg(est, truth).max()
+    stiff, stiff_closer, _ = _close_first_loop(est, S_loop, "stereo", 1.0, covisibility_weight=1.0)
+    assert stiff is None and stiff_closer.rejections == {"inconsistent_graph": 1}
 
 
 def test_a_look_alike_place_is_rejected_before_the_pose_graph() -> None:
