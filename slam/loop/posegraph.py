@@ -10,9 +10,9 @@ monocular maps, whose scale drifts). Edges, e = Log(Z_ij^-1 X_i^-1 X_j):
 - loop: every accepted loop, measured by its verification (relative pose, and scale for Sim(3)).
 
 Information model (documented in LoopConfig): Omega = w diag(1/sigma_rot^2 I3, 1/sigma_trans^2 I3
-[, 1/sigma_scale^2]) with w = min(shared landmarks, 200) / 100 for odometry edges, the same times
-`covisibility_weight` for covisibility edges (they overlap, so each counts the map's shape only
-partly) (more shared landmarks, a better-determined relative pose; floored at 0.1) and
+[, 1/sigma_scale^2]) with w = min(shared landmarks, 200) / 100 for odometry edges (more shared
+landmarks, a better-determined relative pose; floored at 0.1), that times `covisibility_weight` for
+covisibility edges (they overlap, so each may count the map's shape only partly) and
 w = loop_weight * min(inliers, 200) / 100 for loop edges. The first keyframe is held fixed
 (and, by PoseGraphProblem's gauge rule, the first of every piece no loop joins to it yet).
 
