@@ -62,8 +62,8 @@ class LoopConfig:
     # so at full weight they count its relative poses several times and the graph resists a drift
     # that grew steadily far more than the odometry deserves. The consistency test then rejects
     # true loops: on a 174-keyframe room_figure8 graph with a synthetic steady heading drift, the
-    # loop edge kept chi2 23.4 at 10 degrees (bound 22.5); at 0.25, 10 degrees leaves 2.9 and ~28
-    # degrees reach the bound. Measured, blocking, 1.0 -> 0.25: office_long seed 1 stereo 85 -> 83
+    # loop edge kept chi2 23.4 at 10 degrees (bound 22.5); at 0.25, 10 degrees leave 2.9, 20 degrees
+    # 11.5 and 30 degrees 25.9. Measured, blocking, 1.0 -> 0.25: office_long seed 1 stereo 85 -> 83
     # loops, ATE 0.004 -> 0.003% of the path, RGB-D 86 -> 89 loops, 0.006% both, none false either
     # way; mono room_loop / room_figure8 / street_loop seeds 2026 and 4711: the same loops and ATE
     # within 0.003%; stereo room_loop / room_figure8 / street_loop and RGB-D room_loop / room_figure8
